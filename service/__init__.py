@@ -1,0 +1,1 @@
+"""A contract-first multi-user todo API over PostgreSQL."""

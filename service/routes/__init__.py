@@ -1,0 +1,1 @@
+"""HTTP routes: thin functions from a parsed request to a data-layer call."""

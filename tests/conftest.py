@@ -1,0 +1,173 @@
+"""Which PostgreSQL the tests use, a clean database per test, the app under test, the
+SQL audit's recorder, and the hook that feeds the conformance report."""
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from fastapi.testclient import TestClient
+from sql_audit import StatementLog
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from service import migrations
+from service.app import create_app
+from service.db import Database, create_engine, sqlalchemy_url
+from service.embedded import EmbeddedPostgres
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_PATH = REPO / "openapi.yaml"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--req-results", default=None, help="write each test's outcome and req ids as JSON here"
+    )
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TEST_DATABASE_URL if set; else a container when a Docker engine answers; else the
+    embedded PostgreSQL wheel. Never SQLite, never a mock."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:17-alpine", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+        url = server.start()
+        try:
+            yield url
+        finally:
+            server.stop()
+
+
+def make_settings(url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "NEON_DATABASE_URL": url,
+        "TODO_DB_POOL_TIMEOUT": 2,
+        "TODO_DB_CONNECT_TIMEOUT": 2,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(postgres_url: str) -> Settings:
+    return make_settings(postgres_url)
+
+
+@pytest.fixture(scope="session")
+def statement_log() -> StatementLog:
+    """Every statement every service engine sent during the whole run."""
+    return StatementLog()
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings, statement_log: StatementLog) -> Iterator[Database]:
+    assert settings.database_url
+    migrations.upgrade(settings.database_url)
+    engine = create_engine(settings.database_url, settings)
+    statement_log.attach(engine)
+    db = Database(engine, settings)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def admin_engine(postgres_url: str, database: Database) -> Iterator[Engine]:
+    """For the tests' own plumbing and inspection; not audited, not the service's."""
+    engine = sqlalchemy.create_engine(sqlalchemy_url(postgres_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def clean_database(request: pytest.FixtureRequest) -> None:
+    if "admin_engine" not in request.fixturenames and "client" not in request.fixturenames:
+        return
+    engine: Engine = request.getfixturevalue("admin_engine")
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE users, todos"))
+
+
+@pytest.fixture
+def client(settings: Settings, database: Database) -> TestClient:
+    return TestClient(create_app(settings, database), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def alice() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def bob() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def spare_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own, which it may stop and start."""
+    server = EmbeddedPostgres(tmp_path / "spare")
+    server.start()
+    migrations.upgrade(server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- the audit runs after everything else, so it sees the whole run's statements ------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("audit_last") is not None)
+
+
+# -- outcomes per requirement id, for contracts/conformance.py -----------------------
+
+_outcomes: dict[str, dict[str, Any]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    entry = _outcomes.setdefault(report.nodeid, {"outcome": "not run", "req": []})
+    if report.failed:
+        entry["outcome"] = "failed"
+    elif entry["outcome"] == "failed":
+        return
+    elif report.skipped:
+        entry["outcome"] = "skipped"
+    elif report.when == "call" and report.passed:
+        entry["outcome"] = "passed"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:
+        ids = [i for marker in item.iter_markers("req") for i in marker.args]
+        _outcomes[item.nodeid] = {"outcome": "not run", "req": sorted(set(ids))}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--req-results")
+    if path:
+        Path(path).write_text(json.dumps(_outcomes, indent=2, sort_keys=True))

@@ -1,0 +1,120 @@
+"""`todo-service serve` on a fresh machine: embedded PostgreSQL, data that survives a
+restart, and the database stopped when the service is sent SIGTERM."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from service.db import direct_url, sqlalchemy_url
+from service.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _postgres_running(pgdata: Path) -> bool:
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "postgres" and str(pgdata) in " ".join(process.info["cmdline"] or []):
+            return True
+    return False
+
+
+def _serve(workdir: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_ready(base: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("serve did not become ready within 60 s")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    return output
+
+
+@pytest.mark.req("FR-005")
+def test_serve_without_a_url_runs_embedded_postgres_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    user = {"X-User-ID": str(uuid.uuid4())}
+    pgdata = tmp_path / ".todo-service" / "pgdata"
+
+    first = _serve(tmp_path, port)
+    _wait_ready(base, first)
+    created = httpx.post(f"{base}/api/v1/todos", json={"title": "persist me"}, headers=user)
+    assert created.status_code == 201
+    output = _stop(first)
+    assert first.returncode == 0
+    assert f"data in {pgdata}" in output
+    assert not _postgres_running(pgdata), "SIGTERM must stop the embedded PostgreSQL"
+
+    second = _serve(tmp_path, port)
+    _wait_ready(base, second)
+    listed = httpx.get(f"{base}/api/v1/todos", headers=user).json()
+    _stop(second)
+    assert [t["title"] for t in listed["items"]] == ["persist me"]
+    assert not _postgres_running(pgdata)
+
+
+@pytest.mark.req("FR-005")
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            "postgres://u:p@ep-x-pooler.eu.aws.neon.tech/db?sslmode=require&channel_binding=require",
+            "postgresql+psycopg2://u:p@ep-x-pooler.eu.aws.neon.tech/db?sslmode=require&channel_binding=require",
+        ),
+        ("postgresql://u@localhost:5433/db", "postgresql+psycopg2://u@localhost:5433/db"),
+    ],
+)
+def test_neon_style_urls_are_accepted_with_their_options(given: str, expected: str) -> None:
+    assert sqlalchemy_url(given) == expected
+
+
+@pytest.mark.req("FR-005", "FR-007")
+def test_migrations_use_the_direct_host_of_a_pooler_url() -> None:
+    pooled = "postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db?sslmode=require"
+    assert direct_url(pooled) == "postgresql://u:p@ep-cool-1.eu-central-1.aws.neon.tech/db?sslmode=require"
+    assert direct_url("postgresql://u@localhost/db") == "postgresql://u@localhost/db"
+
+
+@pytest.mark.req("FR-007")
+def test_pool_sizes_and_timeouts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TODO_DB_POOL_SIZE", "7")
+    monkeypatch.setenv("TODO_DB_MAX_OVERFLOW", "3")
+    monkeypatch.setenv("TODO_DB_POOL_TIMEOUT", "1.5")
+    monkeypatch.setenv("TODO_DB_STATEMENT_TIMEOUT_MS", "1234")
+    settings = Settings()
+    assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (7, 3, 1.5)
+    assert settings.statement_timeout_ms == 1234

@@ -1,0 +1,108 @@
+"""One error shape everywhere; distinct status and code per kind of failure."""
+
+import uuid
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from api import TODOS, as_user, problem, todo_url
+from conftest import SPEC_PATH
+from fastapi.testclient import TestClient
+
+from service import todos
+
+SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+PROBLEM_SCHEMA = {**SPEC["components"]["schemas"]["Problem"], "components": SPEC["components"]}
+SOME_ID = "0b9f1f6e-3c0a-4b8e-9b7e-6f3f3d2a1c55"
+
+OPERATIONS = [
+    ("POST", TODOS, {"title": "x"}),
+    ("GET", TODOS, None),
+    ("GET", todo_url(SOME_ID), None),
+    ("PATCH", todo_url(SOME_ID), {"is_completed": True}),
+    ("DELETE", todo_url(SOME_ID), None),
+]
+
+
+def _valid_problem(body: dict[str, Any]) -> None:
+    jsonschema.validate(body, PROBLEM_SCHEMA)
+
+
+@pytest.mark.req("FR-015", "EC-2", "FR-020")
+@pytest.mark.parametrize(("method", "path", "body"), OPERATIONS)
+@pytest.mark.parametrize("header", [None, ""])
+def test_no_user_context_is_400_missing(
+    client: TestClient, method: str, path: str, body: Any, header: str | None
+) -> None:
+    headers = {} if header is None else {"X-User-ID": header}
+    response = client.request(method, path, json=body, headers=headers)
+    _valid_problem(problem(response, 400, "MISSING_USER_CONTEXT"))
+
+
+@pytest.mark.req("FR-015", "FR-020")
+@pytest.mark.parametrize(("method", "path", "body"), OPERATIONS)
+@pytest.mark.parametrize("header", ["alice", "12345", "0b9f1f6e3c0a4b8e9b7e6f3f3d2a1c55", " x "])
+def test_user_context_that_is_not_a_uuid_is_400_invalid(
+    client: TestClient, method: str, path: str, body: Any, header: str
+) -> None:
+    response = client.request(method, path, json=body, headers={"X-User-ID": header})
+    _valid_problem(problem(response, 400, "INVALID_USER_CONTEXT"))
+
+
+@pytest.mark.req("FR-020", "FR-021")
+def test_unknown_route_is_404_problem(client: TestClient, alice: str) -> None:
+    for path in ("/nope", "/api/v1/todos/a/b", "/api/v2/todos"):
+        _valid_problem(problem(client.get(path, headers=as_user(alice)), 404, "NOT_FOUND"))
+
+
+@pytest.mark.req("FR-020", "FR-021")
+@pytest.mark.parametrize("path", list(SPEC["paths"]))
+def test_wrong_method_is_405_listing_exactly_the_paths_methods(client: TestClient, path: str) -> None:
+    documented = sorted(m.upper() for m in SPEC["paths"][path] if m != "parameters")
+    concrete = path.replace("{todo_id}", SOME_ID)
+    for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - set(documented):
+        response = client.request(method, concrete)
+        _valid_problem(problem(response, 405, "METHOD_NOT_ALLOWED"))
+        assert sorted(response.headers["allow"].split(", ")) == documented
+
+
+@pytest.mark.req("FR-021", "FR-020")
+def test_not_found_validation_and_server_failure_differ(
+    client: TestClient, alice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_found = problem(client.get(todo_url(uuid.uuid4()), headers=as_user(alice)), 404, "NOT_FOUND")
+    invalid = problem(client.get(todo_url("x"), headers=as_user(alice)), 422, "VALIDATION_ERROR")
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("postgresql://user:hunter2@db/x exploded at line 42")
+
+    monkeypatch.setattr(todos, "list_all", broken)
+    response = client.get(TODOS, headers=as_user(alice))
+    failure = problem(response, 500, "INTERNAL_ERROR")
+    for body in (not_found, invalid, failure):
+        _valid_problem(body)
+    assert {not_found["type"], invalid["type"], failure["type"]} == {
+        "/problems/not-found", "/problems/validation-error", "/problems/internal-error"
+    }
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    assert "x-request-id" in response.headers
+
+
+@pytest.mark.req("FR-020")
+def test_validation_problem_has_the_documented_shape(client: TestClient, alice: str) -> None:
+    body = problem(client.post(TODOS, json={"title": ""}, headers=as_user(alice)), 422, "VALIDATION_ERROR")
+    _valid_problem(body)
+    assert body["errors"] == [
+        {"field": "title", "message": "must contain at least one character that is not whitespace"}
+    ]
+    assert "title" in body["detail"]
+
+
+@pytest.mark.req("FR-020")
+def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
+    echoed = client.get("/health/live", headers={"X-Request-ID": "trace-123"})
+    assert echoed.headers["x-request-id"] == "trace-123"
+    generated = client.get("/health/live", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert generated.headers["x-request-id"] not in {"", "bad id\twith spaces"}

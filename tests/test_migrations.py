@@ -1,0 +1,39 @@
+"""The schema comes from the packaged Alembic migrations, safely run concurrently."""
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from service.db import sqlalchemy_url
+from service.embedded import EmbeddedPostgres
+
+
+@pytest.mark.req("FR-001", "FR-005")
+def test_concurrent_migrations_converge_on_one_schema(spare_postgres: EmbeddedPostgres) -> None:
+    engine = create_engine(sqlalchemy_url(spare_postgres.url))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE todos, users, alembic_version"))
+    # Separate processes, as several `serve` processes starting at once would be.
+    migrators = [
+        subprocess.Popen(
+            [sys.executable, "-c", f"from service import migrations; migrations.upgrade({spare_postgres.url!r})"]
+        )
+        for _ in range(4)
+    ]
+    assert [m.wait(timeout=60) for m in migrators] == [0, 0, 0, 0]
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        fk = conn.execute(
+            text(
+                "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'todos'::regclass"
+                " AND contype = 'f'"
+            )
+        ).scalar_one()
+        assert fk == "c", "deleting a user must cascade to their todos"
+        index = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'todos_user_newest_first'")
+        ).scalar_one()
+        assert "(user_id, created_at DESC, id DESC)" in index
+    engine.dispose()

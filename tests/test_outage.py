@@ -1,0 +1,88 @@
+"""A database outage: clear 503s with Retry-After, fast, and recovery by itself."""
+
+import time
+from collections.abc import Callable
+
+import pytest
+from api import TODOS, as_user, create, problem, todo_url
+from conftest import make_settings
+from fastapi.testclient import TestClient
+from httpx import Response
+from sql_audit import StatementLog
+
+from service.app import create_app
+from service.db import Database, create_engine
+from service.embedded import EmbeddedPostgres
+
+SOME_ID = "0b9f1f6e-3c0a-4b8e-9b7e-6f3f3d2a1c55"
+
+
+def _timed(call: Callable[[], Response]) -> tuple[Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+@pytest.mark.req("FR-006", "EC-1", "SC-007", "FR-007")
+def test_outage_gives_503_and_the_same_process_recovers(
+    spare_postgres: EmbeddedPostgres, statement_log: StatementLog, alice: str
+) -> None:
+    settings = make_settings(spare_postgres.url)
+    engine = create_engine(spare_postgres.url, settings)
+    statement_log.attach(engine)
+    client = TestClient(create_app(settings, Database(engine, settings)), raise_server_exceptions=False)
+    todo = create(client, alice, title="before the outage")
+
+    spare_postgres.stop()
+    calls: list[Callable[[], Response]] = [
+        lambda: client.get(TODOS, headers=as_user(alice)),
+        lambda: client.post(TODOS, json={"title": "during"}, headers=as_user(alice)),
+        lambda: client.get(todo_url(todo["id"]), headers=as_user(alice)),
+        lambda: client.patch(todo_url(SOME_ID), json={"title": "x"}, headers=as_user(alice)),
+        lambda: client.delete(todo_url(todo["id"]), headers=as_user(alice)),
+        lambda: client.get("/health/ready"),
+    ]
+    for call in calls:
+        response, seconds = _timed(call)
+        body = problem(response, 503, "SERVICE_UNAVAILABLE")
+        assert int(response.headers["retry-after"]) >= 1
+        assert seconds < 5, f"503 took {seconds:.1f}s"
+        assert "postgresql://" not in response.text and "psycopg2" not in response.text
+        assert "Traceback" not in body["detail"]
+    assert client.get("/health/live").status_code == 200
+
+    spare_postgres.start()
+    deadline = time.monotonic() + 10
+    while client.get("/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the service did not recover by itself"
+        time.sleep(0.2)
+    assert client.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
+    assert client.post(TODOS, json={"title": "after"}, headers=as_user(alice)).status_code == 201
+    assert client.get(TODOS, headers=as_user(alice)).json()["count"] == 2
+    engine.dispose()
+
+
+@pytest.mark.req("FR-006", "EC-1")
+def test_readiness_follows_the_database(client: TestClient) -> None:
+    assert client.get("/health/ready").json() == {"status": "ok"}
+    assert client.get("/health/live").json() == {"status": "ok"}
+
+
+@pytest.mark.req("FR-007", "SC-007")
+def test_an_exhausted_pool_answers_503_after_the_pool_timeout(
+    postgres_url: str, alice: str
+) -> None:
+    settings = make_settings(
+        postgres_url, TODO_DB_POOL_SIZE=1, TODO_DB_MAX_OVERFLOW=0, TODO_DB_POOL_TIMEOUT=1
+    )
+    db = Database(create_engine(postgres_url, settings), settings)
+    client = TestClient(create_app(settings, db), raise_server_exceptions=False)
+    held = db.engine.connect()
+    try:
+        response, seconds = _timed(lambda: client.get(TODOS, headers=as_user(alice)))
+        problem(response, 503, "SERVICE_UNAVAILABLE")
+        assert 0.9 < seconds < 4
+    finally:
+        held.close()
+    assert client.get(TODOS, headers=as_user(alice)).status_code == 200
+    db.dispose()
