@@ -36,7 +36,7 @@ def _allowed_methods(request: Request) -> list[str]:
     for router in ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute) and route.matches(probe)[0] is not Match.NONE:
-                methods |= route.methods
+                methods |= route.methods or set()
     return sorted(methods)
 
 

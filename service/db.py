@@ -31,7 +31,9 @@ def direct_url(url: str) -> str:
     host = parts.hostname or ""
     if "-pooler" not in host:
         return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(host, host.replace("-pooler", ""))))
+    return urlunsplit(
+        parts._replace(netloc=parts.netloc.replace(host, host.replace("-pooler", "")))
+    )
 
 
 def create_engine(url: str, settings: Settings) -> Engine:

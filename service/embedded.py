@@ -71,6 +71,7 @@ class EmbeddedPostgres:
             capture_output=True,
             user=self._user,
             cwd=self.data_dir,
+            check=False,
         )
         if status.returncode != 0:
             return None
@@ -81,20 +82,33 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
             self._run(
-                "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--locale=C",
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
             )
         running = self._running_port()
         if running is not None:
             self.port = running
             return self.url
         self.port = self.port or _free_port()
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
-        )
+        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
         self._run(
-            "pg_ctl", "start", "-D", str(self.pgdata), "-w", "-t", "60",
-            "-l", str(self.logfile), "-o", options,
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.logfile),
+            "-o",
+            options,
         )
         return self.url
 

@@ -24,7 +24,7 @@ class StatementLog:
         self.statements.append(statement)
 
 
-def _conjuncts(condition: exp.Expression | None) -> list[exp.Expression]:
+def _conjuncts(condition: Any) -> list[Any]:
     if condition is None:
         return []
     if isinstance(condition, exp.Paren):
@@ -34,13 +34,13 @@ def _conjuncts(condition: exp.Expression | None) -> list[exp.Expression]:
     return [condition]
 
 
-def _is_parameter(node: exp.Expression) -> bool:
+def _is_parameter(node: Any) -> bool:
     if isinstance(node, exp.Cast):
         return _is_parameter(node.this)
     return isinstance(node, exp.Placeholder | exp.Parameter)
 
 
-def _pins_user(condition: exp.Expression | None) -> bool:
+def _pins_user(condition: Any) -> bool:
     """True when one AND-ed term is `user_id = <bound parameter>`."""
     for term in _conjuncts(condition):
         if not isinstance(term, exp.EQ):
@@ -53,7 +53,7 @@ def _pins_user(condition: exp.Expression | None) -> bool:
     return False
 
 
-def _touches_todos(node: exp.Expression) -> bool:
+def _touches_todos(node: Any) -> bool:
     return any(table.name == "todos" for table in node.find_all(exp.Table))
 
 
@@ -65,16 +65,20 @@ def violations(statement: str) -> list[str]:
     for tree in sqlglot.parse(sql, read="postgres"):
         if tree is None or not _touches_todos(tree):
             continue
-        for node in tree.find_all(exp.Insert):
-            target = node.this
+        for insert in tree.find_all(exp.Insert):
+            target = insert.this
             table = target.this if isinstance(target, exp.Schema) else target
             if isinstance(table, exp.Table) and table.name == "todos":
-                columns = [c.name for c in target.expressions] if isinstance(target, exp.Schema) else []
+                columns = (
+                    [c.name for c in target.expressions] if isinstance(target, exp.Schema) else []
+                )
                 if "user_id" not in columns:
                     problems.append("INSERT INTO todos without a user_id value")
         for node in tree.find_all(exp.Select, exp.Update, exp.Delete):
             tables = [t for t in node.find_all(exp.Table) if t.name == "todos"]
-            direct = [t for t in tables if t.find_ancestor(exp.Select, exp.Update, exp.Delete) is node]
+            direct = [
+                t for t in tables if t.find_ancestor(exp.Select, exp.Update, exp.Delete) is node
+            ]
             if direct and not _pins_user(node.args.get("where") and node.args["where"].this):
                 problems.append(f"{node.key.upper()} on todos without `user_id = <parameter>`")
     return problems

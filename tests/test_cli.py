@@ -27,7 +27,9 @@ def _free_port() -> int:
 
 def _postgres_running(pgdata: Path) -> bool:
     for process in psutil.process_iter(["name", "cmdline"]):
-        if process.info["name"] == "postgres" and str(pgdata) in " ".join(process.info["cmdline"] or []):
+        if process.info["name"] == "postgres" and str(pgdata) in " ".join(
+            process.info["cmdline"] or []
+        ):
             return True
     return False
 
@@ -35,7 +37,7 @@ def _postgres_running(pgdata: Path) -> bool:
 def _serve(workdir: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
     return subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port)],
+        [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
@@ -105,7 +107,10 @@ def test_neon_style_urls_are_accepted_with_their_options(given: str, expected: s
 @pytest.mark.req("FR-005", "FR-007")
 def test_migrations_use_the_direct_host_of_a_pooler_url() -> None:
     pooled = "postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db?sslmode=require"
-    assert direct_url(pooled) == "postgresql://u:p@ep-cool-1.eu-central-1.aws.neon.tech/db?sslmode=require"
+    assert (
+        direct_url(pooled)
+        == "postgresql://u:p@ep-cool-1.eu-central-1.aws.neon.tech/db?sslmode=require"
+    )
     assert direct_url("postgresql://u@localhost/db") == "postgresql://u@localhost/db"
 
 

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from api import TODOS, as_user, create, todo_url
@@ -24,7 +25,13 @@ def test_create_returns_the_full_todo_with_its_location(client: TestClient, alic
     assert response.status_code == 201
     todo = response.json()
     assert set(todo) == {
-        "id", "user_id", "title", "description", "is_completed", "created_at", "updated_at"
+        "id",
+        "user_id",
+        "title",
+        "description",
+        "is_completed",
+        "created_at",
+        "updated_at",
     }
     assert todo["title"] == "Buy milk"
     assert todo["description"] == "2 l"
@@ -41,7 +48,11 @@ def test_server_assigns_id_timestamps_and_open_state(client: TestClient, alice: 
     assert first["id"] != second["id"]
     assert first["is_completed"] is False
     created = _timestamp(first["created_at"])
-    assert before - timedelta(seconds=5) <= created <= datetime.now().astimezone() + timedelta(seconds=5)
+    assert (
+        before - timedelta(seconds=5)
+        <= created
+        <= datetime.now().astimezone() + timedelta(seconds=5)
+    )
     assert first["updated_at"] == first["created_at"]
 
 
@@ -100,7 +111,9 @@ def test_patch_changes_only_given_fields_and_is_visible_next_read(
     client: TestClient, alice: str
 ) -> None:
     todo = create(client, alice, title="draft", description="notes")
-    response = client.patch(todo_url(todo["id"]), json={"is_completed": True}, headers=as_user(alice))
+    response = client.patch(
+        todo_url(todo["id"]), json={"is_completed": True}, headers=as_user(alice)
+    )
     assert response.status_code == 200
     updated = response.json()
     assert updated["is_completed"] is True
@@ -112,7 +125,11 @@ def test_patch_changes_only_given_fields_and_is_visible_next_read(
     renamed = client.patch(
         todo_url(todo["id"]), json={"title": "final", "description": None}, headers=as_user(alice)
     ).json()
-    assert (renamed["title"], renamed["description"], renamed["is_completed"]) == ("final", None, True)
+    assert (renamed["title"], renamed["description"], renamed["is_completed"]) == (
+        "final",
+        None,
+        True,
+    )
     assert _timestamp(renamed["updated_at"]) > _timestamp(updated["updated_at"])
 
 
@@ -127,7 +144,7 @@ def test_updated_at_moves_forward_on_every_update(client: TestClient, alice: str
             ).json()["updated_at"]
         )
     parsed = [_timestamp(s) for s in stamps]
-    assert all(later > earlier for earlier, later in zip(parsed, parsed[1:], strict=False))
+    assert all(later > earlier for earlier, later in pairwise(parsed))
 
 
 @pytest.mark.req("FR-012", "SC-004")
@@ -139,7 +156,9 @@ def test_delete_removes_for_good(client: TestClient, alice: str) -> None:
     assert response.content == b""
     assert client.get(todo_url(gone["id"]), headers=as_user(alice)).status_code == 404
     assert client.delete(todo_url(gone["id"]), headers=as_user(alice)).status_code == 404
-    assert [t["id"] for t in client.get(TODOS, headers=as_user(alice)).json()["items"]] == [keep["id"]]
+    assert [t["id"] for t in client.get(TODOS, headers=as_user(alice)).json()["items"]] == [
+        keep["id"]
+    ]
 
 
 @pytest.mark.req("EC-4")
@@ -150,14 +169,18 @@ def test_null_and_empty_description_stay_distinct(client: TestClient, alice: str
     assert (empty["description"], absent["description"], null["description"]) == ("", None, None)
     for todo in (empty, null):
         assert client.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
-    cleared = client.patch(todo_url(empty["id"]), json={"description": None}, headers=as_user(alice))
+    cleared = client.patch(
+        todo_url(empty["id"]), json={"description": None}, headers=as_user(alice)
+    )
     assert cleared.json()["description"] is None
     emptied = client.patch(todo_url(null["id"]), json={"description": ""}, headers=as_user(alice))
     assert emptied.json()["description"] == ""
 
 
 @pytest.mark.req("FR-001", "FR-017", "FR-018")
-def test_text_is_stored_exactly_and_lengths_count_characters(client: TestClient, alice: str) -> None:
+def test_text_is_stored_exactly_and_lengths_count_characters(
+    client: TestClient, alice: str
+) -> None:
     title = "  🎉" * 85  # 255 characters, 1,105 UTF-8 bytes, leading spaces kept
     description = "é\u0301\t\n" * 500  # 2,000 characters, combining mark not normalised
     todo = create(client, alice, title=title, description=description)

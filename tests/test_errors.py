@@ -58,7 +58,9 @@ def test_unknown_route_is_404_problem(client: TestClient, alice: str) -> None:
 
 @pytest.mark.req("FR-020", "FR-021")
 @pytest.mark.parametrize("path", list(SPEC["paths"]))
-def test_wrong_method_is_405_listing_exactly_the_paths_methods(client: TestClient, path: str) -> None:
+def test_wrong_method_is_405_listing_exactly_the_paths_methods(
+    client: TestClient, path: str
+) -> None:
     documented = sorted(m.upper() for m in SPEC["paths"][path] if m != "parameters")
     concrete = path.replace("{todo_id}", SOME_ID)
     for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - set(documented):
@@ -71,7 +73,9 @@ def test_wrong_method_is_405_listing_exactly_the_paths_methods(client: TestClien
 def test_not_found_validation_and_server_failure_differ(
     client: TestClient, alice: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    not_found = problem(client.get(todo_url(uuid.uuid4()), headers=as_user(alice)), 404, "NOT_FOUND")
+    not_found = problem(
+        client.get(todo_url(uuid.uuid4()), headers=as_user(alice)), 404, "NOT_FOUND"
+    )
     invalid = problem(client.get(todo_url("x"), headers=as_user(alice)), 422, "VALIDATION_ERROR")
 
     def broken(*args: Any) -> None:
@@ -83,7 +87,9 @@ def test_not_found_validation_and_server_failure_differ(
     for body in (not_found, invalid, failure):
         _valid_problem(body)
     assert {not_found["type"], invalid["type"], failure["type"]} == {
-        "/problems/not-found", "/problems/validation-error", "/problems/internal-error"
+        "/problems/not-found",
+        "/problems/validation-error",
+        "/problems/internal-error",
     }
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
@@ -92,7 +98,9 @@ def test_not_found_validation_and_server_failure_differ(
 
 @pytest.mark.req("FR-020")
 def test_validation_problem_has_the_documented_shape(client: TestClient, alice: str) -> None:
-    body = problem(client.post(TODOS, json={"title": ""}, headers=as_user(alice)), 422, "VALIDATION_ERROR")
+    body = problem(
+        client.post(TODOS, json={"title": ""}, headers=as_user(alice)), 422, "VALIDATION_ERROR"
+    )
     _valid_problem(body)
     assert body["errors"] == [
         {"field": "title", "message": "must contain at least one character that is not whitespace"}

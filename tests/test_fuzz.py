@@ -1,21 +1,29 @@
 """Schemathesis over openapi.yaml against the app: every check, positive and negative
 data, and stateful sequences that follow the spec's links."""
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from conftest import SPEC_PATH
-from sqlalchemy.engine import Engine
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
+from sqlalchemy.engine import Engine
 
 from service.app import create_app
 from service.db import Database
 from service.settings import Settings
 
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("FUZZ_IN_PROCESS_EXAMPLES", "40"))
 
 
 schema = schemathesis.openapi.from_path(SPEC_PATH)
@@ -33,14 +41,80 @@ def app(settings: Settings, database: Database, admin_engine: Engine) -> FastAPI
 @pytest.mark.req("FR-020", "FR-021", "FR-016", "FR-017", "FR-018", "FR-019", "SC-006", "SC-007")
 @schema.parametrize()
 @RELAXED
-def test_every_operation_conforms(case: schemathesis.Case, app: FastAPI) -> None:
+def test_every_operation_conforms(case: schemathesis.Case[Any], app: FastAPI) -> None:
     case.call_and_validate(app=app)
 
 
 @pytest.mark.req("FR-008", "FR-010", "FR-011", "FR-012", "SC-003", "SC-004")
 def test_stateful_sequences_conform(app: FastAPI) -> None:
     class Sequences(schema.as_state_machine()):  # type: ignore[misc]
-        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+        def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
             return {"app": app}
 
     Sequences.run(settings=settings(RELAXED, max_examples=EXAMPLES, stateful_step_count=6))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.req("FR-020", "FR-021", "SC-006", "SC-003", "SC-004")
+def test_the_served_service_conforms(postgres_url: str, database: Database, tmp_path: Path) -> None:
+    """The schemathesis CLI against `todo-service serve` over HTTP: all checks, all
+    phases (examples, coverage, fuzzing, stateful), positive and negative data."""
+    port = _free_port()
+    env = {**os.environ, "NEON_DATABASE_URL": postgres_url}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+        # One worker: Python 3.11.7's ast.parse is not thread-safe.
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"http://127.0.0.1:{port}/openapi.yaml",
+                "--checks",
+                "all",
+                "--mode",
+                "all",
+                "--workers",
+                "1",
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
+                "--max-examples",
+                os.environ.get("FUZZ_MAX_EXAMPLES", "15"),
+                "--seed",
+                os.environ.get("FUZZ_SEED", "20261125"),
+                "--generation-database",
+                "none",
+                "--report",
+                "junit,har",
+                "--report-dir",
+                os.environ.get("FUZZ_REPORT_DIR", str(tmp_path / "fuzz-report")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    print(run.stdout[-3000:])
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -18,7 +18,9 @@ Call = Callable[[TestClient, str, str], Response]
 OPERATIONS: dict[str, Call] = {
     "get": lambda c, user, path: c.get(path, headers=as_user(user)),
     "delete": lambda c, user, path: c.delete(path, headers=as_user(user)),
-    "patch title": lambda c, user, path: c.patch(path, json={"title": "pwned"}, headers=as_user(user)),
+    "patch title": lambda c, user, path: c.patch(
+        path, json={"title": "pwned"}, headers=as_user(user)
+    ),
     "patch description": lambda c, user, path: c.patch(
         path, json={"description": None}, headers=as_user(user)
     ),
@@ -39,9 +41,7 @@ SPELLINGS: dict[str, Callable[[str], str]] = {
 
 
 def _answer(response: Response) -> tuple[int, bytes, dict[str, str]]:
-    headers = {
-        k: v for k, v in response.headers.items() if k not in {"date", "x-request-id"}
-    }
+    headers = {k: v for k, v in response.headers.items() if k not in {"date", "x-request-id"}}
     return response.status_code, response.content, headers
 
 

@@ -18,13 +18,19 @@ def test_concurrent_migrations_converge_on_one_schema(spare_postgres: EmbeddedPo
     # Separate processes, as several `serve` processes starting at once would be.
     migrators = [
         subprocess.Popen(
-            [sys.executable, "-c", f"from service import migrations; migrations.upgrade({spare_postgres.url!r})"]
+            [
+                sys.executable,
+                "-c",
+                f"from service import migrations; migrations.upgrade({spare_postgres.url!r})",
+            ]
         )
         for _ in range(4)
     ]
     assert [m.wait(timeout=60) for m in migrators] == [0, 0, 0, 0]
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            "0001"
+        ]
         fk = conn.execute(
             text(
                 "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'todos'::regclass"

@@ -39,7 +39,9 @@ def test_the_auditor_accepts_restricted_statements() -> None:
     assert not violations(
         "SELECT todos.id FROM todos WHERE todos.user_id = %(user_id_1)s AND todos.id = %(id_1)s"
     )
-    assert not violations("INSERT INTO todos (user_id, title) VALUES (%(u)s, %(t)s) RETURNING todos.id")
+    assert not violations(
+        "INSERT INTO todos (user_id, title) VALUES (%(u)s, %(t)s) RETURNING todos.id"
+    )
     assert not violations("SELECT set_config('statement_timeout', %(ms)s, true)")
 
 

@@ -1,14 +1,18 @@
 """Bad input gets a 422 that lists every invalid field and changes nothing."""
 
+from collections.abc import Iterator
+
 import pytest
 from api import TODOS, as_user, create, fields, problem, todo_url
 from fastapi.testclient import TestClient
+from httpx import Response
 
 JSON = {"content-type": "application/json"}
 
 
-def _post_raw(client: TestClient, user: str, body: bytes) -> object:
-    return client.post(TODOS, content=body, headers={**as_user(user), **JSON})
+def _post_raw(client: TestClient, user: str, body: bytes) -> Response:
+    response: Response = client.post(TODOS, content=body, headers={**as_user(user), **JSON})
+    return response
 
 
 def _nothing_stored(client: TestClient, user: str) -> None:
@@ -97,7 +101,9 @@ def test_every_invalid_field_is_listed_at_once(client: TestClient, alice: str) -
     "body",
     [{"is_completed": "true"}, {"is_completed": 1}, {"is_completed": None}, {"title": 123}],
 )
-def test_types_are_strict_json_types(client: TestClient, alice: str, body: dict[str, object]) -> None:
+def test_types_are_strict_json_types(
+    client: TestClient, alice: str, body: dict[str, object]
+) -> None:
     todo = create(client, alice, title="strict")
     response = client.patch(todo_url(todo["id"]), json=body, headers=as_user(alice))
     assert set(fields(response)) == set(body)
@@ -160,7 +166,7 @@ def test_body_over_64_kib_is_413(client: TestClient, alice: str) -> None:
     body = b'{"title": "' + b"x" * (64 * 1024) + b'"}'
     problem(_post_raw(client, alice, body), 413, "PAYLOAD_TOO_LARGE")
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         yield b'{"title": "'
         for _ in range(100):
             yield b"x" * 1024
@@ -173,7 +179,8 @@ def test_body_over_64_kib_is_413(client: TestClient, alice: str) -> None:
 
 @pytest.mark.req("FR-021")
 @pytest.mark.parametrize(
-    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", None]
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", None],
 )
 def test_body_not_declared_as_json_is_415(
     client: TestClient, alice: str, content_type: str | None
@@ -198,9 +205,17 @@ def test_json_with_utf8_charset_is_accepted(client: TestClient, alice: str) -> N
 def test_checks_run_in_the_contracts_order(client: TestClient, alice: str) -> None:
     too_big = b"x" * (64 * 1024 + 1)
     # 413 before 415, before the user context.
-    problem(client.post(TODOS, content=too_big, headers={"content-type": "text/plain"}), 413, "PAYLOAD_TOO_LARGE")
+    problem(
+        client.post(TODOS, content=too_big, headers={"content-type": "text/plain"}),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
     # 415 before the user context.
-    problem(client.post(TODOS, content=b"{}", headers={"content-type": "text/plain"}), 415, "UNSUPPORTED_MEDIA_TYPE")
+    problem(
+        client.post(TODOS, content=b"{}", headers={"content-type": "text/plain"}),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
     # The user context (400) before validation (422), body and path alike.
     problem(client.post(TODOS, content=b"{", headers=JSON), 400, "MISSING_USER_CONTEXT")
     problem(
@@ -210,4 +225,8 @@ def test_checks_run_in_the_contracts_order(client: TestClient, alice: str) -> No
     )
     # Validation (422) before lookup (404).
     fields(client.patch(todo_url("bad"), json={}, headers=as_user(alice)))
-    fields(client.patch(todo_url("00000000-0000-4000-8000-000000000000"), json={}, headers=as_user(alice)))
+    fields(
+        client.patch(
+            todo_url("00000000-0000-4000-8000-000000000000"), json={}, headers=as_user(alice)
+        )
+    )

@@ -9,9 +9,14 @@ from starlette.responses import Response
 from service.db import Database
 
 
-def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
-        orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json"
+        orjson.dumps(content),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
     )
 
 

@@ -1,0 +1,68 @@
+"""Developer and CI entry points. `nox -s tests` is what CI runs."""
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+REPORT_DIR = Path("contracts/report")
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    # A real (non-editable) install: the wheel carries openapi.yaml inside the package.
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install(spec)
+    session.install("--force-reinstall", "--no-deps", ".")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded)."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy, strict."""
+    _install(session, "test", "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def conformance(session: nox.Session) -> None:
+    """Runs the suite and writes contracts/report/conformance.{md,json}; fails when any
+    requirement id lacks a passing test."""
+    _install(session, "test")
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    results = REPORT_DIR / "test-results.json"
+    session.run("pytest", f"--req-results={results}", *session.posargs, success_codes=[0, 1])
+    session.run("python", "contracts/conformance.py", str(results), str(REPORT_DIR))
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """A longer schemathesis run, in-process and against the served service, with a
+    fixed seed for replay (FUZZ_SEED) and reports in contracts/report/fuzz."""
+    _install(session, "test")
+    env = {
+        "FUZZ_MAX_EXAMPLES": os.environ.get("FUZZ_MAX_EXAMPLES", "200"),
+        "FUZZ_IN_PROCESS_EXAMPLES": os.environ.get("FUZZ_IN_PROCESS_EXAMPLES", "300"),
+        "FUZZ_SEED": os.environ.get("FUZZ_SEED", "20261125"),
+        "FUZZ_REPORT_DIR": str((REPORT_DIR / "fuzz").resolve()),
+    }
+    session.run("pytest", "tests/test_fuzz.py", "-s", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Installs and serves on 127.0.0.1:8000 (embedded PostgreSQL unless
+    NEON_DATABASE_URL is set). Extra arguments go to `todo-service serve`."""
+    _install(session)
+    session.run("todo-service", "serve", *session.posargs)
