@@ -37,12 +37,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def conformance(session: nox.Session) -> None:
-    """Runs the suite and writes contracts/report/conformance.{md,json}; fails when any
+    """Runs the suite and writes contracts/report/conformance.{html,md,json}; fails when any
     requirement id lacks a passing test."""
     _install(session, "test")
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     results = REPORT_DIR / "test-results.json"
-    session.run("pytest", f"--req-results={results}", *session.posargs, success_codes=[0, 1])
+    env = {"FUZZ_REPORT_DIR": str((REPORT_DIR / "fuzz").resolve())}
+    session.run(
+        "pytest", f"--req-results={results}", *session.posargs, env=env, success_codes=[0, 1]
+    )
     session.run("python", "contracts/conformance.py", str(results), str(REPORT_DIR))
 
 

@@ -1,10 +1,12 @@
-"""The conformance report: every requirement id of the catalogue with the tests that
-name it (`@pytest.mark.req`) and their outcomes. Exits non-zero when an id has no
-test, when any of its tests did not pass, or when a test names an unknown id.
+"""The conformance report (Markdown, JSON and one HTML page): every requirement id of
+the catalogue with the tests that name it (`@pytest.mark.req`) and their outcomes, the
+schemathesis run's summary, the spec version and the commit. Exits non-zero when an id
+has no test, when any of its tests did not pass, or when a test names an unknown id.
 
 Usage: python contracts/conformance.py RESULTS.json OUT_DIR
 """
 
+import html
 import json
 import subprocess
 import sys
@@ -23,7 +25,7 @@ def load_catalogue() -> list[dict[str, str]]:
     return requirements
 
 
-def build(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def build(results: dict[str, dict[str, Any]], fuzz: dict[str, Any] | None = None) -> dict[str, Any]:
     catalogue = load_catalogue()
     known = {r["id"] for r in catalogue}
     rows = []
@@ -47,8 +49,11 @@ def build(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         cwd=HERE,
         check=False,
     ).stdout.strip()
+    spec = yaml.safe_load((HERE.parent / "openapi.yaml").read_text())
     return {
         "commit": commit or "unknown",
+        "spec_version": spec["info"]["version"],
+        "schemathesis": fuzz,
         "requirements": rows,
         "unknown_ids": unknown,
         "summary": {
@@ -84,16 +89,75 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1b1f24; }
+h1 { margin-bottom: .2rem; } .meta { color: #57606a; margin-bottom: 1.5rem; }
+.verdict { display: inline-block; padding: .3rem .8rem; border-radius: 1rem; font-weight: 600; }
+.ok { background: #dafbe1; color: #116329; } .bad { background: #ffebe9; color: #a40e26; }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0 2rem; }
+th, td { border-bottom: 1px solid #d0d7de; padding: .45rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; } td.id { font-weight: 600; white-space: nowrap; }
+ul { margin: 0; padding-left: 1rem; } code { font-size: 12.5px; } li code { word-break: break-all; }
+.passed { color: #116329; } .failed, .skipped, .not { color: #a40e26; }
+dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
+dt { font-weight: 600; }
+"""
+
+
+def page(report: dict[str, Any]) -> str:
+    e = html.escape
+    summary = report["summary"]
+    verdict = "ok" if report["ok"] else "bad"
+    rows = []
+    for row in report["requirements"]:
+        tests = (
+            "".join(
+                f'<li><code>{e(t["test"])}</code> <span class="{t["outcome"].split()[0]}">'
+                f"{e(t['outcome'])}</span></li>"
+                for t in row["tests"]
+            )
+            or "<li>none</li>"
+        )
+        css = "ok" if row["status"] == "covered" else "bad"
+        rows.append(
+            f'<tr><td class="id">{e(row["id"])}</td><td><span class="verdict {css}">'
+            f"{e(row['status'])}</span></td><td>{e(row['text'])}</td><td><ul>{tests}</ul></td></tr>"
+        )
+    fuzz = report.get("schemathesis") or {}
+    fuzz_items = (
+        "".join(f"<dt>{e(k.replace('_', ' '))}</dt><dd>{e(str(v))}</dd>" for k, v in fuzz.items())
+        or "<dt>run</dt><dd>no schemathesis summary in this run</dd>"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Conformance report</title>
+<style>{_STYLE}</style></head><body>
+<h1>Conformance report</h1>
+<div class="meta">openapi.yaml version {e(str(report["spec_version"]))} at commit
+<code>{e(report["commit"])}</code></div>
+<p><span class="verdict {verdict}">{summary["covered"]} of {summary["requirements"]}
+requirements covered</span> &nbsp; {summary["tests_passed"]} of {summary["tests"]} tests
+passed</p>
+<h2>Schemathesis against the served service</h2><dl>{fuzz_items}</dl>
+<h2>Requirements</h2>
+<table><thead><tr><th>id</th><th>status</th><th>requirement</th><th>tests</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+</body></html>
+"""
+
+
 def main(argv: list[str]) -> int:
     results = json.loads(Path(argv[1]).read_text())
     out = Path(argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    report = build(results)
+    fuzz_summary = out / "fuzz" / "summary.json"
+    fuzz = json.loads(fuzz_summary.read_text()) if fuzz_summary.exists() else None
+    report = build(results, fuzz)
     (out / "conformance.json").write_text(json.dumps(report, indent=2))
     (out / "conformance.md").write_text(markdown(report))
+    (out / "conformance.html").write_text(page(report))
     for row in report["requirements"]:
         print(f"{row['id']:7} {row['status']:9} {len(row['tests']):3} tests")
-    print(f"report: {out / 'conformance.md'} and {out / 'conformance.json'}")
+    print(f"report: {out / 'conformance.html'}, conformance.md and conformance.json")
     if not report["ok"]:
         print("NOT CONFORMANT: every id needs at least one test, and every test must pass")
         return 1

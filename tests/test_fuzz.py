@@ -1,7 +1,9 @@
 """Schemathesis over openapi.yaml against the app: every check, positive and negative
 data, and stateful sequences that follow the spec's links."""
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,6 +85,7 @@ def test_the_served_service_conforms(postgres_url: str, database: Database, tmp_
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "serve did not come up"
                 time.sleep(0.2)
+        report_dir = os.environ.get("FUZZ_REPORT_DIR", str(tmp_path / "fuzz-report"))
         # One worker: Python 3.11.7's ast.parse is not thread-safe.
         run = subprocess.run(
             [
@@ -106,7 +109,7 @@ def test_the_served_service_conforms(postgres_url: str, database: Database, tmp_
                 "--report",
                 "junit,har",
                 "--report-dir",
-                os.environ.get("FUZZ_REPORT_DIR", str(tmp_path / "fuzz-report")),
+                report_dir,
             ],
             capture_output=True,
             text=True,
@@ -117,4 +120,27 @@ def test_the_served_service_conforms(postgres_url: str, database: Database, tmp_
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     print(run.stdout[-3000:])
+    _write_summary(run.stdout, Path(report_dir))
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def _write_summary(output: str, report_dir: Path) -> None:
+    """What the conformance report shows of this run."""
+
+    def grab(pattern: str) -> str | None:
+        found = re.search(pattern, output)
+        return found.group(1) if found else None
+
+    summary = {
+        "operations_tested": grab(r"Tested:\s+(\d+)"),
+        "operations_selected": grab(r"Selected:\s+(\d+/\d+)"),
+        "test_cases": grab(r"Test cases:\s+(.+)"),
+        "stateful_scenarios": grab(r"Scenarios:\s+(\d+)"),
+        "seed": grab(r"Seed:\s+(\d+)"),
+        "checks": "all",
+        "modes": "positive and negative",
+        "phases": "examples, coverage, fuzzing, stateful",
+        "outcome": grab(r"=+ (No issues found|.*(?:failure|error).*) in"),
+    }
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -1,0 +1,186 @@
+"""The breaking-change guard: compares openapi.yaml with the last released contract
+(contracts/openapi.baseline.yaml) and fails on a change that would break an existing
+client, unless info.version has a new major number.
+
+Breaking: a removed path, operation or response field; a removed accepted request
+field or parameter; a new required request field or parameter; a narrowed type
+(fewer JSON types or enum values, a tighter length or bound).
+
+Usage: python contracts/breaking.py [CURRENT [BASELINE]]
+"""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+_TIGHTER_IF_LOWER = ("maxLength", "maximum", "maxItems", "maxProperties")
+_TIGHTER_IF_HIGHER = ("minLength", "minimum", "minItems", "minProperties")
+
+Spec = dict[str, Any]
+
+
+def _resolve(spec: Spec, node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    kind = schema.get("type")
+    return set(kind) if isinstance(kind, list) else ({kind} if kind else set())
+
+
+def _compare_schemas(
+    old_spec: Spec, new_spec: Spec, old: Any, new: Any, where: str, request: bool
+) -> list[str]:
+    old, new = _resolve(old_spec, old), _resolve(new_spec, new)
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    problems = []
+    if _types(old) - _types(new) and _types(new):
+        problems.append(
+            f"{where}: type narrowed from {sorted(_types(old))} to {sorted(_types(new))}"
+        )
+    if "enum" in old and set(old["enum"]) - set(new.get("enum", old["enum"])):
+        problems.append(f"{where}: enum values removed")
+    for key in _TIGHTER_IF_LOWER:
+        if key in new and new[key] < old.get(key, float("inf")):
+            problems.append(f"{where}: {key} lowered to {new[key]}")
+    for key in _TIGHTER_IF_HIGHER:
+        if key in new and new[key] > old.get(key, float("-inf")):
+            problems.append(f"{where}: {key} raised to {new[key]}")
+    old_props, new_props = old.get("properties", {}), new.get("properties", {})
+    for name in old_props:
+        if name not in new_props:
+            problems.append(f"{where}.{name}: field removed")
+        else:
+            problems += _compare_schemas(
+                old_spec, new_spec, old_props[name], new_props[name], f"{where}.{name}", request
+            )
+    if request:
+        for name in set(new.get("required", [])) - set(old.get("required", [])):
+            problems.append(f"{where}.{name}: new required field")
+    if "items" in old and "items" in new:
+        problems += _compare_schemas(
+            old_spec, new_spec, old["items"], new["items"], f"{where}[]", request
+        )
+    return problems
+
+
+def _parameters(spec: Spec, path_item: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
+    merged = {}
+    for parameter in [*path_item.get("parameters", []), *operation.get("parameters", [])]:
+        parameter = _resolve(spec, parameter)
+        merged[(parameter["in"], parameter["name"].lower())] = parameter
+    return merged
+
+
+def _compare_operations(old_spec: Spec, new_spec: Spec, path: str, method: str) -> list[str]:
+    where = f"{method.upper()} {path}"
+    old_item, new_item = old_spec["paths"][path], new_spec["paths"][path]
+    old_op, new_op = old_item[method], new_item[method]
+    problems = []
+    old_params = _parameters(old_spec, old_item, old_op)
+    new_params = _parameters(new_spec, new_item, new_op)
+    for key, parameter in new_params.items():
+        if parameter.get("required") and not old_params.get(key, {}).get("required"):
+            problems.append(f"{where}: new required parameter {key[1]}")
+    for key, parameter in old_params.items():
+        if key not in new_params:
+            problems.append(f"{where}: parameter {key[1]} removed")
+        else:
+            problems += _compare_schemas(
+                old_spec,
+                new_spec,
+                parameter.get("schema"),
+                new_params[key].get("schema"),
+                f"{where} {key[1]}",
+                request=True,
+            )
+    old_body = _resolve(old_spec, old_op.get("requestBody", {})).get("content", {})
+    new_body = _resolve(new_spec, new_op.get("requestBody", {})).get("content", {})
+    for media, content in old_body.items():
+        if media not in new_body:
+            problems.append(f"{where}: request body {media} no longer accepted")
+        else:
+            problems += _compare_schemas(
+                old_spec,
+                new_spec,
+                content.get("schema"),
+                new_body[media].get("schema"),
+                f"{where} body",
+                request=True,
+            )
+    for status, response in old_op.get("responses", {}).items():
+        new_response = new_op.get("responses", {}).get(status)
+        if new_response is None:
+            continue
+        old_content = _resolve(old_spec, response).get("content", {})
+        new_content = _resolve(new_spec, new_response).get("content", {})
+        for media, content in old_content.items():
+            if media not in new_content:
+                problems.append(f"{where} {status}: {media} response removed")
+            else:
+                problems += _compare_schemas(
+                    old_spec,
+                    new_spec,
+                    content.get("schema"),
+                    new_content[media].get("schema"),
+                    f"{where} {status}",
+                    request=False,
+                )
+    return problems
+
+
+def breaking_changes(old_spec: Spec, new_spec: Spec) -> list[str]:
+    problems = []
+    for path, item in old_spec["paths"].items():
+        if path not in new_spec["paths"]:
+            problems.append(f"{path}: path removed")
+            continue
+        for method in METHODS & set(item):
+            if method not in new_spec["paths"][path]:
+                problems.append(f"{method.upper()} {path}: operation removed")
+            else:
+                problems += _compare_operations(old_spec, new_spec, path, method)
+    return problems
+
+
+def _major(spec: Spec) -> int:
+    return int(str(spec["info"]["version"]).split(".")[0])
+
+
+def verdict(old_spec: Spec, new_spec: Spec) -> tuple[bool, list[str]]:
+    """(acceptable, breaking changes): breaking changes need a new major version."""
+    problems = breaking_changes(old_spec, new_spec)
+    return (not problems or _major(new_spec) > _major(old_spec)), problems
+
+
+def main(argv: list[str]) -> int:
+    current = Path(argv[1]) if len(argv) > 1 else HERE.parent / "openapi.yaml"
+    baseline = Path(argv[2]) if len(argv) > 2 else HERE / "openapi.baseline.yaml"
+    ok, problems = verdict(
+        yaml.safe_load(baseline.read_text()), yaml.safe_load(current.read_text())
+    )
+    for problem in problems:
+        print(f"breaking: {problem}")
+    if not ok:
+        print("FAIL: breaking changes need a new major number in info.version")
+        return 1
+    print(
+        "ok: no breaking change"
+        if not problems
+        else "ok: breaking changes under a new major version"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,72 @@
+"""The breaking-change guard catches what would break a generated client."""
+
+import copy
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO, SPEC_PATH
+
+_spec = importlib.util.spec_from_file_location("breaking", REPO / "contracts" / "breaking.py")
+assert _spec is not None and _spec.loader is not None
+breaking = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(breaking)
+
+BASELINE: dict[str, Any] = yaml.safe_load(
+    (REPO / "contracts" / "openapi.baseline.yaml").read_text()
+)
+CURRENT: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+
+
+def _changed(change: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(CURRENT)
+    change(spec["components"]["schemas"], spec)
+    return spec
+
+
+@pytest.mark.req("FR-020")
+def test_the_current_contract_does_not_break_the_released_one() -> None:
+    ok, problems = breaking.verdict(BASELINE, CURRENT)
+    assert ok, problems
+
+
+@pytest.mark.req("FR-020")
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s, spec: s["Todo"]["properties"].pop("updated_at"), "field removed"),
+        (
+            lambda s, spec: spec["paths"]["/api/v1/todos/{todo_id}"].pop("delete"),
+            "operation removed",
+        ),
+        (lambda s, spec: s["Title"].update(maxLength=100), "maxLength lowered"),
+        (lambda s, spec: s["TodoCreate"]["required"].append("description"), "new required field"),
+        (lambda s, spec: s["Description"].update(type="string"), "type narrowed"),
+        (lambda s, spec: s["TodoUpdate"]["properties"].pop("is_completed"), "field removed"),
+    ],
+)
+def test_a_breaking_change_fails_the_guard_unless_the_major_version_moves(
+    change: Any, expected: str, tmp_path: Path
+) -> None:
+    changed = _changed(change)
+    ok, problems = breaking.verdict(BASELINE, changed)
+    assert not ok
+    assert any(expected in p for p in problems), problems
+
+    current = tmp_path / "openapi.yaml"
+    current.write_text(yaml.safe_dump(changed))
+    assert breaking.main(["breaking", str(current)]) == 1
+
+    changed["info"]["version"] = "2.0.0"
+    assert breaking.verdict(BASELINE, changed)[0]
+
+
+@pytest.mark.req("FR-020")
+def test_additions_are_not_breaking() -> None:
+    def add(schemas: dict[str, Any], spec: dict[str, Any]) -> None:
+        schemas["Todo"]["properties"]["tags"] = {"type": "array", "items": {"type": "string"}}
+        schemas["Title"]["maxLength"] = 500
+
+    assert breaking.verdict(BASELINE, _changed(add)) == (True, [])
