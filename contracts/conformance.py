@@ -97,7 +97,8 @@ h1 { margin-bottom: .2rem; } .meta { color: #57606a; margin-bottom: 1.5rem; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0 2rem; }
 th, td { border-bottom: 1px solid #d0d7de; padding: .45rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.id { font-weight: 600; white-space: nowrap; }
-ul { margin: 0; padding-left: 1rem; } code { font-size: 12.5px; } li code { word-break: break-all; }
+ul { margin: 0; padding-left: 1rem; } code { font-size: 12.5px; }
+li code { word-break: break-all; }
 .passed { color: #116329; } .failed, .skipped, .not { color: #a40e26; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
 dt { font-weight: 600; }
