@@ -95,7 +95,8 @@ h1 { margin-bottom: .2rem; } .meta { color: #57606a; margin-bottom: 1.5rem; }
 .verdict { display: inline-block; padding: .3rem .8rem; border-radius: 1rem; font-weight: 600; }
 .ok { background: #dafbe1; color: #116329; } .bad { background: #ffebe9; color: #a40e26; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0 2rem; }
-th, td { border-bottom: 1px solid #d0d7de; padding: .45rem .6rem; text-align: left; vertical-align: top; }
+th, td { border-bottom: 1px solid #d0d7de; padding: .45rem .6rem; text-align: left; }
+td { vertical-align: top; }
 th { background: #f6f8fa; } td.id { font-weight: 600; white-space: nowrap; }
 ul { margin: 0; padding-left: 1rem; } code { font-size: 12.5px; }
 li code { word-break: break-all; }
