@@ -26,13 +26,58 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+def _npm_ci(session: nox.Session) -> None:
+    # Pinned by package-lock.json; everything comes from the npm registry.
+    session.run("npm", "ci", "--no-audit", "--no-fund", external=True, env=NODE_ENV)
+
+
+NODE_ENV = {"REDOCLY_TELEMETRY": "off"}
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff and mypy, strict."""
+    """ruff and mypy (strict); the spec through Redocly (redocly.yaml) and
+    openapi-spec-validator; the breaking-change guard against the released contract."""
     _install(session, "test", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("openapi-spec-validator", "openapi.yaml")
+    session.run("python", "contracts/breaking.py")
+    _npm_ci(session)
+    session.run(
+        "npx",
+        "--no-install",
+        "redocly",
+        "lint",
+        "openapi.yaml",
+        "--config",
+        "redocly.yaml",
+        external=True,
+        env=NODE_ENV,
+    )
+
+
+@nox.session(python=PYTHON)
+def clients(session: nox.Session) -> None:
+    """Generates the TypeScript (openapi-typescript + openapi-fetch, tsc --strict) and
+    Python (openapi-python-client) clients and drives a live service with each."""
+    _install(session, "clients")
+    _npm_ci(session)
+    session.run(
+        "pytest",
+        "consumers/test_typescript_client.py",
+        "consumers/test_python_client.py",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """Opens /docs of a live service in headless Chromium (Debian's chromium package)
+    with every other host unreachable, and checks every operation is rendered."""
+    _install(session, "clients")
+    session.run("pytest", "consumers/test_docs_browser.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,0 +1,54 @@
+"""The consumers' harness: a live `todo-service serve` on its own embedded PostgreSQL,
+reached over HTTP exactly as a frontend or a script would."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_PATH = REPO / "openapi.yaml"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("service")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, "todo-service serve exited"
+        try:
+            if httpx.get(f"{base}/health/ready").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "todo-service serve did not come up"
+        time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
