@@ -3,7 +3,6 @@ reached over HTTP exactly as a frontend or a script would."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,21 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.embedded import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO / "openapi.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("service")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],

@@ -21,7 +21,7 @@ log = logging.getLogger("service.embedded")
 _SYSTEM_USER = "embedded_postgres"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -95,7 +95,7 @@ class EmbeddedPostgres:
         if running is not None:
             self.port = running
             return self.url
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
         self._run(
             "pg_ctl",

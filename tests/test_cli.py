@@ -3,7 +3,6 @@ restart, and the database stopped when the service is sent SIGTERM."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,8 @@ import psutil
 import pytest
 
 from service.db import direct_url, sqlalchemy_url
+from service.embedded import free_port
 from service.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _postgres_running(pgdata: Path) -> bool:
@@ -67,7 +60,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 @pytest.mark.req("FR-005")
 def test_serve_without_a_url_runs_embedded_postgres_and_stops_it_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     user = {"X-User-ID": str(uuid.uuid4())}
     pgdata = tmp_path / ".todo-service" / "pgdata"

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from service.app import create_app
 from service.db import Database
+from service.embedded import free_port
 from service.settings import Settings
 
 EXAMPLES = int(os.environ.get("FUZZ_IN_PROCESS_EXAMPLES", "40"))
@@ -56,18 +56,11 @@ def test_stateful_sequences_conform(app: FastAPI) -> None:
     Sequences.run(settings=settings(RELAXED, max_examples=EXAMPLES, stateful_step_count=6))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.req("FR-020", "FR-021", "SC-006", "SC-003", "SC-004")
 def test_the_served_service_conforms(postgres_url: str, database: Database, tmp_path: Path) -> None:
     """The schemathesis CLI against `todo-service serve` over HTTP: all checks, all
     phases (examples, coverage, fuzzing, stateful), positive and negative data."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "NEON_DATABASE_URL": postgres_url}
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],
