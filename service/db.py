@@ -1,18 +1,37 @@
-"""The engine and its pool, the one transaction scope, and outages turned into 503."""
+"""The engine and its pool, the one place statements reach PostgreSQL, and outages
+turned into 503."""
 
+import select
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy
-from sqlalchemy import exc, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from service.errors import ServiceUnavailable
 from service.settings import Settings
 
 _DRIVER_SCHEME = "postgresql+psycopg2"
-_SET_STATEMENT_TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
+
+# The role requests run as (made by migration 0002): it owns nothing and cannot bypass
+# the row-level policies.
+REQUEST_ROLE = "todo_app"
+
+# Sent in the same query string as the statement it guards. PostgreSQL runs a
+# multi-statement simple query as one implicit transaction, so these transaction-local
+# settings bind exactly that statement: one round trip, nothing left behind on the
+# connection, and safe behind a transaction pooler.
+_REQUEST_CONTEXT = (
+    f"SELECT set_config('role', '{REQUEST_ROLE}', true),"
+    " set_config('app.user_id', %(_request_user)s, true),"
+    " set_config('statement_timeout', %(_request_timeout)s, true);\n"
+)
+_SCOPE = "request_scope"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -36,42 +55,87 @@ def direct_url(url: str) -> str:
     )
 
 
+def _refuse_closed_connections(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    # An idle, healthy connection has nothing to read. One the server dropped (restart,
+    # pg_terminate_backend, a scaled-to-zero compute) has an error message or EOF
+    # waiting. Looking costs no round trip, where a ping would cost one per request;
+    # the pool replaces the connection and retries the checkout.
+    if dbapi_connection.closed or select.select([dbapi_connection], [], [], 0)[0]:
+        raise exc.DisconnectionError("the server closed this pooled connection")
+
+
 def create_engine(url: str, settings: Settings) -> Engine:
-    return sqlalchemy.create_engine(
+    engine = sqlalchemy.create_engine(
         sqlalchemy_url(url),
+        # Each statement is its own implicit transaction (see _REQUEST_CONTEXT); no
+        # BEGIN or COMMIT round trips.
+        isolation_level="AUTOCOMMIT",
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
-        # A restarted or scaled-to-zero database leaves dead sockets in the pool;
-        # the ping finds them before a request does.
-        pool_pre_ping=True,
         connect_args={
             "connect_timeout": settings.connect_timeout,
             "application_name": "todo-service",
+            # A peer that vanished without closing (a network partition) turns the
+            # socket readable within ~25 s, so the checkout test above finds it too.
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,
             "keepalives_count": 3,
         },
     )
+    event.listen(engine, "checkout", _refuse_closed_connections)
+    return engine
 
 
 class Database:
-    """The engine plus the service's only way to open a transaction."""
+    """The engine plus the service's only way to reach PostgreSQL: `scope(user)`."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, *, schema_ready: bool = True) -> None:
         self.engine = engine
         self._timeout_ms = str(settings.statement_timeout_ms)
         self._retry_after = settings.retry_after_seconds
+        self._schema_ready = threading.Event()
+        if schema_ready:
+            self._schema_ready.set()
+        event.listen(engine, "before_cursor_execute", self._in_request_context, retval=True)
+
+    def _in_request_context(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> tuple[str, Any]:
+        user = conn.info.get(_SCOPE)
+        if user is None:
+            return statement, parameters
+        if executemany:
+            raise exc.ArgumentError("a request scope runs one statement at a time")
+        return _REQUEST_CONTEXT + statement, {
+            **(parameters or {}),
+            "_request_user": user,
+            "_request_timeout": self._timeout_ms,
+        }
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def scope(self, user: uuid.UUID | None) -> Iterator[Connection]:
+        """A pooled connection on which every statement runs atomically (its own
+        transaction) as the request role, under the statement timeout, with `user` as
+        the row-level policies' caller; None is a caller who owns no rows. Outages
+        become ServiceUnavailable."""
+        if not self._schema_ready.is_set():
+            raise self.unavailable()
         try:
-            with self.engine.begin() as conn:
-                # Transaction-scoped, so it is safe behind a transaction pooler.
-                conn.execute(_SET_STATEMENT_TIMEOUT, {"ms": self._timeout_ms})
-                yield conn
+            with self.engine.connect() as conn:
+                conn.info[_SCOPE] = "" if user is None else str(user)
+                try:
+                    yield conn
+                finally:
+                    del conn.info[_SCOPE]
         except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
             raise self.unavailable() from error
         except exc.DBAPIError as error:
@@ -80,8 +144,12 @@ class Database:
             raise
 
     def ping(self) -> None:
-        with self.transaction() as conn:
+        with self.scope(None) as conn:
             conn.execute(text("SELECT 1"))
+
+    def schema_is_ready(self) -> None:
+        """Called once the migrations have run; until then every scope is a 503."""
+        self._schema_ready.set()
 
     def unavailable(self) -> ServiceUnavailable:
         return ServiceUnavailable(

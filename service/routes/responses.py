@@ -20,6 +20,11 @@ def json_response(
     )
 
 
+def json_text(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A body PostgreSQL already wrote as JSON."""
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
+
+
 def database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db

@@ -12,7 +12,7 @@ from service.errors import NotFound, UnsupportedMediaType
 from service.identity import CurrentUser
 from service.models import TodoCreate, TodoUpdate
 from service.parsing import parse_request, parse_todo_id
-from service.routes.responses import Db, json_response
+from service.routes.responses import Db, json_text
 
 PREFIX = "/api/v1/todos"
 router = APIRouter(prefix=PREFIX)
@@ -50,14 +50,14 @@ def _not_found() -> NotFound:
 @router.post("", status_code=201)
 async def create_todo(body: JsonBody, user: CurrentUser, db: Db) -> Response:
     data, _ = parse_request(TodoCreate, body)
-    todo = await run_in_threadpool(todos.create, db, user, data)
-    return json_response(todo, 201, {"Location": f"{PREFIX}/{todo['id']}"})
+    todo_id, todo = await run_in_threadpool(todos.create, db, user, data)
+    return json_text(todo, 201, {"Location": f"{PREFIX}/{todo_id}"})
 
 
 @router.get("")
 async def list_todos(user: CurrentUser, db: Db) -> Response:
     items = await run_in_threadpool(todos.list_all, db, user)
-    return json_response({"items": items, "count": len(items)})
+    return json_text(f'{{"items":[{",".join(items)}],"count":{len(items)}}}')
 
 
 @router.get("/{todo_id}")
@@ -65,7 +65,7 @@ async def get_todo(todo_id: str, user: CurrentUser, db: Db) -> Response:
     todo = await run_in_threadpool(todos.get, db, user, parse_todo_id(todo_id))
     if todo is None:
         raise _not_found()
-    return json_response(todo)
+    return json_text(todo)
 
 
 @router.patch("/{todo_id}")
@@ -75,7 +75,7 @@ async def update_todo(todo_id: str, body: JsonBody, user: CurrentUser, db: Db) -
     todo = await run_in_threadpool(todos.patch, db, user, parsed_id, changes)
     if todo is None:
         raise _not_found()
-    return json_response(todo)
+    return json_text(todo)
 
 
 @router.delete("/{todo_id}", status_code=204)

@@ -1,0 +1,154 @@
+"""The second wall: PostgreSQL's row-level policies hold on their own, with the
+application's user filter gone."""
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from api import TODOS, as_user, create, todo_url
+from conftest import make_settings
+from fastapi.testclient import TestClient
+from sqlalchemy import exc, text, true
+from sqlalchemy.engine import Engine
+
+from service import todos
+from service.app import create_app
+from service.db import REQUEST_ROLE, Database, create_engine
+
+
+def _ids(rows: Any) -> set[str]:
+    return {str(row[0]) for row in rows}
+
+
+def _everything(admin_engine: Engine) -> list[tuple[Any, ...]]:
+    with admin_engine.begin() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT * FROM todos ORDER BY id"))]
+
+
+@pytest.fixture
+def two_users(client: TestClient, alice: str, bob: str) -> tuple[set[str], set[str]]:
+    mine = {create(client, alice, title=f"alice {n}")["id"] for n in range(3)}
+    theirs = {create(client, bob, title=f"bob {n}")["id"] for n in range(2)}
+    return mine, theirs
+
+
+@pytest.mark.req("FR-013", "SC-005")
+def test_requests_run_as_a_role_that_cannot_bypass_the_policies(
+    database: Database, admin_engine: Engine, alice: str
+) -> None:
+    with database.scope(uuid.UUID(alice)) as conn:
+        role = conn.execute(
+            text(
+                "SELECT current_user, rolsuper, rolbypassrls, current_setting('app.user_id')"
+                " FROM pg_roles WHERE rolname = current_user"
+            )
+        ).one()
+    assert tuple(role) == (REQUEST_ROLE, False, False, alice)
+    with admin_engine.begin() as conn:
+        flags = conn.execute(
+            text(
+                "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class"
+                " WHERE relname IN ('todos', 'users') ORDER BY relname"
+            )
+        ).all()
+        owns = conn.execute(
+            text("SELECT count(*) FROM pg_tables WHERE tableowner = :role"), {"role": REQUEST_ROLE}
+        ).scalar_one()
+    # FORCE: even the tables' owner is bound unless it holds BYPASSRLS.
+    assert [tuple(f) for f in flags] == [("todos", True, True), ("users", True, True)]
+    assert owns == 0
+
+
+@pytest.mark.req("FR-013", "FR-014", "SC-005")
+def test_unfiltered_statements_touch_only_the_callers_rows(
+    database: Database,
+    admin_engine: Engine,
+    alice: str,
+    two_users: tuple[set[str], set[str]],
+) -> None:
+    mine, theirs = two_users
+    with database.scope(uuid.UUID(alice)) as conn:
+        assert _ids(conn.execute(text("SELECT id FROM todos"))) == mine
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
+        updated = conn.execute(text("UPDATE todos SET title = 'rewritten' RETURNING id"))
+        assert _ids(updated) == mine
+        assert _ids(conn.execute(text("DELETE FROM todos RETURNING id"))) == mine
+    left = _everything(admin_engine)
+    assert {str(row[0]) for row in left} == theirs
+    assert all(row[2].startswith("bob ") for row in left)
+
+
+@pytest.mark.req("FR-013", "SC-005")
+def test_with_no_caller_set_unfiltered_statements_touch_nothing(
+    database: Database, admin_engine: Engine, two_users: tuple[set[str], set[str]]
+) -> None:
+    before = _everything(admin_engine)
+    with database.scope(None) as conn:
+        assert conn.execute(text("SELECT id FROM todos")).all() == []
+        assert conn.execute(text("SELECT id FROM users")).all() == []
+        assert conn.execute(text("UPDATE todos SET title = 'x' RETURNING id")).all() == []
+        assert conn.execute(text("DELETE FROM todos RETURNING id")).all() == []
+    assert _everything(admin_engine) == before
+
+
+@pytest.mark.req("FR-014", "SC-005")
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO todos (user_id, title) VALUES (:victim, 'planted')",
+        "UPDATE todos SET user_id = :victim",
+        "INSERT INTO users (id) VALUES (:stranger)",
+    ],
+)
+def test_writing_rows_for_another_user_is_refused(
+    database: Database,
+    admin_engine: Engine,
+    alice: str,
+    bob: str,
+    two_users: tuple[set[str], set[str]],
+    statement: str,
+) -> None:
+    before = _everything(admin_engine)
+    params = {"victim": bob, "stranger": str(uuid.uuid4())}
+    with (
+        pytest.raises(exc.ProgrammingError, match="row-level security"),
+        database.scope(uuid.UUID(alice)) as conn,
+    ):
+        conn.execute(text(statement), params)
+    assert _everything(admin_engine) == before
+
+
+@pytest.fixture
+def without_the_application_filter(
+    monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> Iterator[TestClient]:
+    """The service with the first wall removed from every data-layer function, on an
+    engine of its own: the SQL audit would rightly flag these statements."""
+    monkeypatch.setattr(todos, "_mine", lambda user: true())
+    settings = make_settings(postgres_url)
+    db = Database(create_engine(postgres_url, settings), settings)
+    yield TestClient(create_app(settings, db), raise_server_exceptions=False)
+    db.dispose()
+
+
+@pytest.mark.req("FR-013", "FR-014", "SC-005")
+def test_the_database_alone_keeps_users_apart(
+    without_the_application_filter: TestClient,
+    admin_engine: Engine,
+    alice: str,
+    bob: str,
+) -> None:
+    client = without_the_application_filter
+    victim = create(client, alice, title="secret")
+    create(client, bob, title="bob's own")
+    before = _everything(admin_engine)
+
+    path = todo_url(victim["id"])
+    assert client.get(path, headers=as_user(bob)).status_code == 404
+    assert client.patch(path, json={"title": "pwned"}, headers=as_user(bob)).status_code == 404
+    assert client.delete(path, headers=as_user(bob)).status_code == 404
+    listed = client.get(TODOS, headers=as_user(bob)).json()
+    assert [t["title"] for t in listed["items"]] == ["bob's own"]
+    assert _everything(admin_engine) == before
+    assert client.get(path, headers=as_user(alice)).json() == victim
