@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 
 from service import migrations
 from service.app import create_app
-from service.db import direct_url
+from service.db import Database, create_engine, direct_url
 from service.embedded import EmbeddedPostgres
 from service.logs import configure_logging
 from service.settings import Settings, get_settings
@@ -27,10 +28,22 @@ _MAX_BACKOFF_SECONDS = 10.0
 
 
 def build_app() -> FastAPI:
-    """The factory each uvicorn worker calls."""
+    """The factory each uvicorn worker calls. It listens at once; the schema is brought
+    up to date in the background, and until then readiness and the API answer 503."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    assert settings.database_url, "serve sets NEON_DATABASE_URL before starting workers"
+    database = Database(
+        create_engine(settings.database_url, settings), settings, schema_ready=False
+    )
+    migration_url = _migration_url(settings, settings.database_url)
+
+    def migrate_then_open() -> None:
+        migrate_with_retry(migration_url)
+        database.schema_is_ready()
+
+    threading.Thread(target=migrate_then_open, name="migrations", daemon=True).start()
+    return create_app(settings, database)
 
 
 @contextmanager
@@ -42,11 +55,16 @@ def database_url(settings: Settings) -> Iterator[str]:
         return
     embedded = EmbeddedPostgres(settings.data_dir)
     url = embedded.start()
+    # The URL carries the password: it is never logged or printed.
     log.info(
         "NEON_DATABASE_URL is unset: using the embedded PostgreSQL",
-        extra={"data_dir": str(embedded.pgdata), "url": url, "log": str(embedded.logfile)},
+        extra={"port": embedded.port, "data_dir": str(embedded.pgdata)},
     )
-    print(f"todo-service: embedded PostgreSQL at {url}, data in {embedded.pgdata}", flush=True)
+    print(
+        f"todo-service: embedded PostgreSQL on 127.0.0.1:{embedded.port}, data in "
+        f"{embedded.pgdata} (password in {embedded.password_file})",
+        flush=True,
+    )
     try:
         yield url
     finally:
@@ -84,7 +102,6 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with database_url(settings) as url:
-        migrate_with_retry(_migration_url(settings, url))
         os.environ["NEON_DATABASE_URL"] = url
         get_settings.cache_clear()
         uvicorn.run(
@@ -108,7 +125,9 @@ def migrate(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="todo-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="migrate, then serve the API")
+    serve_parser = commands.add_parser(
+        "serve", help="serve the API, migrating the schema as soon as the database answers"
+    )
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--workers", type=int, default=1)

@@ -110,7 +110,7 @@ class Database:
         context: Any,
         executemany: bool,
     ) -> tuple[str, Any]:
-        user = conn.info.get(_SCOPE)
+        user = None if context is None else context.execution_options.get(_SCOPE)
         if user is None:
             return statement, parameters
         if executemany:
@@ -131,11 +131,9 @@ class Database:
             raise self.unavailable()
         try:
             with self.engine.connect() as conn:
-                conn.info[_SCOPE] = "" if user is None else str(user)
-                try:
-                    yield conn
-                finally:
-                    del conn.info[_SCOPE]
+                # An option of this checkout only: it leaves with the connection.
+                conn.execution_options(**{_SCOPE: "" if user is None else str(user)})
+                yield conn
         except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
             raise self.unavailable() from error
         except exc.DBAPIError as error:

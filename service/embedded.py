@@ -3,6 +3,7 @@ its data in a local folder that survives restarts, listening on loopback only.""
 
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import warnings
@@ -33,12 +34,15 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self.pgdata = self.data_dir / "pgdata"
         self.logfile = self.data_dir / "postgres.log"
+        self.password_file = self.data_dir / "password"
         self.port = port
         self._user = _SYSTEM_USER if os.geteuid() == 0 else None
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        password = self.password_file.read_text().strip() if self.password_file.exists() else ""
+        login = f"postgres:{password}" if password else "postgres"
+        return f"postgresql://{login}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -81,13 +85,19 @@ class EmbeddedPostgres:
         self._prepare()
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
+            # Loopback is shared by every local user: a password, kept beside the data.
+            self.password_file.write_text(secrets.token_urlsafe(24))
+            self.password_file.chmod(0o600)
+            if self._user is not None:
+                subprocess.run(["chown", self._user, str(self.password_file)], check=True)
             self._run(
                 "initdb",
                 "-D",
                 str(self.pgdata),
                 "-U",
                 "postgres",
-                "--auth=trust",
+                f"--pwfile={self.password_file}",
+                "--auth=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C",
             )

@@ -28,8 +28,16 @@ def _storable(value: str) -> str:
     return value
 
 
+# The contract's title pattern uses `\s`, which is ECMA-262's whitespace, not Python's
+# (str.isspace also counts U+001C..U+001F and U+0085, and leaves out U+FEFF).
+_SPEC_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if not value.strip(_SPEC_WHITESPACE):
         raise ValueError("must contain at least one character that is not whitespace")
     return value
 

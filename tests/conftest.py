@@ -2,6 +2,7 @@
 SQL audit's recorder, and the hook that feeds the conformance report."""
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy
 from fastapi.testclient import TestClient
+from run_logs import RunLogs
+from served import Serve, ServedService
 from sql_audit import StatementLog
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -59,6 +62,26 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def run_logs(postgres_url: str) -> Iterator[RunLogs]:
+    """Every line the service logs in this run, in-process or served, for the scan that
+    runs last."""
+    logs = RunLogs()
+    logs.database_url(postgres_url)
+    service_logger = logging.getLogger("service")
+    level = service_logger.level
+    service_logger.setLevel(logging.INFO)
+    logging.getLogger().addHandler(logs)
+    yield logs
+    logging.getLogger().removeHandler(logs)
+    service_logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _every_test_logs_into_the_run(run_logs: RunLogs) -> None:
+    """Starts the collection with the first test, whichever it is."""
 
 
 def make_settings(url: str, **overrides: Any) -> Settings:
@@ -126,10 +149,30 @@ def bob() -> str:
 
 
 @pytest.fixture
-def spare_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def serve(tmp_path: Path, run_logs: RunLogs) -> Iterator[Serve]:
+    """Starts `todo-service serve` processes (arguments as ServedService's), each
+    stopped with SIGTERM at the end of the test."""
+    started: list[ServedService] = []
+
+    def start(
+        database_url: str | None = None, workdir: Path | None = None, **options: Any
+    ) -> ServedService:
+        workdir = workdir or tmp_path / f"serve{len(started)}"
+        service = ServedService(workdir, run_logs, database_url, **options)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def spare_postgres(tmp_path: Path, run_logs: RunLogs) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of the test's own, which it may stop and start."""
     server = EmbeddedPostgres(tmp_path / "spare")
     server.start()
+    run_logs.database_url(server.url)
     migrations.upgrade(server.url)
     try:
         yield server

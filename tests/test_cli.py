@@ -1,20 +1,15 @@
 """`todo-service serve` on a fresh machine: embedded PostgreSQL, data that survives a
 restart, and the database stopped when the service is sent SIGTERM."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+from served import Serve
 
 from service.db import direct_url, sqlalchemy_url
-from service.embedded import free_port
 from service.settings import Settings
 
 
@@ -27,57 +22,26 @@ def _postgres_running(pgdata: Path) -> bool:
     return False
 
 
-def _serve(workdir: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
-    return subprocess.Popen(
-        [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_ready(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("serve did not become ready within 60 s")
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    return output
-
-
 @pytest.mark.req("FR-005")
-def test_serve_without_a_url_runs_embedded_postgres_and_stops_it_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+def test_serve_without_a_url_runs_embedded_postgres_and_stops_it_on_sigterm(
+    tmp_path: Path, serve: Serve
+) -> None:
     user = {"X-User-ID": str(uuid.uuid4())}
     pgdata = tmp_path / ".todo-service" / "pgdata"
 
-    first = _serve(tmp_path, port)
-    _wait_ready(base, first)
-    created = httpx.post(f"{base}/api/v1/todos", json={"title": "persist me"}, headers=user)
+    first = serve(workdir=tmp_path)
+    first.wait_ready()
+    created = httpx.post(f"{first.base}/api/v1/todos", json={"title": "persist me"}, headers=user)
     assert created.status_code == 201
-    output = _stop(first)
-    assert first.returncode == 0
+    output = first.stop()
+    assert first.process.returncode == 0
     assert f"data in {pgdata}" in output
     assert not _postgres_running(pgdata), "SIGTERM must stop the embedded PostgreSQL"
 
-    second = _serve(tmp_path, port)
-    _wait_ready(base, second)
-    listed = httpx.get(f"{base}/api/v1/todos", headers=user).json()
-    _stop(second)
+    second = serve(workdir=tmp_path)
+    second.wait_ready()
+    listed = httpx.get(f"{second.base}/api/v1/todos", headers=user).json()
+    second.stop()
     assert [t["title"] for t in listed["items"]] == ["persist me"]
     assert not _postgres_running(pgdata)
 

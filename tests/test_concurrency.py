@@ -48,3 +48,13 @@ def test_parallel_creates_are_all_kept(client: TestClient, alice: str) -> None:
     assert all(a.status_code == 201 for a in answers)
     listed = client.get(TODOS, headers=as_user(alice)).json()
     assert sorted(t["title"] for t in listed["items"]) == sorted(f"#{n}" for n in range(40))
+
+
+@pytest.mark.req("EC-5", "FR-012")
+def test_parallel_deletes_of_one_todo_give_exactly_one_204(client: TestClient, alice: str) -> None:
+    for _ in range(5):
+        path = todo_url(create(client, alice, title="going")["id"])
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda p: client.delete(p, headers=as_user(alice)), [path] * 8))
+        assert sorted(a.status_code for a in answers) == [204] + [404] * 7
+    assert client.get(TODOS, headers=as_user(alice)).json()["count"] == 0

@@ -4,25 +4,22 @@ data, and stateful sequences that follow the spec's links."""
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from conftest import SPEC_PATH
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
+from served import Serve
 from sqlalchemy.engine import Engine
 
 from service.app import create_app
 from service.db import Database
-from service.embedded import free_port
 from service.settings import Settings
 
 EXAMPLES = int(os.environ.get("FUZZ_IN_PROCESS_EXAMPLES", "40"))
@@ -57,34 +54,21 @@ def test_stateful_sequences_conform(app: FastAPI) -> None:
 
 
 @pytest.mark.req("FR-020", "FR-021", "SC-006", "SC-003", "SC-004")
-def test_the_served_service_conforms(postgres_url: str, database: Database, tmp_path: Path) -> None:
+def test_the_served_service_conforms(
+    postgres_url: str, database: Database, tmp_path: Path, serve: Serve
+) -> None:
     """The schemathesis CLI against `todo-service serve` over HTTP: all checks, all
     phases (examples, coverage, fuzzing, stateful), positive and negative data."""
-    port = free_port()
-    env = {**os.environ, "NEON_DATABASE_URL": postgres_url}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = serve(postgres_url)
+    server.wait_ready()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "serve did not come up"
-                time.sleep(0.2)
         report_dir = os.environ.get("FUZZ_REPORT_DIR", str(tmp_path / "fuzz-report"))
         # One worker: Python 3.11.7's ast.parse is not thread-safe.
         run = subprocess.run(
             [
                 str(Path(sys.executable).with_name("schemathesis")),
                 "run",
-                f"http://127.0.0.1:{port}/openapi.yaml",
+                f"{server.base}/openapi.yaml",
                 "--checks",
                 "all",
                 "--mode",
@@ -110,8 +94,7 @@ def test_the_served_service_conforms(postgres_url: str, database: Database, tmp_
             check=False,
         )
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        server.stop()
     print(run.stdout[-3000:])
     _write_summary(run.stdout, Path(report_dir))
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from service import todos
 from service.app import create_app
 from service.db import REQUEST_ROLE, Database, create_engine
+from service.settings import Settings
 
 
 def _ids(rows: Any) -> set[str]:
@@ -27,6 +28,15 @@ def _everything(admin_engine: Engine) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
+def unaudited(postgres_url: str, settings: Settings) -> Iterator[Database]:
+    """The service's Database on an engine of its own: these tests send unfiltered
+    statements on purpose, which the SQL audit would rightly flag."""
+    db = Database(create_engine(postgres_url, settings), settings)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
 def two_users(client: TestClient, alice: str, bob: str) -> tuple[set[str], set[str]]:
     mine = {create(client, alice, title=f"alice {n}")["id"] for n in range(3)}
     theirs = {create(client, bob, title=f"bob {n}")["id"] for n in range(2)}
@@ -35,9 +45,9 @@ def two_users(client: TestClient, alice: str, bob: str) -> tuple[set[str], set[s
 
 @pytest.mark.req("FR-013", "SC-005")
 def test_requests_run_as_a_role_that_cannot_bypass_the_policies(
-    database: Database, admin_engine: Engine, alice: str
+    unaudited: Database, admin_engine: Engine, alice: str
 ) -> None:
-    with database.scope(uuid.UUID(alice)) as conn:
+    with unaudited.scope(uuid.UUID(alice)) as conn:
         role = conn.execute(
             text(
                 "SELECT current_user, rolsuper, rolbypassrls, current_setting('app.user_id')"
@@ -62,13 +72,13 @@ def test_requests_run_as_a_role_that_cannot_bypass_the_policies(
 
 @pytest.mark.req("FR-013", "FR-014", "SC-005")
 def test_unfiltered_statements_touch_only_the_callers_rows(
-    database: Database,
+    unaudited: Database,
     admin_engine: Engine,
     alice: str,
     two_users: tuple[set[str], set[str]],
 ) -> None:
     mine, theirs = two_users
-    with database.scope(uuid.UUID(alice)) as conn:
+    with unaudited.scope(uuid.UUID(alice)) as conn:
         assert _ids(conn.execute(text("SELECT id FROM todos"))) == mine
         assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
         updated = conn.execute(text("UPDATE todos SET title = 'rewritten' RETURNING id"))
@@ -81,10 +91,10 @@ def test_unfiltered_statements_touch_only_the_callers_rows(
 
 @pytest.mark.req("FR-013", "SC-005")
 def test_with_no_caller_set_unfiltered_statements_touch_nothing(
-    database: Database, admin_engine: Engine, two_users: tuple[set[str], set[str]]
+    unaudited: Database, admin_engine: Engine, two_users: tuple[set[str], set[str]]
 ) -> None:
     before = _everything(admin_engine)
-    with database.scope(None) as conn:
+    with unaudited.scope(None) as conn:
         assert conn.execute(text("SELECT id FROM todos")).all() == []
         assert conn.execute(text("SELECT id FROM users")).all() == []
         assert conn.execute(text("UPDATE todos SET title = 'x' RETURNING id")).all() == []
@@ -102,7 +112,7 @@ def test_with_no_caller_set_unfiltered_statements_touch_nothing(
     ],
 )
 def test_writing_rows_for_another_user_is_refused(
-    database: Database,
+    unaudited: Database,
     admin_engine: Engine,
     alice: str,
     bob: str,
@@ -113,7 +123,7 @@ def test_writing_rows_for_another_user_is_refused(
     params = {"victim": bob, "stranger": str(uuid.uuid4())}
     with (
         pytest.raises(exc.ProgrammingError, match="row-level security"),
-        database.scope(uuid.UUID(alice)) as conn,
+        unaudited.scope(uuid.UUID(alice)) as conn,
     ):
         conn.execute(text(statement), params)
     assert _everything(admin_engine) == before

@@ -1,0 +1,93 @@
+"""`todo-service serve` as a real process: started, waited for, stopped with SIGTERM,
+its output kept in a file (a pipe could fill and stall a busy server) and handed to
+the run's log scan."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from run_logs import RunLogs
+
+from service.embedded import free_port
+
+EXECUTABLE = Path(sys.executable).with_name("todo-service")
+
+
+class ServedService:
+    def __init__(
+        self,
+        workdir: Path,
+        logs: RunLogs,
+        database_url: str | None = None,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.output_path = workdir / f"serve-{self.port}.log"
+        self._logs = logs
+        self._stopped = False
+        env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
+        if database_url:
+            env["NEON_DATABASE_URL"] = database_url
+        env.update(extra_env or {})
+        workdir.mkdir(parents=True, exist_ok=True)
+        with self.output_path.open("w") as output:
+            self.process = subprocess.Popen(
+                [str(EXECUTABLE), "serve", "--port", str(self.port), "--workers", str(workers)],
+                cwd=workdir,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
+    @property
+    def output(self) -> str:
+        return self.output_path.read_text()
+
+    def ready_status(self) -> int | None:
+        """/health/ready's status, or None while nothing listens."""
+        try:
+            return httpx.get(f"{self.base}/health/ready", timeout=2).status_code
+        except httpx.TransportError:
+            return None
+
+    def wait_ready(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while self.ready_status() != 200:
+            assert self.process.poll() is None, self.output
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve was not ready within {seconds} s:\n{self.output[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self, seconds: float = 30) -> str:
+        """SIGTERM, then the whole output; bounded, so a stuck server fails the test."""
+        if self._stopped:
+            return self.output
+        self._stopped = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"serve did not stop within {seconds} s of SIGTERM")
+        finally:
+            self._logs.add(f"serve on port {self.port}", self.output)
+            password_file = self.workdir / ".todo-service" / "password"
+            if password_file.exists():
+                self._logs.secret(password_file.read_text().strip())
+        return self.output
+
+
+# The `serve` fixture: starts one (arguments as ServedService's, bar the logs).
+Serve = Callable[..., ServedService]

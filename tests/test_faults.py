@@ -1,0 +1,268 @@
+"""The faults a serverless database really has: late at start-up, restarted under a
+running service, a connection killed mid-request, a pool drained by slow requests, and
+the service itself stopped under load. Every wait here has a deadline."""
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api import TODOS, as_user, create, problem, todo_url
+from conftest import make_settings
+from fastapi.testclient import TestClient
+from httpx import Response
+from served import Serve
+from sql_audit import StatementLog
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from service.app import create_app
+from service.db import Database, create_engine
+from service.embedded import EmbeddedPostgres
+
+
+def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {seconds} s"
+        time.sleep(0.05)
+
+
+def _timed(call: Callable[[], Response]) -> tuple[Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+@contextmanager
+def _row_locked(admin_engine: Engine, todo_id: str) -> Iterator[Connection]:
+    """Holds the todo's row lock, so a request that writes it waits inside PostgreSQL."""
+    with admin_engine.connect() as conn:
+        conn.execute(text("SELECT 1 FROM todos WHERE id = :id FOR UPDATE"), {"id": todo_id})
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def _waiting_on_a_lock(admin_engine: Engine) -> list[int]:
+    with admin_engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%todos%' AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+        )
+
+
+@pytest.mark.req("FR-006", "EC-1", "FR-005")
+def test_serve_waits_for_a_database_that_is_down_at_start_up(
+    tmp_path: Path, serve: Serve, run_logs: Any
+) -> None:
+    late = EmbeddedPostgres(tmp_path / "late")
+    url = late.start()  # made and stopped, so serve starts against a closed port
+    run_logs.database_url(url)
+    late.stop()
+
+    service = serve(url)
+    _until(lambda: service.ready_status() is not None, 30, "serve listens")
+    for _ in range(3):
+        assert service.ready_status() == 503
+        answer = httpx.get(f"{service.base}{TODOS}", headers=as_user(str(uuid.uuid4())))
+        problem(answer, 503, "SERVICE_UNAVAILABLE")
+        time.sleep(0.5)
+
+    late.start()
+    try:
+        _until(lambda: service.ready_status() == 200, 30, "ready once the database is up")
+        user = as_user(str(uuid.uuid4()))
+        made = httpx.post(f"{service.base}{TODOS}", json={"title": "late"}, headers=user)
+        assert made.status_code == 201
+        assert httpx.get(f"{service.base}{TODOS}", headers=user).json()["count"] == 1
+        output = service.stop()
+        assert "retrying" in output
+    finally:
+        late.stop()
+
+
+@pytest.mark.req("FR-006", "EC-1", "SC-007")
+def test_the_first_requests_after_a_database_restart_succeed(
+    spare_postgres: EmbeddedPostgres, statement_log: StatementLog, alice: str
+) -> None:
+    settings = make_settings(spare_postgres.url, TODO_DB_POOL_SIZE=4, TODO_DB_MAX_OVERFLOW=0)
+    engine = create_engine(spare_postgres.url, settings)
+    statement_log.attach(engine)
+    client = TestClient(
+        create_app(settings, Database(engine, settings)), raise_server_exceptions=False
+    )
+    todo = create(client, alice, title="before the restart")
+    held = [engine.connect() for _ in range(4)]  # fills the pool with live connections
+    for conn in held:
+        conn.close()
+    assert engine.pool.checkedin() == 4  # type: ignore[attr-defined]
+
+    spare_postgres.stop()
+    spare_postgres.start()
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda _: client.get(todo_url(todo["id"]), headers=as_user(alice)), range(8))
+        )
+    assert [a.status_code for a in answers] == [200] * 8
+    assert client.post(TODOS, json={"title": "after"}, headers=as_user(alice)).status_code == 201
+    engine.dispose()
+
+
+@pytest.mark.req("FR-006", "EC-1", "EC-5")
+def test_a_connection_killed_mid_request_gets_503_and_writes_nothing(
+    client: TestClient, admin_engine: Engine, alice: str
+) -> None:
+    todo = create(client, alice, title="untouched")
+    with ThreadPoolExecutor(1) as pool, _row_locked(admin_engine, todo["id"]):
+        waiting: Future[Response] = pool.submit(
+            client.patch, todo_url(todo["id"]), json={"title": "half"}, headers=as_user(alice)
+        )
+        _until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the PATCH waits on the lock")
+        with admin_engine.connect() as conn:
+            for pid in _waiting_on_a_lock(admin_engine):
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        killed = waiting.result(timeout=10)
+    body = problem(killed, 503, "SERVICE_UNAVAILABLE")
+    assert "terminat" not in body["detail"]
+    assert client.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
+
+
+@pytest.mark.req("FR-006", "EC-1")
+def test_a_create_killed_mid_request_leaves_neither_user_nor_todo(
+    client: TestClient, admin_engine: Engine
+) -> None:
+    newcomer = str(uuid.uuid4())
+    with ThreadPoolExecutor(1) as pool, admin_engine.connect() as lock:
+        lock.execute(text("LOCK TABLE todos IN SHARE MODE"))
+        waiting = pool.submit(client.post, TODOS, json={"title": "half"}, headers=as_user(newcomer))
+        _until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the POST waits on the lock")
+        with admin_engine.connect() as conn:
+            for pid in _waiting_on_a_lock(admin_engine):
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        problem(waiting.result(timeout=10), 503, "SERVICE_UNAVAILABLE")
+        lock.rollback()
+    with admin_engine.connect() as conn:
+        for table, column in (("users", "id"), ("todos", "user_id")):
+            found = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE {column} = :u"), {"u": newcomer}
+            ).scalar_one()
+            assert found == 0, f"a half-written {table} row survived"
+    assert client.post(TODOS, json={"title": "whole"}, headers=as_user(newcomer)).status_code == 201
+
+
+@pytest.mark.req("FR-007", "SC-007")
+def test_slow_requests_drain_the_pool_and_others_get_503_after_the_pool_timeout(
+    postgres_url: str, admin_engine: Engine, client: TestClient, alice: str
+) -> None:
+    todo = create(client, alice, title="contended")
+    settings = make_settings(
+        postgres_url,
+        TODO_DB_POOL_SIZE=2,
+        TODO_DB_MAX_OVERFLOW=0,
+        TODO_DB_POOL_TIMEOUT=1,
+        TODO_DB_STATEMENT_TIMEOUT_MS=2500,
+    )
+    db = Database(create_engine(postgres_url, settings), settings)
+    small = TestClient(create_app(settings, db), raise_server_exceptions=False)
+
+    def patch() -> Response:
+        answer: Response = small.patch(
+            todo_url(todo["id"]), json={"title": "slow"}, headers=as_user(alice)
+        )
+        return answer
+
+    with ThreadPoolExecutor(2) as pool, _row_locked(admin_engine, todo["id"]):
+        slow = [pool.submit(_timed, patch) for _ in range(2)]
+        _until(
+            lambda: len(_waiting_on_a_lock(admin_engine)) == 2, 10, "both PATCHes hold a connection"
+        )
+        shut_out, waited = _timed(lambda: small.get(TODOS, headers=as_user(alice)))
+        problem(shut_out, 503, "SERVICE_UNAVAILABLE")
+        assert 0.9 < waited < 2, f"waited {waited:.2f}s for a pool timeout of 1s"
+        # The statement timeout bounds the slow ones themselves.
+        for future in slow:
+            answer, took = future.result(timeout=10)
+            problem(answer, 503, "SERVICE_UNAVAILABLE")
+            assert 2.4 < took < 5, f"a slow statement ran {took:.2f}s under a 2.5s timeout"
+    assert small.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
+    db.dispose()
+
+
+@pytest.mark.req("FR-006", "EC-5", "FR-008")
+def test_sigterm_under_load_finishes_in_flight_requests_and_loses_no_write(
+    postgres_url: str, database: Database, admin_engine: Engine, client: TestClient, serve: Serve
+) -> None:
+    user = str(uuid.uuid4())
+    held = create(client, user, title="held")
+    service = serve(postgres_url)
+    service.wait_ready()
+    acknowledged: list[str] = []
+    unanswered = 0
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def write(n: int) -> None:
+        nonlocal unanswered
+        while not stop.is_set():
+            try:
+                answer = httpx.post(
+                    f"{service.base}{TODOS}",
+                    json={"title": f"w{n}"},
+                    headers=as_user(user),
+                    timeout=15,
+                )
+            except httpx.ConnectError:
+                return  # refused: the server no longer accepts; nothing was sent
+            except httpx.TransportError:
+                with lock:
+                    unanswered += 1
+                return
+            if answer.status_code == 201:
+                with lock:
+                    acknowledged.append(answer.json()["id"])
+            else:
+                assert answer.status_code == 503, answer.text
+
+    with ThreadPoolExecutor(9) as pool, _row_locked(admin_engine, held["id"]) as row_lock:
+        in_flight = pool.submit(
+            httpx.patch,
+            f"{service.base}{todo_url(held['id'])}",
+            json={"title": "finished"},
+            headers=as_user(user),
+            timeout=15,
+        )
+        writers = [pool.submit(write, n) for n in range(8)]
+        _until(lambda: len(acknowledged) >= 50, 30, "load is flowing")
+        service.process.terminate()
+        time.sleep(1)  # shutting down: the PATCH is still waiting on the row lock
+        assert not in_flight.done()
+        row_lock.rollback()
+        assert in_flight.result(timeout=15).json()["title"] == "finished"
+        for writer in writers:
+            writer.result(timeout=30)
+        stop.set()
+    assert service.process.wait(timeout=30) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{service.base}/health/live")
+
+    with admin_engine.connect() as conn:
+        stored = set(
+            conn.execute(
+                text("SELECT id::text FROM todos WHERE user_id = :u AND id <> :held"),
+                {"u": user, "held": held["id"]},
+            ).scalars()
+        )
+    assert set(acknowledged) <= stored, "an acknowledged write was lost"
+    assert len(stored) - len(acknowledged) <= unanswered
