@@ -1,6 +1,7 @@
 """Developer and CI entry points. `nox -s tests` is what CI runs."""
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -92,6 +93,33 @@ def conformance(session: nox.Session) -> None:
         "pytest", f"--req-results={results}", *session.posargs, env=env, success_codes=[0, 1]
     )
     session.run("python", "contracts/conformance.py", str(results), str(REPORT_DIR))
+
+
+def _debian_packages(session: nox.Session, *packages: str) -> None:
+    missing = [p for p in packages if shutil.which(p) is None]
+    if missing:
+        session.run("apt-get", "update", "-q", external=True)
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "install", "-y", "-q", *missing, external=True, env=env)
+
+
+def _neon_shaped(session: nox.Session, profile: str) -> None:
+    _install(session, "test")
+    _debian_packages(session, "pgbouncer", "openssl")
+    session.run("python", "tests/profiles/neon_shaped.py", profile, *session.posargs)
+
+
+@nox.session(python=PYTHON, name="neon-direct")
+def neon_direct(session: nox.Session) -> None:
+    """The whole suite on Debian's PostgreSQL over TLS with scram-sha-256, through a URL
+    of Neon's shape (sslmode=require&channel_binding=require)."""
+    _neon_shaped(session, "direct")
+
+
+@nox.session(python=PYTHON, name="neon-pooled")
+def neon_pooled(session: nox.Session) -> None:
+    """The whole suite through PgBouncer in transaction mode, TLS on both legs."""
+    _neon_shaped(session, "pooled")
 
 
 @nox.session(python=PYTHON)
