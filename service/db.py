@@ -1,12 +1,16 @@
 """The engine and its pool, the one place statements reach PostgreSQL, and outages
 turned into 503."""
 
+import asyncio
+import functools
 import select
 import threading
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy
@@ -32,6 +36,8 @@ _REQUEST_CONTEXT = (
     " set_config('statement_timeout', %(_request_timeout)s, true);\n"
 )
 _SCOPE = "request_scope"
+
+T = TypeVar("T")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -74,6 +80,8 @@ def create_engine(url: str, settings: Settings) -> Engine:
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
+        # Autocommit leaves no transaction open to roll back when a connection returns.
+        pool_reset_on_return=None,
         connect_args={
             "connect_timeout": settings.connect_timeout,
             "application_name": "todo-service",
@@ -94,6 +102,17 @@ class Database:
 
     def __init__(self, engine: Engine, settings: Settings, *, schema_ready: bool = True) -> None:
         self.engine = engine
+        self._capacity = settings.pool_size + settings.max_overflow
+        self._pool_timeout = settings.pool_timeout
+        # Per event loop (a uvicorn worker has one): who may hold a connection now.
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._gates = weakref.WeakKeyDictionary()
+        # More threads than connections: a test client runs each request on an event
+        # loop of its own, where the gate cannot queue them, and they must still reach
+        # the pool's own timeout rather than wait here.
+        self._threads = ThreadPoolExecutor(
+            max_workers=2 * self._capacity + 8, thread_name_prefix="db"
+        )
         self._timeout_ms = str(settings.statement_timeout_ms)
         self._retry_after = settings.retry_after_seconds
         self._schema_ready = threading.Event()
@@ -141,6 +160,25 @@ class Database:
                 raise self.unavailable() from error
             raise
 
+    async def call(self, work: Callable[..., T], *args: Any) -> T:
+        """Runs blocking database work on a worker thread, at most as many at once as
+        the pool has connections. Waiters queue here, in arrival order, for at most the
+        pool timeout; threads parked on the pool instead contend for the GIL and are
+        served out of order."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self._capacity)
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await gate.acquire()
+        except TimeoutError:
+            raise self.unavailable() from None
+        try:
+            return await loop.run_in_executor(self._threads, functools.partial(work, *args))
+        finally:
+            gate.release()
+
     def ping(self) -> None:
         with self.scope(None) as conn:
             conn.execute(text("SELECT 1"))
@@ -156,4 +194,5 @@ class Database:
         )
 
     def dispose(self) -> None:
+        """Closes the pooled connections; the pool opens new ones if used again."""
         self.engine.dispose()

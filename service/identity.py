@@ -23,7 +23,8 @@ def parse_uuid(value: str) -> uuid.UUID | None:
     return uuid.UUID(value)
 
 
-def current_user(request: Request) -> UserId:
+async def current_user(request: Request) -> UserId:
+    # async only so FastAPI runs it inline: a plain `def` dependency costs a thread hop.
     value = request.headers.get(USER_HEADER, "")
     if not value:
         raise MissingUserContext(

@@ -14,8 +14,8 @@ class Settings(BaseSettings):
     direct_database_url: str | None = Field(default=None, alias="NEON_DATABASE_DIRECT_URL")
     data_dir: Path = Field(default=Path(".todo-service"), alias="TODO_DATA_DIR")
 
-    pool_size: int = Field(default=5, ge=1, alias="TODO_DB_POOL_SIZE")
-    max_overflow: int = Field(default=5, ge=0, alias="TODO_DB_MAX_OVERFLOW")
+    pool_size: int = Field(default=8, ge=1, alias="TODO_DB_POOL_SIZE")
+    max_overflow: int = Field(default=0, ge=0, alias="TODO_DB_MAX_OVERFLOW")
     pool_timeout: float = Field(default=5.0, gt=0, alias="TODO_DB_POOL_TIMEOUT")
     pool_recycle: int = Field(default=300, gt=0, alias="TODO_DB_POOL_RECYCLE")
     connect_timeout: int = Field(default=3, ge=1, alias="TODO_DB_CONNECT_TIMEOUT")

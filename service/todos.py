@@ -2,14 +2,20 @@
 on todos to it (the first wall; the row-level policies are the second), and sends one
 statement in one round trip through `Database.scope`.
 
-PostgreSQL writes each todo's JSON itself (`_AS_JSON`): the hot paths hydrate no ORM
-objects and encode nothing in Python, and every answer spells a todo the same way."""
+The statements are written with SQLAlchemy Core and compiled once, at import: a
+request neither builds nor compiles SQL. PostgreSQL writes the JSON itself (`_TODO`),
+lists included, so the hot paths hydrate no ORM objects and encode nothing in Python,
+and every answer spells a todo the same way."""
 
 import uuid
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Text,
+    bindparam,
     cast,
     delete,
     func,
@@ -18,7 +24,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.elements import BindParameter
 
 from service.db import Database
 from service.identity import UserId
@@ -26,80 +36,141 @@ from service.models import Todo, TodoCreate, TodoUpdate, User
 
 _todos = Todo.__table__  # type: ignore[attr-defined]
 _users = User.__table__  # type: ignore[attr-defined]
+_DIALECT = postgresql.psycopg2.dialect()  # type: ignore[no-untyped-call]
+_UPDATABLE = ("title", "description", "is_completed")
 
 
-def _rfc3339(column: ColumnElement[object]) -> ColumnElement[str]:
+def _literal(text: str) -> ColumnElement[str]:
+    # Constants are written into the SQL, so the only parameters are the request's.
+    return literal_column(f"'{text}'")
+
+
+def _rfc3339(column: ColumnElement[Any]) -> ColumnElement[str]:
     # Pinned to UTC with a fixed six-digit fraction, whatever the session's TimeZone.
     return func.to_char(
-        func.timezone("UTC", column), literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'""")
+        func.timezone(_literal("UTC"), column), _literal('YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
     )
 
 
-_AS_JSON = cast(
-    func.json_build_object(
-        "id", _todos.c.id,
-        "user_id", _todos.c.user_id,
-        "title", _todos.c.title,
-        "description", _todos.c.description,
-        "is_completed", _todos.c.is_completed,
-        "created_at", _rfc3339(_todos.c.created_at),
-        "updated_at", _rfc3339(_todos.c.updated_at),
-    ),
-    Text,
+_TODO = func.json_build_object(
+    _literal("id"), _todos.c.id,
+    _literal("user_id"), _todos.c.user_id,
+    _literal("title"), _todos.c.title,
+    _literal("description"), _todos.c.description,
+    _literal("is_completed"), _todos.c.is_completed,
+    _literal("created_at"), _rfc3339(_todos.c.created_at),
+    _literal("updated_at"), _rfc3339(_todos.c.updated_at),
 )  # fmt: skip
+_AS_TEXT = cast(_TODO, Text)
 
 
-def _mine(user: UserId) -> ColumnElement[bool]:
-    mine: ColumnElement[bool] = _todos.c.user_id == user
-    return mine
+def _sql(statement: ClauseElement) -> str:
+    return str(statement.compile(dialect=_DIALECT))
 
 
-def create(db: Database, user: UserId, data: TodoCreate) -> tuple[uuid.UUID, str]:
+@dataclass(frozen=True)
+class Statements:
+    """Each operation's SQL, with parameters user_id, todo_id and new_<field>; patch has
+    one statement per set of fields. `mine` is the application's user filter."""
+
+    create: str
+    list_all: str
+    get: str
+    patch: dict[frozenset[str], str]
+    remove: str
+
+    @classmethod
+    def build(cls, mine: ColumnElement[bool]) -> "Statements":
+        user: BindParameter[str] = bindparam("user_id")
+        todo: BindParameter[str] = bindparam("todo_id")
+        one = (mine, _todos.c.id == todo)
+        new_user = pg_insert(_users).values(id=user).on_conflict_do_nothing().cte("new_user")
+        newest_first = (_todos.c.created_at.desc(), _todos.c.id.desc())
+        # Strictly forward even if two updates share a clock tick or the clock steps back.
+        updated_at = func.greatest(
+            func.now(), _todos.c.updated_at + literal_column("interval '1 microsecond'")
+        )
+        return cls(
+            create=_sql(
+                insert(_todos)
+                .add_cte(new_user)
+                .values(
+                    user_id=user,
+                    title=bindparam("new_title"),
+                    description=bindparam("new_description"),
+                )
+                .returning(_todos.c.id, _AS_TEXT)
+            ),
+            list_all=_sql(
+                select(
+                    cast(
+                        func.json_build_object(
+                            _literal("items"),
+                            func.coalesce(
+                                func.json_agg(aggregate_order_by(_TODO, *newest_first)),
+                                literal_column("'[]'::json"),
+                            ),
+                            _literal("count"),
+                            func.count(),
+                        ),
+                        Text,
+                    )
+                ).where(mine)
+            ),
+            get=_sql(select(_AS_TEXT).where(*one)),
+            patch={
+                frozenset(fields): _sql(
+                    update(_todos)
+                    .where(*one)
+                    .values(
+                        {**{f: bindparam(f"new_{f}") for f in fields}, "updated_at": updated_at}
+                    )
+                    .returning(_AS_TEXT)
+                )
+                for size in range(1, len(_UPDATABLE) + 1)
+                for fields in combinations(_UPDATABLE, size)
+            },
+            remove=_sql(delete(_todos).where(*one).returning(_todos.c.id)),
+        )
+
+
+STATEMENTS = Statements.build(_todos.c.user_id == bindparam("user_id"))
+
+
+def create(db: Database, user: UserId, data: TodoCreate) -> tuple[str, str]:
     """The new todo's id and JSON. The user's row is made on their first write, in the
     same statement."""
-    new_user = pg_insert(_users).values(id=user).on_conflict_do_nothing().cte("new_user")
-    statement = (
-        insert(_todos)
-        .add_cte(new_user)
-        .values(user_id=user, title=data.title, description=data.description)
-        .returning(_todos.c.id, _AS_JSON)
-    )
+    params = {"user_id": str(user), "new_title": data.title, "new_description": data.description}
     with db.scope(user) as conn:
-        todo_id, body = conn.execute(statement).one()
+        todo_id, body = conn.exec_driver_sql(STATEMENTS.create, params).one()
     return todo_id, body
 
 
-def list_all(db: Database, user: UserId) -> list[str]:
-    """The user's todos as JSON, newest first (the index's order)."""
-    statement = (
-        select(_AS_JSON).where(_mine(user)).order_by(_todos.c.created_at.desc(), _todos.c.id.desc())
-    )
+def list_all(db: Database, user: UserId) -> str:
+    """The user's todos as the whole response body, newest first (the index's order)."""
     with db.scope(user) as conn:
-        return list(conn.execute(statement).scalars())
+        body: str = conn.exec_driver_sql(STATEMENTS.list_all, {"user_id": str(user)}).scalar_one()
+    return body
 
 
 def get(db: Database, user: UserId, todo_id: uuid.UUID) -> str | None:
-    statement = select(_AS_JSON).where(_mine(user), _todos.c.id == todo_id)
+    params = {"user_id": str(user), "todo_id": str(todo_id)}
     with db.scope(user) as conn:
-        return conn.execute(statement).scalar_one_or_none()
+        body: str | None = conn.exec_driver_sql(STATEMENTS.get, params).scalar_one_or_none()
+    return body
 
 
 def patch(db: Database, user: UserId, todo_id: uuid.UUID, changes: TodoUpdate) -> str | None:
-    # Strictly forward even if two updates share a clock tick or the clock steps back.
-    updated_at = func.greatest(
-        func.now(), _todos.c.updated_at + literal_column("interval '1 microsecond'")
-    )
-    statement = (
-        update(_todos)
-        .where(_mine(user), _todos.c.id == todo_id)
-        .values(**changes.changes(), updated_at=updated_at)
-        .returning(_AS_JSON)
-    )
+    fields = changes.changes()
+    params = {f"new_{f}": v for f, v in fields.items()}
+    params.update(user_id=str(user), todo_id=str(todo_id))
     with db.scope(user) as conn:
-        return conn.execute(statement).scalar_one_or_none()
+        statement = STATEMENTS.patch[frozenset(fields)]
+        body: str | None = conn.exec_driver_sql(statement, params).scalar_one_or_none()
+    return body
 
 
 def remove(db: Database, user: UserId, todo_id: uuid.UUID) -> bool:
-    statement = delete(_todos).where(_mine(user), _todos.c.id == todo_id).returning(_todos.c.id)
+    params = {"user_id": str(user), "todo_id": str(todo_id)}
     with db.scope(user) as conn:
-        return conn.execute(statement).scalar_one_or_none() is not None
+        return conn.exec_driver_sql(STATEMENTS.remove, params).scalar_one_or_none() is not None

@@ -135,7 +135,7 @@ def without_the_application_filter(
 ) -> Iterator[TestClient]:
     """The service with the first wall removed from every data-layer function, on an
     engine of its own: the SQL audit would rightly flag these statements."""
-    monkeypatch.setattr(todos, "_mine", lambda user: true())
+    monkeypatch.setattr(todos, "STATEMENTS", todos.Statements.build(true()))
     settings = make_settings(postgres_url)
     db = Database(create_engine(postgres_url, settings), settings)
     yield TestClient(create_app(settings, db), raise_server_exceptions=False)

@@ -1,7 +1,6 @@
 """Liveness (the process) and readiness (the database answers)."""
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.routes.responses import Db, json_response
@@ -16,5 +15,5 @@ async def live() -> Response:
 
 @router.get("/ready")
 async def ready(db: Db) -> Response:
-    await run_in_threadpool(db.ping)
+    await db.call(db.ping)
     return json_response({"status": "ok"})

@@ -25,7 +25,8 @@ def json_text(body: str, status_code: int = 200, headers: dict[str, str] | None 
     return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
-def database(request: Request) -> Database:
+async def database(request: Request) -> Database:
+    # async only so FastAPI runs it inline: a plain `def` dependency costs a thread hop.
     db: Database = request.app.state.db
     return db
 

@@ -4,7 +4,6 @@ input, then asks the data layer, in the contract's order of checks."""
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service import todos
@@ -50,19 +49,18 @@ def _not_found() -> NotFound:
 @router.post("", status_code=201)
 async def create_todo(body: JsonBody, user: CurrentUser, db: Db) -> Response:
     data, _ = parse_request(TodoCreate, body)
-    todo_id, todo = await run_in_threadpool(todos.create, db, user, data)
+    todo_id, todo = await db.call(todos.create, db, user, data)
     return json_text(todo, 201, {"Location": f"{PREFIX}/{todo_id}"})
 
 
 @router.get("")
 async def list_todos(user: CurrentUser, db: Db) -> Response:
-    items = await run_in_threadpool(todos.list_all, db, user)
-    return json_text(f'{{"items":[{",".join(items)}],"count":{len(items)}}}')
+    return json_text(await db.call(todos.list_all, db, user))
 
 
 @router.get("/{todo_id}")
 async def get_todo(todo_id: str, user: CurrentUser, db: Db) -> Response:
-    todo = await run_in_threadpool(todos.get, db, user, parse_todo_id(todo_id))
+    todo = await db.call(todos.get, db, user, parse_todo_id(todo_id))
     if todo is None:
         raise _not_found()
     return json_text(todo)
@@ -72,7 +70,7 @@ async def get_todo(todo_id: str, user: CurrentUser, db: Db) -> Response:
 async def update_todo(todo_id: str, body: JsonBody, user: CurrentUser, db: Db) -> Response:
     changes, parsed_id = parse_request(TodoUpdate, body, todo_id)
     assert parsed_id is not None
-    todo = await run_in_threadpool(todos.patch, db, user, parsed_id, changes)
+    todo = await db.call(todos.patch, db, user, parsed_id, changes)
     if todo is None:
         raise _not_found()
     return json_text(todo)
@@ -80,6 +78,6 @@ async def update_todo(todo_id: str, body: JsonBody, user: CurrentUser, db: Db) -
 
 @router.delete("/{todo_id}", status_code=204)
 async def delete_todo(todo_id: str, user: CurrentUser, db: Db) -> Response:
-    if not await run_in_threadpool(todos.remove, db, user, parse_todo_id(todo_id)):
+    if not await db.call(todos.remove, db, user, parse_todo_id(todo_id)):
         raise _not_found()
     return Response(status_code=204)
