@@ -95,8 +95,9 @@ def conformance(session: nox.Session) -> None:
     session.run("python", "contracts/conformance.py", str(results), str(REPORT_DIR))
 
 
-def _debian_packages(session: nox.Session, *packages: str) -> None:
-    missing = [p for p in packages if shutil.which(p) is None]
+def _debian_packages(session: nox.Session, programs: dict[str, str]) -> None:
+    """Installs the Debian package of each program (name -> package) not on PATH."""
+    missing = [package for program, package in programs.items() if shutil.which(program) is None]
     if missing:
         session.run("apt-get", "update", "-q", external=True)
         env = {"DEBIAN_FRONTEND": "noninteractive"}
@@ -105,7 +106,7 @@ def _debian_packages(session: nox.Session, *packages: str) -> None:
 
 def _neon_shaped(session: nox.Session, profile: str) -> None:
     _install(session, "test")
-    _debian_packages(session, "pgbouncer", "openssl")
+    _debian_packages(session, {"pgbouncer": "pgbouncer", "openssl": "openssl"})
     session.run("python", "tests/profiles/neon_shaped.py", profile, *session.posargs)
 
 
@@ -120,6 +121,16 @@ def neon_direct(session: nox.Session) -> None:
 def neon_pooled(session: nox.Session) -> None:
     """The whole suite through PgBouncer in transaction mode, TLS on both legs."""
     _neon_shaped(session, "pooled")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark (bench/run.py): ours, a naive reference, FastAPI's and PostgreSQL's
+    ceilings, with wrk and pgbench, on 1,000,000 seeded todos. Arguments after `--` go
+    to bench/run.py (`--workers 2`, `--duration 10`, `--smoke`)."""
+    _install(session, "test")
+    _debian_packages(session, {"wrk": "wrk", "pgbench": "postgresql"})
+    session.run("python", "bench/run.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

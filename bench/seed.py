@@ -1,0 +1,59 @@
+"""Realistic data, made by PostgreSQL itself (generate_series), in two growth stages."""
+
+from layout import REST_FULL, REST_SMALL, SQL_OWNER, SQL_TODO_ID, SQL_USER_ID, USERS
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+_INSERT_TODOS = f"""
+INSERT INTO todos (id, user_id, title, description, is_completed, created_at, updated_at)
+SELECT {SQL_TODO_ID.format(n="n")},
+       ({SQL_USER_ID.format(k=SQL_OWNER.format(n="n"))})::uuid,
+       'Todo number ' || n,
+       CASE WHEN n % 2 = 0 THEN 'Pick up the parcel before the shop closes at six, ref ' || n END,
+       n % 3 = 0,
+       created,
+       created
+FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS n,
+     LATERAL (SELECT timestamptz '2026-01-01' + n * interval '1 second') AS t(created)
+"""
+
+
+def _insert(engine: Engine, first: int, last: int) -> None:
+    if first > last:
+        return
+    with engine.begin() as conn:
+        conn.execute(text(_INSERT_TODOS), {"first": first, "last": last})
+
+
+def small_table(engine: Engine) -> None:
+    """10,000 users; the 1,000- and 10-todo users; 10,000 todos in all."""
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE users, todos"))
+        conn.execute(
+            text(
+                f"INSERT INTO users (id) SELECT ({SQL_USER_ID.format(k='k')})::uuid"
+                " FROM generate_series(1, :users) AS k"
+            ),
+            {"users": USERS},
+        )
+    _insert(engine, 100_001, 101_010)
+    _insert(engine, REST_SMALL.first, REST_SMALL.last)
+    _analyze(engine)
+
+
+def full_table(engine: Engine) -> None:
+    """Grows the small table to 1,000,000 todos, adding the 100,000-todo user."""
+    _insert(engine, 1, 100_000)
+    _insert(engine, REST_SMALL.last + 1, REST_FULL.last)
+    _analyze(engine)
+
+
+def _analyze(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE users"))
+        conn.execute(text("VACUUM ANALYZE todos"))
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM todos")).scalar_one())

@@ -1,0 +1,71 @@
+"""pgbench scripts made from the exact bytes the service sends for each operation: the
+data layer runs once with marker ids, the sent SQL is recorded, and the markers become
+pgbench expressions. The database ceiling is then PostgreSQL running our statements."""
+
+import uuid
+from pathlib import Path
+
+from layout import SQL_TODO_ID, SQL_USER_ID, Range, todo_id, user_id
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from service import todos
+from service.db import Database, create_engine
+from service.identity import UserId
+from service.models import TodoCreate, TodoUpdate
+from service.settings import Settings
+
+_USER_MARK = user_id(0xFFFFFFFF)
+_TODO_MARK = todo_id(0xFFFFFFFF)
+
+
+def _record(engine: Engine) -> list[str]:
+    sent: list[str] = []
+
+    def keep(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
+        sent.append(cursor.mogrify(statement, params).decode())  # type: ignore[attr-defined]
+
+    event.listen(engine, "before_cursor_execute", keep)
+    return sent
+
+
+def _pgbench(sql: str, header: str) -> str:
+    sql = sql.replace(f"'{_USER_MARK}'", f"({SQL_USER_ID.format(k=':u')})")
+    sql = sql.replace(f"'{_TODO_MARK}'", f"({SQL_TODO_ID.format(n=':n')})")
+    # The context and the statement stay one query string: one round trip, as sent.
+    context, statement = sql.split(";\n", 1)
+    return f"{header}\n{context} \\;\n{statement};\n"
+
+
+def write_scripts(url: str, directory: Path, pick: Range, deletable: Range) -> dict[str, Path]:
+    settings = Settings(NEON_DATABASE_URL=url)
+    db = Database(create_engine(url, settings), settings)
+    sent = _record(db.engine)
+    user, todo = UserId(uuid.UUID(_USER_MARK)), uuid.UUID(_TODO_MARK)
+    todos.get(db, user, todo)
+    todos.list_all(db, user)
+    todos.create(db, user, TodoCreate(title="Benchmark todo", description="made under load"))
+    todos.patch(db, user, todo, TodoUpdate(title="Renamed", is_completed=True))
+    todos.remove(db, user, todo)
+    db.dispose()
+    get, listing, create, patch, remove = sent
+
+    random_todo = f"\\set n random({pick.first}, {pick.last})\n\\set u 4 + (:n - 101011) % 9997"
+    # Each client walks its own ids, as wrk's threads do, so every delete finds a row.
+    next_todo = (
+        f"\\set n {deletable.first} + :client_id + :k * :clients\n\\set k :k + 1\n"
+        "\\set u 4 + (:n - 101011) % 9997"
+    )
+    scripts = {
+        "get": _pgbench(get, random_todo),
+        "list10": _pgbench(listing, "\\set u 3"),
+        "list1000": _pgbench(listing, "\\set u 2"),
+        "create": _pgbench(create, "\\set u random(4, 10000)"),
+        "patch": _pgbench(patch, random_todo),
+        "delete": _pgbench(remove, next_todo),
+    }
+    paths = {}
+    for name, script in scripts.items():
+        paths[name] = directory / f"{name}.sql"
+        paths[name].write_text(script)
+    return paths

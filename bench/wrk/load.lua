@@ -1,0 +1,76 @@
+-- One wrk script for every operation, chosen by environment variables:
+--   BENCH_OP      get | list | create | patch | delete | constant
+--   BENCH_FIRST, BENCH_LAST   the seeded todos to pick from (see bench/layout.py)
+--   BENCH_USER    the user whose list is read
+--   BENCH_THREADS wrk's -t, so deleting threads take disjoint ids
+local op = os.getenv("BENCH_OP")
+local first = tonumber(os.getenv("BENCH_FIRST") or "0")
+local last = tonumber(os.getenv("BENCH_LAST") or "0")
+local list_user = tonumber(os.getenv("BENCH_USER") or "0")
+local threads = tonumber(os.getenv("BENCH_THREADS") or "1")
+
+local counter = 0
+function setup(thread)
+  thread:set("thread_id", counter)
+  counter = counter + 1
+end
+
+local function owner(n)
+  if n <= 100000 then return 1 end
+  if n <= 101000 then return 2 end
+  if n < 101011 then return 3 end
+  return 4 + (n - 101011) % 9997
+end
+
+local function todo_id(n) return string.format("00000000-0000-4000-8000-%012x", n) end
+local function user_id(k) return string.format("00000000-0000-4000-9000-%012x", k) end
+
+local next_delete
+function init(args)
+  math.randomseed(20261125 + thread_id)
+  next_delete = first + thread_id
+end
+
+local json = { ["Content-Type"] = "application/json" }
+
+local function as(user, extra)
+  local headers = { ["X-User-ID"] = user_id(user) }
+  for k, v in pairs(extra or {}) do headers[k] = v end
+  return headers
+end
+
+function request()
+  if op == "constant" then
+    return wrk.format("GET", "/constant")
+  elseif op == "list" then
+    return wrk.format("GET", "/api/v1/todos", as(list_user))
+  elseif op == "create" then
+    local body = '{"title":"Benchmark todo","description":"made under load"}'
+    return wrk.format("POST", "/api/v1/todos", as(math.random(4, 10000), json), body)
+  end
+  local n
+  if op == "delete" then
+    n = next_delete
+    next_delete = next_delete + threads
+  else
+    n = math.random(first, last)
+  end
+  local path = "/api/v1/todos/" .. todo_id(n)
+  if op == "get" then
+    return wrk.format("GET", path, as(owner(n)))
+  elseif op == "patch" then
+    local body = string.format('{"title":"Renamed %d","is_completed":%s}', n, n % 2 == 0 and "true" or "false")
+    return wrk.format("PATCH", path, as(owner(n), json), body)
+  elseif op == "delete" then
+    return wrk.format("DELETE", path, as(owner(n)))
+  end
+  error("unknown BENCH_OP " .. tostring(op))
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"non_2xx":%d,"socket_errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
