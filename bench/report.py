@@ -41,7 +41,7 @@ def write(results: list[Any], notes: dict[str, Any], args: argparse.Namespace, o
     stage = results[-1].stage
     rows, checks = [], []
     for r in results:
-        if r.target != "ours":
+        if r.target != "ours" or r.stage.endswith(" wall"):
             continue
         naive = _find(results, r.stage, "naive", r.op, r.connections)
         ceiling = _find(results, stage, "ceiling", "constant", r.connections)
@@ -79,6 +79,7 @@ def write(results: list[Any], notes: dict[str, Any], args: argparse.Namespace, o
     if huge and idle:
         check("RSS listing 100,000 / idle RSS", round(huge.peak_rss_mb / idle, 2), 2, above=False)
 
+    walls = _wall_rows(results)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -93,11 +94,35 @@ def write(results: list[Any], notes: dict[str, Any], args: argparse.Namespace, o
     }
     out.mkdir(parents=True, exist_ok=True)
     name = "smoke" if args.smoke else "latest"
-    document = {"meta": meta, "ours": rows, "all": [asdict(r) for r in results], "targets": checks}
+    document = {
+        "meta": meta,
+        "ours": rows,
+        "second_wall": walls,
+        "all": [asdict(r) for r in results],
+        "targets": checks,
+    }
     (out / f"{name}.json").write_text(json.dumps(document, indent=2))
-    markdown = _markdown(meta, rows, results, checks)
+    markdown = _markdown(meta, rows, results, checks, walls)
     (out / f"{name}.md").write_text(markdown)
     print("\n" + markdown)
+
+
+def _wall_rows(results: list[Any]) -> list[dict[str, Any]]:
+    walls = []
+    for r in results:
+        if r.stage.endswith(" wall") and r.target == "ours":
+            bare = _find(results, r.stage, "no-rls", r.op, r.connections)
+            if bare:
+                walls.append(
+                    {
+                        "op": r.op,
+                        "connections": r.connections,
+                        "with_rls_rps": r.rps,
+                        "without_rls_rps": bare.rps,
+                        "cost": round(1 - r.rps / bare.rps, 3),
+                    }
+                )
+    return walls
 
 
 def _cores() -> int:
@@ -111,6 +136,7 @@ def _markdown(
     rows: list[dict[str, Any]],
     results: list[Any],
     checks: list[dict[str, Any]],
+    walls: list[dict[str, Any]],
 ) -> str:
     lines = [
         "# Benchmark",
@@ -145,4 +171,16 @@ def _markdown(
     for c in checks:
         met = "yes" if c["met"] else "NO"
         lines.append(f"| {c['target']} | {_fmt(c['measured'])} | {c['goal']:g} | {met} |")
+    lines += [
+        "",
+        "## The second wall (row-level security): same requests, back to back",
+        "",
+        "| op | conns | with RLS req/s | without RLS req/s | cost |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for w in walls:
+        lines.append(
+            f"| {w['op']} | {w['connections']} | {w['with_rls_rps']:g}"
+            f" | {w['without_rls_rps']:g} | {w['cost'] * 100:.1f}% |"
+        )
     return "\n".join(lines) + "\n"

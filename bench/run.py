@@ -244,7 +244,7 @@ class Bench:
     def drive(self, stage: str, server: Server, op: str, connections: int, **env: int) -> None:
         if self.args.warmup:
             # Deletes warm up by reading the rows they are about to delete.
-            _wrk(server, "get" if op == "delete" else op, 32, self.args.warmup, **env)
+            _wrk(server, "get" if op == "delete" else op, connections, self.args.warmup, **env)
         with PeakRss(server) as rss:
             figures = _wrk(server, op, connections, self.args.duration, **env)
         if op == "list":
@@ -259,6 +259,11 @@ def _servers(url: str, workers: int) -> dict[str, Server]:
         "ours": Server(
             "ours",
             [str(BIN / "todo-service"), "serve", "--workers", str(workers)],
+            {"NEON_DATABASE_URL": url},
+        ),
+        "no-rls": Server(
+            "no-rls",
+            [*uvicorn, "--factory", "without_row_security:build_app"],
             {"NEON_DATABASE_URL": url},
         ),
         "naive": Server("naive", [*uvicorn, "naive_app:app"], {"NAIVE_DATABASE_URL": url}),
@@ -289,6 +294,17 @@ def _stage(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -
     return slices.pop()
 
 
+def _second_wall(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
+    """What row-level security costs: the same requests with and without it, back to
+    back, at the higher connection count."""
+    half = (table.first + table.last) // 2
+    pick = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
+    c = bench.connections[-1]
+    for op, env in [*OPS_READ, ("create", {}), ("patch", {})]:
+        for name in ("ours", "no-rls"):
+            bench.drive(f"{stage} wall", servers[name], op, c, **pick, **env)
+
+
 def _database_ceiling(bench: Bench, stage: str, table: Range, deletable: Range) -> None:
     half = (table.first + table.last) // 2
     scripts = write_scripts(bench.url, bench.workdir, Range(table.first, half), deletable)
@@ -306,13 +322,16 @@ def run(bench: Bench) -> None:
     servers = _servers(bench.url, bench.args.workers)
     try:
         for server in servers.values():
-            server.start(
-                bench.workdir, "/constant" if server.name == "ceiling" else "/api/v1/todos"
-            )
+            probe = "/constant" if server.name == "ceiling" else "/api/v1/todos"
+            server.start(bench.workdir, probe)
         ours = servers["ours"]
         bench.notes["idle_rss_mb"] = {n: round(s.rss_mb(), 1) for n, s in servers.items()}
-        # Growth, first half: the reads while the table holds 10,000 rows.
         small = {"BENCH_FIRST": REST_SMALL.first, "BENCH_LAST": REST_SMALL.last}
+        # A fresh server's first seconds (connections opening, first calls) are slow;
+        # no figure should include them.
+        for name in ("ours", "no-rls", "naive"):
+            _wrk(servers[name], "get", 32, 1 if bench.args.smoke else 5, **small)
+        # Growth, first half: the reads while the table holds 10,000 rows.
         for op, env in OPS_READ:
             for c in bench.connections:
                 bench.drive("10k", ours, op, c, **small, **env)
@@ -324,6 +343,7 @@ def run(bench: Bench) -> None:
             table, stage = REST_FULL, "1M"
         bench.notes["rows"] = seed.count(admin)
         deletable = _stage(bench, stage, table, servers)
+        _second_wall(bench, stage, table, servers)
         if not bench.args.smoke:
             bench.notes["idle_rss_mb_before_100k"] = round(ours.rss_mb(), 1)
             bench.drive(stage, ours, "list", 1, BENCH_USER=HUGE)
@@ -358,6 +378,7 @@ def main() -> None:
         run(bench)
     finally:
         pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     report.write(bench.results, bench.notes, args, args.out)
 
 

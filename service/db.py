@@ -97,6 +97,17 @@ def create_engine(url: str, settings: Settings) -> Engine:
     return engine
 
 
+def _roll_back(conn: Connection) -> None:
+    """Ends a transaction left open, straight on the driver: the request context cannot
+    run in an aborted transaction, and the pool does not roll back on return (autocommit
+    never needs it). A connection that cannot is discarded, never reused mid-transaction."""
+    try:
+        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute("ROLLBACK")
+    except Exception:
+        conn.invalidate()
+
+
 class Database:
     """The engine plus the service's only way to reach PostgreSQL: `scope(user)`."""
 
@@ -178,6 +189,28 @@ class Database:
             return await loop.run_in_executor(self._threads, functools.partial(work, *args))
         finally:
             gate.release()
+
+    def stream(
+        self, user: uuid.UUID, statement: str, params: dict[str, Any], batch: int
+    ) -> Iterator[list[Any]]:
+        """The first column of `statement`'s rows, `batch` at a time, all from one
+        snapshot (a cursor in a transaction of its own), so a long answer is never whole
+        in memory. Closing the iterator early rolls the transaction back."""
+        with self.scope(user) as conn:
+            # The request context goes before BEGIN in the same query string, which turns
+            # that implicit transaction into this explicit one: the settings hold for it.
+            conn.exec_driver_sql("BEGIN READ ONLY")
+            finished = False
+            try:
+                conn.exec_driver_sql(f"DECLARE stream NO SCROLL CURSOR FOR {statement}", params)
+                fetch = f"FETCH {batch} FROM stream"
+                while rows := conn.exec_driver_sql(fetch).scalars().all():
+                    yield list(rows)
+                conn.exec_driver_sql("COMMIT")
+                finished = True
+            finally:
+                if not finished:
+                    _roll_back(conn)
 
     def ping(self) -> None:
         with self.scope(None) as conn:

@@ -8,6 +8,7 @@ lists included, so the hot paths hydrate no ORM objects and encode nothing in Py
 and every answer spells a todo the same way."""
 
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Text,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -38,6 +40,10 @@ _todos = Todo.__table__  # type: ignore[attr-defined]
 _users = User.__table__  # type: ignore[attr-defined]
 _DIALECT = postgresql.psycopg2.dialect()  # type: ignore[no-untyped-call]
 _UPDATABLE = ("title", "description", "is_completed")
+
+# Lists up to this long are built whole by PostgreSQL in one round trip; longer ones are
+# streamed in batches this size, so memory stays flat however many todos a user has.
+WHOLE_LIST_LIMIT = 2000
 
 
 def _literal(text: str) -> ColumnElement[str]:
@@ -75,6 +81,7 @@ class Statements:
 
     create: str
     list_all: str
+    stream_all: str
     get: str
     patch: dict[frozenset[str], str]
     remove: str
@@ -101,22 +108,8 @@ class Statements:
                 )
                 .returning(_todos.c.id, _AS_TEXT)
             ),
-            list_all=_sql(
-                select(
-                    cast(
-                        func.json_build_object(
-                            _literal("items"),
-                            func.coalesce(
-                                func.json_agg(aggregate_order_by(_TODO, *newest_first)),
-                                literal_column("'[]'::json"),
-                            ),
-                            _literal("count"),
-                            func.count(),
-                        ),
-                        Text,
-                    )
-                ).where(mine)
-            ),
+            list_all=_whole_list(mine, newest_first),
+            stream_all=_sql(select(_AS_TEXT).where(mine).order_by(*newest_first)),
             get=_sql(select(_AS_TEXT).where(*one)),
             patch={
                 frozenset(fields): _sql(
@@ -134,6 +127,28 @@ class Statements:
         )
 
 
+def _whole_list(mine: ColumnElement[bool], newest_first: tuple[Any, ...]) -> str:
+    """The whole response body, or NULL when the user has more than WHOLE_LIST_LIMIT."""
+    page = (
+        select(_TODO.label("todo"), _todos.c.created_at, _todos.c.id)
+        .where(mine)
+        .order_by(*newest_first)
+        .limit(literal_column(str(WHOLE_LIST_LIMIT + 1)))
+        .subquery("page")
+    )
+    items = func.json_agg(
+        aggregate_order_by(page.c.todo, page.c.created_at.desc(), page.c.id.desc())
+    )
+    body = func.json_build_object(
+        _literal("items"),
+        func.coalesce(items, literal_column("'[]'::json")),
+        _literal("count"),
+        func.count(),
+    )
+    too_long = func.count() > literal_column(str(WHOLE_LIST_LIMIT))
+    return _sql(select(case((too_long, None), else_=cast(body, Text))).select_from(page))
+
+
 STATEMENTS = Statements.build(_todos.c.user_id == bindparam("user_id"))
 
 
@@ -146,11 +161,27 @@ def create(db: Database, user: UserId, data: TodoCreate) -> tuple[str, str]:
     return todo_id, body
 
 
-def list_all(db: Database, user: UserId) -> str:
-    """The user's todos as the whole response body, newest first (the index's order)."""
+def list_all(db: Database, user: UserId) -> str | None:
+    """The user's todos as the whole response body, newest first (the index's order);
+    None when there are more than WHOLE_LIST_LIMIT: stream them with `stream_all`."""
     with db.scope(user) as conn:
-        body: str = conn.exec_driver_sql(STATEMENTS.list_all, {"user_id": str(user)}).scalar_one()
+        body: str | None = conn.exec_driver_sql(
+            STATEMENTS.list_all, {"user_id": str(user)}
+        ).scalar_one()
     return body
+
+
+def stream_all(db: Database, user: UserId) -> Generator[str, None, None]:
+    """The same body as `list_all`, in pieces, from one snapshot. The first piece is
+    made only once the cursor is open, so an outage surfaces before anything is sent."""
+    batches = db.stream(user, STATEMENTS.stream_all, {"user_id": str(user)}, WHOLE_LIST_LIMIT)
+    first = next(batches, [])
+    count = len(first)
+    yield '{"items":[' + ",".join(first)
+    for batch in batches:
+        yield "," + ",".join(batch)
+        count += len(batch)
+    yield f'],"count":{count}}}'
 
 
 def get(db: Database, user: UserId, todo_id: uuid.UUID) -> str | None:

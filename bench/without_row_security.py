@@ -1,0 +1,14 @@
+"""The service with its second wall down, only to measure what the wall costs.
+
+Requests keep the statement timeout but neither switch to the request role nor name
+the caller: on the embedded PostgreSQL they run as the superuser, which row-level
+security does not bind. Everything else is the service as shipped. Served with
+`uvicorn --factory without_row_security:build_app`.
+"""
+
+from service import db
+from service.cli import build_app
+
+db._REQUEST_CONTEXT = "SELECT set_config('statement_timeout', %(_request_timeout)s, true);\n"
+
+__all__ = ["build_app"]
