@@ -4,13 +4,16 @@ import argparse
 import json
 import platform
 import subprocess
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 
-class _Result(Protocol):
+@dataclass
+class Result:
+    """One run: a target (ours, no-rls, naive, ceiling, postgres) doing one operation."""
+
     stage: str
     target: str
     op: str
@@ -22,7 +25,7 @@ class _Result(Protocol):
     non_2xx: int
 
 
-def _find(results: list[Any], stage: str, target: str, op: str, c: int) -> Any | None:
+def _find(results: list[Result], stage: str, target: str, op: str, c: int) -> Result | None:
     for r in results:
         if (r.stage, r.target, r.op, r.connections) == (stage, target, op, c):
             return r

@@ -27,6 +27,7 @@ import report
 import seed
 import sqlalchemy
 from layout import HUGE, REST_FULL, REST_SMALL, TEN, THOUSAND, Range
+from report import Result
 from statements import write_scripts
 
 from service import migrations
@@ -36,19 +37,6 @@ from service.embedded import EmbeddedPostgres, free_port
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 RESULTS = BENCH / "results"
-
-
-@dataclass
-class Result:
-    stage: str
-    target: str
-    op: str
-    connections: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    peak_rss_mb: float | None
-    non_2xx: int
 
 
 @dataclass
