@@ -144,7 +144,7 @@ def fuzz(session: nox.Session) -> None:
         "FUZZ_SEED": os.environ.get("FUZZ_SEED", "20261125"),
         "FUZZ_REPORT_DIR": str((REPORT_DIR / "fuzz").resolve()),
     }
-    session.run("pytest", "tests/test_fuzz.py", "-s", *session.posargs, env=env)
+    session.run("pytest", "tests/test_fuzz.py", "-s", "--timeout=3600", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)
