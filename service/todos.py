@@ -152,22 +152,23 @@ def _whole_list(mine: ColumnElement[bool], newest_first: tuple[Any, ...]) -> str
 STATEMENTS = Statements.build(_todos.c.user_id == bindparam("user_id"))
 
 
+def _one(db: Database, user: UserId, statement: str, params: dict[str, Any]) -> Any:
+    rows = db.fetch(user, statement, {"user_id": str(user), **params})
+    return rows[0] if rows else None
+
+
 def create(db: Database, user: UserId, data: TodoCreate) -> tuple[str, str]:
     """The new todo's id and JSON. The user's row is made on their first write, in the
     same statement."""
-    params = {"user_id": str(user), "new_title": data.title, "new_description": data.description}
-    with db.scope(user) as conn:
-        todo_id, body = conn.exec_driver_sql(STATEMENTS.create, params).one()
-    return todo_id, body
+    params = {"new_title": data.title, "new_description": data.description}
+    todo_id, body = _one(db, user, STATEMENTS.create, params)
+    return str(todo_id), str(body)
 
 
 def list_all(db: Database, user: UserId) -> str | None:
     """The user's todos as the whole response body, newest first (the index's order);
     None when there are more than WHOLE_LIST_LIMIT: stream them with `stream_all`."""
-    with db.scope(user) as conn:
-        body: str | None = conn.exec_driver_sql(
-            STATEMENTS.list_all, {"user_id": str(user)}
-        ).scalar_one()
+    body: str | None = _one(db, user, STATEMENTS.list_all, {})[0]
     return body
 
 
@@ -185,23 +186,16 @@ def stream_all(db: Database, user: UserId) -> Generator[str, None, None]:
 
 
 def get(db: Database, user: UserId, todo_id: uuid.UUID) -> str | None:
-    params = {"user_id": str(user), "todo_id": str(todo_id)}
-    with db.scope(user) as conn:
-        body: str | None = conn.exec_driver_sql(STATEMENTS.get, params).scalar_one_or_none()
-    return body
+    row = _one(db, user, STATEMENTS.get, {"todo_id": str(todo_id)})
+    return None if row is None else str(row[0])
 
 
 def patch(db: Database, user: UserId, todo_id: uuid.UUID, changes: TodoUpdate) -> str | None:
     fields = changes.changes()
     params = {f"new_{f}": v for f, v in fields.items()}
-    params.update(user_id=str(user), todo_id=str(todo_id))
-    with db.scope(user) as conn:
-        statement = STATEMENTS.patch[frozenset(fields)]
-        body: str | None = conn.exec_driver_sql(statement, params).scalar_one_or_none()
-    return body
+    row = _one(db, user, STATEMENTS.patch[frozenset(fields)], {**params, "todo_id": str(todo_id)})
+    return None if row is None else str(row[0])
 
 
 def remove(db: Database, user: UserId, todo_id: uuid.UUID) -> bool:
-    params = {"user_id": str(user), "todo_id": str(todo_id)}
-    with db.scope(user) as conn:
-        return conn.exec_driver_sql(STATEMENTS.remove, params).scalar_one_or_none() is not None
+    return _one(db, user, STATEMENTS.remove, {"todo_id": str(todo_id)}) is not None

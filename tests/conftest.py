@@ -109,9 +109,8 @@ def statement_log() -> StatementLog:
 def database(settings: Settings, statement_log: StatementLog) -> Iterator[Database]:
     assert settings.database_url
     migrations.upgrade(settings.database_url)
-    engine = create_engine(settings.database_url, settings)
-    statement_log.attach(engine)
-    db = Database(engine, settings)
+    db = Database(create_engine(settings.database_url, settings), settings)
+    statement_log.attach(db)
     yield db
     db.dispose()
 

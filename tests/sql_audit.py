@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlglot import exp
+
+from service.db import Database
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 # A cursor's query is judged as the query it is.
@@ -19,11 +19,8 @@ _CURSOR = re.compile(r"^\s*DECLARE\s+\w+\s+(?:NO\s+SCROLL\s+)?CURSOR\s+FOR\s+", 
 class StatementLog:
     statements: list[str] = field(default_factory=list)
 
-    def attach(self, engine: Engine) -> None:
-        event.listen(engine, "before_cursor_execute", self._record)
-
-    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement)
+    def attach(self, database: Database) -> None:
+        database.observers.append(self.statements.append)
 
 
 def _conjuncts(condition: Any) -> list[Any]:

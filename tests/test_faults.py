@@ -99,10 +99,9 @@ def test_the_first_requests_after_a_database_restart_succeed(
 ) -> None:
     settings = make_settings(spare_postgres.url, TODO_DB_POOL_SIZE=4, TODO_DB_MAX_OVERFLOW=0)
     engine = create_engine(spare_postgres.url, settings)
-    statement_log.attach(engine)
-    client = TestClient(
-        create_app(settings, Database(engine, settings)), raise_server_exceptions=False
-    )
+    db = Database(engine, settings)
+    statement_log.attach(db)
+    client = TestClient(create_app(settings, db), raise_server_exceptions=False)
     todo = create(client, alice, title="before the restart")
     held = [engine.connect() for _ in range(4)]  # fills the pool with live connections
     for conn in held:

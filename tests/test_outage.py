@@ -29,10 +29,9 @@ def test_outage_gives_503_and_the_same_process_recovers(
 ) -> None:
     settings = make_settings(spare_postgres.url)
     engine = create_engine(spare_postgres.url, settings)
-    statement_log.attach(engine)
-    client = TestClient(
-        create_app(settings, Database(engine, settings)), raise_server_exceptions=False
-    )
+    db = Database(engine, settings)
+    statement_log.attach(db)
+    client = TestClient(create_app(settings, db), raise_server_exceptions=False)
     todo = create(client, alice, title="before the outage")
 
     spare_postgres.stop()
