@@ -2,31 +2,17 @@
 data layer runs once with marker ids, the sent SQL is recorded, and the markers become
 pgbench expressions. The database ceiling is then PostgreSQL running our statements."""
 
-import uuid
 from pathlib import Path
+from typing import Any
 
 from layout import SQL_TODO_ID, SQL_USER_ID, Range, todo_id, user_id
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from service import todos
 from service.db import Database, create_engine
-from service.identity import UserId
-from service.models import TodoCreate, TodoUpdate
 from service.settings import Settings
 
 _USER_MARK = user_id(0xFFFFFFFF)
 _TODO_MARK = todo_id(0xFFFFFFFF)
-
-
-def _record(engine: Engine) -> list[str]:
-    sent: list[str] = []
-
-    def keep(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
-        sent.append(cursor.mogrify(statement, params).decode())  # type: ignore[attr-defined]
-
-    event.listen(engine, "before_cursor_execute", keep)
-    return sent
 
 
 def _pgbench(sql: str, header: str) -> str:
@@ -40,15 +26,30 @@ def _pgbench(sql: str, header: str) -> str:
 def write_scripts(url: str, directory: Path, pick: Range, deletable: Range) -> dict[str, Path]:
     settings = Settings(NEON_DATABASE_URL=url)
     db = Database(create_engine(url, settings), settings)
-    sent = _record(db.engine)
-    user, todo = UserId(uuid.UUID(_USER_MARK)), uuid.UUID(_TODO_MARK)
-    todos.get(db, user, todo)
-    todos.list_all(db, user)
-    todos.create(db, user, TodoCreate(title="Benchmark todo", description="made under load"))
-    todos.patch(db, user, todo, TodoUpdate(title="Renamed", is_completed=True))
-    todos.remove(db, user, todo)
+    user = _USER_MARK
+    sent: dict[str, tuple[str, dict[str, Any]]] = {
+        "get": (todos.STATEMENTS.get, {"todo_id": _TODO_MARK}),
+        "list": (todos.STATEMENTS.list_all, {}),
+        "create": (
+            todos.STATEMENTS.create,
+            {"new_title": "Benchmark todo", "new_description": "made under load"},
+        ),
+        "patch": (
+            todos.STATEMENTS.patch[frozenset({"title", "is_completed"})],
+            {"new_title": "Renamed", "new_is_completed": True, "todo_id": _TODO_MARK},
+        ),
+        "remove": (todos.STATEMENTS.remove, {"todo_id": _TODO_MARK}),
+    }
+    # The exact bytes the data layer sends: its statements with the request context,
+    # rendered by the driver.
+    rendered = {}
+    with db.engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        for name, (statement, params) in sent.items():
+            sql, values = db.request_sql(user, statement, {"user_id": user, **params})
+            rendered[name] = cursor.mogrify(sql, values).decode()
     db.dispose()
-    get, listing, create, patch, remove = sent
+    get, listing, create, patch, remove = rendered.values()
 
     random_todo = f"\\set n random({pick.first}, {pick.last})\n\\set u 4 + (:n - 101011) % 9997"
     # Each client walks its own ids, as wrk's threads do, so every delete finds a row.

@@ -148,11 +148,12 @@ class Database:
             return statement, parameters
         if executemany:
             raise exc.ArgumentError("a request scope runs one statement at a time")
-        return self._with_context(user, statement, parameters or {})
+        return self.request_sql(user, statement, parameters or {})
 
-    def _with_context(
+    def request_sql(
         self, user: str, statement: str, parameters: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
+        """What is sent for `statement`: the request context first, in one string."""
         for observe in self.observers:
             observe(statement)
         context = {"_request_user": user, "_request_timeout": self._timeout_ms}
@@ -166,7 +167,7 @@ class Database:
         Connection and result around it cost more than the round trip here)."""
         if not self._schema_ready.is_set():
             raise self.unavailable()
-        sql, values = self._with_context(str(user), statement, parameters)
+        sql, values = self.request_sql(str(user), statement, parameters)
         try:
             connection = self.engine.raw_connection()
         except (
