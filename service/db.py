@@ -38,6 +38,17 @@ _REQUEST_CONTEXT = (
 )
 _SCOPE = "request_scope"
 
+# What an unreachable, restarting or overloaded database raises: wrapped by SQLAlchemy on
+# a Connection, unwrapped from the pool and the driver.
+_OUTAGES = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,  # the pool's: no connection free within pool_timeout
+    exc.DisconnectionError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
+
 T = TypeVar("T")
 
 
@@ -110,7 +121,8 @@ def _roll_back(conn: Connection) -> None:
 
 
 class Database:
-    """The engine plus the service's only way to reach PostgreSQL: `scope(user)`."""
+    """The engine plus the service's only ways to reach PostgreSQL: `fetch` (one
+    statement, the hot path) and `scope` (a connection, for streams and checks)."""
 
     def __init__(self, engine: Engine, settings: Settings, *, schema_ready: bool = True) -> None:
         self.engine = engine
@@ -165,35 +177,24 @@ class Database:
         """The hot path: one statement as the request role for `user`, its rows fetched,
         in one round trip, straight on the pooled driver connection (a SQLAlchemy
         Connection and result around it cost more than the round trip here)."""
-        if not self._schema_ready.is_set():
-            raise self.unavailable()
         sql, values = self.request_sql(str(user), statement, parameters)
-        try:
+        with self._outages_as_503():
             connection = self.engine.raw_connection()
-        except (
-            exc.TimeoutError,  # the pool's: no connection free within pool_timeout
-            exc.DisconnectionError,
-            exc.DBAPIError,
-            psycopg2.OperationalError,  # the pool hands out connect errors unwrapped
-            psycopg2.InterfaceError,
-        ) as error:
-            raise self.unavailable() from error
-        try:
-            cursor = connection.cursor()
             try:
-                cursor.execute(sql, values)
-                rows: list[tuple[Any, ...]] = list(cursor.fetchall())
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(sql, values)
+                    rows: list[tuple[Any, ...]] = list(cursor.fetchall())
+                finally:
+                    cursor.close()
+                return rows
+            except psycopg2.Error:
+                driver = connection.driver_connection
+                if driver is None or driver.closed:
+                    connection.invalidate()  # the server dropped it: never hand it out again
+                raise
             finally:
-                cursor.close()
-            return rows
-        except psycopg2.Error as error:
-            if connection.driver_connection is None or connection.driver_connection.closed:
-                connection.invalidate()  # the server dropped it: never hand it out again
-            if isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError):
-                raise self.unavailable() from error
-            raise
-        finally:
-            connection.close()
+                connection.close()
 
     @contextmanager
     def scope(self, user: uuid.UUID | None) -> Iterator[Connection]:
@@ -201,14 +202,19 @@ class Database:
         transaction) as the request role, under the statement timeout, with `user` as
         the row-level policies' caller; None is a caller who owns no rows. Outages
         become ServiceUnavailable."""
+        with self._outages_as_503(), self.engine.connect() as conn:
+            # An option of this checkout only: it leaves with the connection.
+            conn.execution_options(**{_SCOPE: "" if user is None else str(user)})
+            yield conn
+
+    @contextmanager
+    def _outages_as_503(self) -> Iterator[None]:
+        """The one place an outage (or a schema not yet migrated) becomes a 503."""
         if not self._schema_ready.is_set():
             raise self.unavailable()
         try:
-            with self.engine.connect() as conn:
-                # An option of this checkout only: it leaves with the connection.
-                conn.execution_options(**{_SCOPE: "" if user is None else str(user)})
-                yield conn
-        except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+            yield
+        except _OUTAGES as error:
             raise self.unavailable() from error
         except exc.DBAPIError as error:
             if error.connection_invalidated:
