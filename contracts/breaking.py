@@ -84,9 +84,34 @@ def _parameters(
     return merged
 
 
-def _compare_operations(  # noqa: PLR0912 -- parameters, body, responses
-    old_spec: Spec, new_spec: Spec, path: str, method: str
+def _compare_kept(
+    old_spec: Spec,
+    new_spec: Spec,
+    old: dict[Any, Any],
+    new: dict[Any, Any],
+    label: str,
+    request: bool,
 ) -> list[str]:
+    """Each old entry (a parameter, a body or a response media type) must still be
+    there, and its schema must not have narrowed; `label` names the entry for messages."""
+    problems = []
+    for key, entry in old.items():
+        name = key[1] if isinstance(key, tuple) else key
+        if key not in new:
+            problems.append(f"{label} {name} removed")
+        else:
+            problems += _compare_schemas(
+                old_spec,
+                new_spec,
+                entry.get("schema"),
+                new[key].get("schema"),
+                f"{label} {name}",
+                request=request,
+            )
+    return problems
+
+
+def _compare_operations(old_spec: Spec, new_spec: Spec, path: str, method: str) -> list[str]:
     where = f"{method.upper()} {path}"
     old_item, new_item = old_spec["paths"][path], new_spec["paths"][path]
     old_op, new_op = old_item[method], new_item[method]
@@ -96,50 +121,23 @@ def _compare_operations(  # noqa: PLR0912 -- parameters, body, responses
     for key, parameter in new_params.items():
         if parameter.get("required") and not old_params.get(key, {}).get("required"):
             problems.append(f"{where}: new required parameter {key[1]}")
-    for key, parameter in old_params.items():
-        if key not in new_params:
-            problems.append(f"{where}: parameter {key[1]} removed")
-        else:
-            problems += _compare_schemas(
-                old_spec,
-                new_spec,
-                parameter.get("schema"),
-                new_params[key].get("schema"),
-                f"{where} {key[1]}",
-                request=True,
-            )
+    problems += _compare_kept(
+        old_spec, new_spec, old_params, new_params, f"{where}: parameter", request=True
+    )
     old_body = _resolve(old_spec, old_op.get("requestBody", {})).get("content", {})
     new_body = _resolve(new_spec, new_op.get("requestBody", {})).get("content", {})
-    for media, content in old_body.items():
-        if media not in new_body:
-            problems.append(f"{where}: request body {media} no longer accepted")
-        else:
-            problems += _compare_schemas(
-                old_spec,
-                new_spec,
-                content.get("schema"),
-                new_body[media].get("schema"),
-                f"{where} body",
-                request=True,
-            )
+    problems += _compare_kept(
+        old_spec, new_spec, old_body, new_body, f"{where}: request body", request=True
+    )
     for status, response in old_op.get("responses", {}).items():
         new_response = new_op.get("responses", {}).get(status)
         if new_response is None:
             continue
         old_content = _resolve(old_spec, response).get("content", {})
         new_content = _resolve(new_spec, new_response).get("content", {})
-        for media, content in old_content.items():
-            if media not in new_content:
-                problems.append(f"{where} {status}: {media} response removed")
-            else:
-                problems += _compare_schemas(
-                    old_spec,
-                    new_spec,
-                    content.get("schema"),
-                    new_content[media].get("schema"),
-                    f"{where} {status}",
-                    request=False,
-                )
+        problems += _compare_kept(
+            old_spec, new_spec, old_content, new_content, f"{where} {status}: response", False
+        )
     return problems
 
 
