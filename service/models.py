@@ -9,7 +9,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, StringConstraints
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, String, false, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    false,
+    func,
+)
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
@@ -97,6 +108,13 @@ class User(SQLModel, table=True):
 
     id: uuid.UUID = Field(sa_column=Column(PG_UUID(as_uuid=True), primary_key=True))
     created_at: datetime = _timestamp()
+    # The token's (issuer, subject) in `jwt` mode; NULL in `header` mode.
+    issuer: str | None = Field(default=None, sa_column=Column(Text))
+    subject: str | None = Field(default=None, sa_column=Column(Text))
+    # Bumped by every write to the user's todos: the list's entity tag.
+    version: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 class Todo(TodoBase, table=True):
@@ -119,3 +137,25 @@ class Todo(TodoBase, table=True):
     )
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A POST's Idempotency-Key with its request's fingerprint and the response given."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: uuid.UUID = Field(sa_column=Column(PG_UUID(as_uuid=True), primary_key=True))
+    key: str = Field(sa_column=Column(String(255), primary_key=True))
+    fingerprint: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    todo_id: uuid.UUID = Field(sa_column=Column(PG_UUID(as_uuid=True), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _timestamp()
+
+
+class SigningKey(SQLModel, table=True):
+    """Server-side secrets, by purpose (`cursor`: the page cursors' MAC key)."""
+
+    __tablename__ = "signing_keys"
+
+    purpose: str = Field(sa_column=Column(Text, primary_key=True))
+    secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
