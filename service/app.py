@@ -18,9 +18,10 @@ from service.errors import (
     ServiceError,
     problem_response,
 )
-from service.middleware import BodyLimit, RequestContext
+from service.middleware import BodyLimit, ListedOriginsOnly, RequestContext
 from service.routes import docs, health, todos
 from service.settings import Settings, get_settings
+from service.tokens import TokenVerifier
 
 BODY_LIMIT = 64 * 1024
 
@@ -79,9 +80,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         title="Todo Service API", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.db = db
+    # The one thing identity needs to know: None is `header` mode.
+    app.state.token_verifier = TokenVerifier(settings) if settings.auth_mode == "jwt" else None
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
+    # Outermost last. CORS is outermost so that even the last-resort 500 can be read by
+    # a browser frontend.
     app.add_middleware(BodyLimit, limit=BODY_LIMIT)
     app.add_middleware(RequestContext)
+    if settings.cors_origin_list:
+        app.add_middleware(ListedOriginsOnly, origins=settings.cors_origin_list)
     return app

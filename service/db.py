@@ -30,13 +30,16 @@ REQUEST_ROLE = "todo_app"
 # Sent in the same query string as the statement it guards. PostgreSQL runs a
 # multi-statement simple query as one implicit transaction, so these transaction-local
 # settings bind exactly that statement: one round trip, nothing left behind on the
-# connection, and safe behind a transaction pooler.
+# connection, and safe behind a transaction pooler. TimeZone is pinned so that the
+# JSON PostgreSQL writes spells every timestamp with the explicit offset +00:00.
 _REQUEST_CONTEXT = (
     f"SELECT set_config('role', '{REQUEST_ROLE}', true),"
     " set_config('app.user_id', %(_request_user)s, true),"
-    " set_config('statement_timeout', %(_request_timeout)s, true);\n"
+    " set_config('statement_timeout', %(_request_timeout)s, true),"
+    " set_config('TimeZone', 'UTC', true);\n"
 )
 _SCOPE = "request_scope"
+_CURSOR_KEY = text("SELECT secret FROM signing_keys WHERE purpose = 'cursor'")
 
 # What an unreachable, restarting or overloaded database raises: wrapped by SQLAlchemy on
 # a Connection, unwrapped from the pool and the driver.
@@ -141,6 +144,7 @@ class Database:
         )
         self._timeout_ms = str(settings.statement_timeout_ms)
         self._retry_after = settings.retry_after_seconds
+        self._cursor_key: bytes | None = None
         self._schema_ready = threading.Event()
         if schema_ready:
             self._schema_ready.set()
@@ -243,9 +247,9 @@ class Database:
     def stream(
         self, user: uuid.UUID, statement: str, params: dict[str, Any], batch: int
     ) -> Iterator[list[Any]]:
-        """The first column of `statement`'s rows, `batch` at a time, all from one
-        snapshot (a cursor in a transaction of its own), so a long answer is never whole
-        in memory. Closing the iterator early rolls the transaction back."""
+        """`statement`'s rows, `batch` at a time, all from one snapshot (a cursor in a
+        transaction of its own), so a long answer is never whole in memory. Closing the
+        iterator early rolls the transaction back."""
         with self.scope(user) as conn:
             # The request context goes before BEGIN in the same query string, which turns
             # that implicit transaction into this explicit one: the settings hold for it.
@@ -254,8 +258,8 @@ class Database:
             try:
                 conn.exec_driver_sql(f"DECLARE stream NO SCROLL CURSOR FOR {statement}", params)
                 fetch = f"FETCH {batch} FROM stream"
-                while rows := conn.exec_driver_sql(fetch).scalars().all():
-                    yield list(rows)
+                while rows := conn.exec_driver_sql(fetch).all():
+                    yield [tuple(row) for row in rows]
                 conn.exec_driver_sql("COMMIT")
                 finished = True
             finally:
@@ -265,6 +269,26 @@ class Database:
     def ping(self) -> None:
         with self.scope(None) as conn:
             conn.execute(text("SELECT 1"))
+
+    async def cursor_key(self) -> bytes:
+        """The key that signs page cursors, the same for every process on this database
+        (made by migration 0004); read once."""
+        if self._cursor_key is None:
+            self._cursor_key = await self.call(self._read_cursor_key)
+        return self._cursor_key
+
+    def _read_cursor_key(self) -> bytes:
+        with self.scope(None) as conn:
+            secret = conn.execute(_CURSOR_KEY).scalar_one()
+        return bytes(secret)
+
+    @contextmanager
+    def unscoped(self) -> Iterator[Connection]:
+        """A connection as the login role, outside any request: only for maintenance
+        that spans users (the sweep of expired idempotency keys), never for a request's
+        own statements."""
+        with self._outages_as_503(), self.engine.connect() as conn:
+            yield conn
 
     def schema_is_ready(self) -> None:
         """Called once the migrations have run; until then every scope is a 503."""

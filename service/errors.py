@@ -57,6 +57,37 @@ class InvalidUserContext(ServiceError):
     slug = "invalid-user-context"
 
 
+class Unauthenticated(ServiceError):
+    """401 with an RFC 6750 challenge, which names the error only when a token was sent."""
+
+    status = 401
+    bearer_error: ClassVar[str | None] = "invalid_token"
+
+    def headers(self) -> dict[str, str]:
+        if self.bearer_error is None:
+            return {"WWW-Authenticate": "Bearer"}
+        return {"WWW-Authenticate": f'Bearer error="{self.bearer_error}"'}
+
+
+class MissingToken(Unauthenticated):
+    bearer_error = None
+    code = "MISSING_TOKEN"
+    title = "Missing token"
+    slug = "missing-token"
+
+
+class InvalidToken(Unauthenticated):
+    code = "INVALID_TOKEN"
+    title = "Invalid token"
+    slug = "invalid-token"
+
+
+class TokenExpired(Unauthenticated):
+    code = "TOKEN_EXPIRED"
+    title = "Token expired"
+    slug = "token-expired"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "NOT_FOUND"
@@ -74,6 +105,20 @@ class MethodNotAllowed(ServiceError):
 
     def headers(self) -> dict[str, str]:
         return {"Allow": ", ".join(self.allow)}
+
+
+class PreconditionFailed(ServiceError):
+    status = 412
+    code = "PRECONDITION_FAILED"
+    title = "Precondition failed"
+    slug = "precondition-failed"
+
+
+class IdempotencyKeyReused(ServiceError):
+    status = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+    title = "Idempotency key reused"
+    slug = "idempotency-key-reused"
 
 
 class PayloadTooLarge(ServiceError):

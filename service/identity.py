@@ -1,18 +1,36 @@
-"""Who is calling. Today the X-User-ID header says so; a later auth layer replaces
-`current_user` and nothing else."""
+"""Who is calling: `current_user`, the one function every route depends on. In `header`
+mode the X-User-ID header names the caller (development and tests); in `jwt` mode a
+verified bearer token does, and X-User-ID is ignored. Below this module nothing knows
+which: the data layer sees a Caller."""
 
 import re
 import uuid
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, NewType
 
 from fastapi import Depends, Request
+from starlette.datastructures import Headers
 
-from service.errors import InvalidUserContext, MissingUserContext
+from service.errors import InvalidToken, InvalidUserContext, MissingToken, MissingUserContext
+from service.tokens import TokenVerifier
 
 UserId = NewType("UserId", uuid.UUID)
 
 USER_HEADER = "x-user-id"
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# RFC 6750's b64token, the only thing a Bearer credential may be.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr](?: +(.*))?")
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The caller's user id; with a token, also the (issuer, subject) it was made from."""
+
+    id: UserId
+    issuer: str | None = None
+    subject: str | None = None
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:
@@ -23,19 +41,54 @@ def parse_uuid(value: str) -> uuid.UUID | None:
     return uuid.UUID(value)
 
 
-async def current_user(request: Request) -> UserId:
-    # async only so FastAPI runs it inline: a plain `def` dependency costs a thread hop.
-    value = request.headers.get(USER_HEADER, "")
-    if not value:
+@lru_cache(maxsize=4096)
+def owner_id(issuer: str, subject: str) -> UserId:
+    """The user id of a token's (issuer, subject): UUIDv5 of the subject in the
+    namespace that is UUIDv5 of the issuer in the URL namespace (RFC 9562), so the same
+    pair is the same user everywhere and different issuers never share a user."""
+    return UserId(uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, issuer), subject))
+
+
+# A header that names the caller must come exactly once (FR-108): a proxy reading the
+# first line and a service reading the last must never disagree about who is calling.
+
+
+def _from_header(headers: Headers) -> Caller:
+    values = headers.getlist(USER_HEADER)
+    if len(values) > 1:
+        raise InvalidUserContext("Send the X-User-ID header once; it came more than once.")
+    if not values or not values[0]:
         raise MissingUserContext(
             "The X-User-ID header is required and must hold the caller's user id (a UUID)."
         )
-    user = parse_uuid(value)
+    user = parse_uuid(values[0])
     if user is None:
         raise InvalidUserContext(
             "The X-User-ID header must be a UUID such as 5f0c1e1e-8a55-4c1e-9a0e-2f1b5d9c7a10."
         )
-    return UserId(user)
+    return Caller(UserId(user))
 
 
-CurrentUser = Annotated[UserId, Depends(current_user)]
+def bearer_token(headers: Headers) -> str:
+    values = headers.getlist("authorization")
+    if len(values) > 1:
+        raise InvalidToken("Send the Authorization header once; it came more than once.")
+    scheme = _BEARER.fullmatch(values[0]) if values else None
+    if scheme is None or not (scheme.group(1) or "").strip():
+        raise MissingToken("Send Authorization: Bearer <token> with a token from the auth server.")
+    token = scheme.group(1).strip()
+    if not _B64TOKEN.fullmatch(token):
+        raise InvalidToken("The bearer token is not a well-formed JWT.")
+    return token
+
+
+async def current_user(request: Request) -> Caller:
+    # async only so FastAPI runs it inline: a plain `def` dependency costs a thread hop.
+    verifier: TokenVerifier | None = request.app.state.token_verifier
+    if verifier is None:
+        return _from_header(request.headers)
+    verified = await verifier.verify(bearer_token(request.headers))
+    return Caller(owner_id(verified.issuer, verified.subject), verified.issuer, verified.subject)
+
+
+CurrentUser = Annotated[Caller, Depends(current_user)]

@@ -1,11 +1,14 @@
-"""ASGI middleware: the request id and access log around everything, and the body
-limit enforced before a byte of an oversized body is read."""
+"""ASGI middleware: CORS for the listed browser origins only, the request id and
+access log around everything else, and the body limit enforced before a byte of an
+oversized body is read."""
 
 import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import InternalError, PayloadTooLarge, problem_response
@@ -22,6 +25,55 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+# What a browser frontend may send and read (FR-106). No cookies: a bearer token.
+CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "X-User-ID",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+)
+CORS_EXPOSED_HEADERS = (
+    "Location",
+    "ETag",
+    "Link",
+    "Retry-After",
+    "Idempotent-Replayed",
+    "X-Request-ID",
+)
+
+
+class ListedOriginsOnly:
+    """Starlette's CORSMiddleware, reached only by requests from a listed origin: on
+    its own it answers an unlisted origin's preflight with 400 and CORS headers, and
+    adds its exposed headers to every response. An unlisted origin here gets no CORS
+    header at all; its preflight is a request like any other (405)."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.origins = {origin.encode("latin-1") for origin in origins}
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            origins = [value for key, value in scope["headers"] if key == b"origin"]
+            if len(origins) == 1 and origins[0] in self.origins:
+                await self.cors(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestContext:

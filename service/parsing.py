@@ -1,14 +1,20 @@
-"""Request bytes and path segments into validated models, or one 422 listing every
-invalid field, each named as the client sent it."""
+"""Request bytes, path segments, query parameters and headers into validated values,
+or one 422 listing every invalid field, each named as the client sent it."""
 
 import json
+import re
 import uuid
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlmodel import SQLModel
+from starlette.datastructures import QueryParams
 
+from service import cursors
+from service.cursors import PageRequest
 from service.errors import FieldError, validation_failed
 from service.identity import parse_uuid
 from service.models import TodoUpdate
@@ -17,6 +23,18 @@ Model = TypeVar("Model", bound=SQLModel)
 
 _READ_ONLY = {"id", "user_id", "created_at", "updated_at"}
 _BODY = "body"
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
+PAGE_LIMIT_MAX = 1000
+_DIGITS = re.compile(r"[0-9]{1,7}")
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed(Generic[Model]):
+    body: Model
+    todo_id: uuid.UUID | None = None
+    idempotency_key: str | None = None
 
 
 def _message(error: ErrorDetails, model: type[SQLModel]) -> str:
@@ -49,16 +67,72 @@ def _field_name(error: ErrorDetails) -> str:
     return str(error["loc"][0]) if error["loc"] else _BODY
 
 
-def _parse_json(body: bytes) -> tuple[Any, FieldError | None]:
+class _Repeats(dict[str, Any]):
+    """A JSON object that named some member more than once."""
+
+    names: list[str]
+
+
+def _first_repeat(value: Any) -> str | None:
+    if isinstance(value, _Repeats):
+        return value.names[0]
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return None
+    for child in children:
+        if (name := _first_repeat(child)) is not None:
+            return name
+    return None
+
+
+def _repeated_members(data: Any) -> list[FieldError]:
+    """Each repeated member, named as sent: at the top it is a field of its own; deeper,
+    the top-level field that holds it names where."""
+    once = "send each member of a JSON object once"
+    if not isinstance(data, dict):
+        name = _first_repeat(data)
+        return [FieldError(_BODY, f'repeats the member "{name}": {once}')] if name else []
+    errors = [FieldError(name, f"is repeated: {once}") for name in getattr(data, "names", [])]
+    for field, value in data.items():
+        if (name := _first_repeat(value)) is not None:
+            errors.append(FieldError(field, f'repeats the member "{name}": {once}'))
+    return errors
+
+
+def _parse_json(body: bytes) -> tuple[Any, list[FieldError]]:
+    """The parsed body, or why it is refused. A member named twice is refused, never
+    resolved: a proxy that keeps the first and a service that keeps the last must not
+    disagree about what was sent."""
+    repeats = False
+
+    def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeats
+        members = dict(pairs)
+        if len(members) == len(pairs):
+            return members
+        repeats = True
+        marked = _Repeats(members)
+        marked.names = []
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen and name not in marked.names:
+                marked.names.append(name)
+            seen.add(name)
+        return marked
+
     try:
-        return json.loads(body), None
+        data = json.loads(body, object_pairs_hook=unique_members)
     except UnicodeDecodeError:
-        return None, FieldError(_BODY, "must be JSON encoded as UTF-8")
+        return None, [FieldError(_BODY, "must be JSON encoded as UTF-8")]
     except (ValueError, RecursionError) as error:
         where = ""
         if isinstance(error, json.JSONDecodeError):
             where = f" (line {error.lineno}, column {error.colno}: {error.msg})"
-        return None, FieldError(_BODY, f"must be valid JSON{where}")
+        return None, [FieldError(_BODY, f"must be valid JSON{where}")]
+    return data, _repeated_members(data) if repeats else []
 
 
 def _validate(model: type[Model], data: Any) -> tuple[Model | None, list[FieldError]]:
@@ -75,26 +149,43 @@ def _validate(model: type[Model], data: Any) -> tuple[Model | None, list[FieldEr
     return parsed, []
 
 
+def _idempotency_key(values: Sequence[str]) -> tuple[str | None, FieldError | None]:
+    if not values:
+        return None, None
+    if len(values) > 1:
+        return None, FieldError(IDEMPOTENCY_KEY, "must be sent once; it came more than once")
+    if not _PRINTABLE_ASCII.fullmatch(values[0]):
+        return None, FieldError(IDEMPOTENCY_KEY, "must be 1 to 255 printable ASCII characters")
+    return values[0], None
+
+
 def parse_request(
-    model: type[Model], body: bytes, todo_id: str | None = None
-) -> tuple[Model, uuid.UUID | None]:
-    """Validates the path's todo id and the body together, so one answer lists both."""
+    model: type[Model],
+    body: bytes,
+    todo_id: str | None = None,
+    idempotency_key: Sequence[str] = (),
+) -> Parsed[Model]:
+    """Validates the path's todo id, the Idempotency-Key header's values and the body
+    together, so one answer lists every problem."""
     errors: list[FieldError] = []
     parsed_id = None
     if todo_id is not None:
         parsed_id = parse_uuid(todo_id)
         if parsed_id is None:
             errors.append(FieldError("todo_id", "must be a UUID"))
-    data, json_error = _parse_json(body)
+    key, key_error = _idempotency_key(idempotency_key)
+    if key_error is not None:
+        errors.append(key_error)
+    data, json_errors = _parse_json(body)
     parsed: Model | None = None
-    if json_error is not None:
-        errors.append(json_error)
+    if json_errors:
+        errors.extend(json_errors)
     else:
         parsed, model_errors = _validate(model, data)
         errors.extend(model_errors)
     if errors or parsed is None:
         raise validation_failed(errors)
-    return parsed, parsed_id
+    return Parsed(parsed, parsed_id, key)
 
 
 def parse_todo_id(todo_id: str) -> uuid.UUID:
@@ -102,3 +193,44 @@ def parse_todo_id(todo_id: str) -> uuid.UUID:
     if parsed is None:
         raise validation_failed([FieldError("todo_id", "must be a UUID")])
     return parsed
+
+
+def _one(query: QueryParams, name: str) -> tuple[str | None, FieldError | None]:
+    values = query.getlist(name)
+    if len(values) > 1:
+        return None, FieldError(name, "must be given once")
+    return (values[0] if values else None), None
+
+
+def wants_page(query: QueryParams) -> bool:
+    return "limit" in query or "cursor" in query
+
+
+def parse_page(query: QueryParams, cursor_key: bytes) -> PageRequest:
+    """`limit` (1 to PAGE_LIMIT_MAX) and, after the first page, the `cursor` that the
+    previous page handed out."""
+    errors = []
+    limit_text, error = _one(query, "limit")
+    if error is not None:
+        errors.append(error)
+    cursor_text, error = _one(query, "cursor")
+    if error is not None:
+        errors.append(error)
+    limit = None
+    if limit_text is None:
+        if not any(e.field == "limit" for e in errors):
+            errors.append(FieldError("limit", "is required to read the list in pages"))
+    elif _DIGITS.fullmatch(limit_text) and 1 <= int(limit_text) <= PAGE_LIMIT_MAX:
+        limit = int(limit_text)
+    else:
+        errors.append(FieldError("limit", f"must be a whole number from 1 to {PAGE_LIMIT_MAX}"))
+    after = None
+    if cursor_text is not None:
+        after = cursors.decode(cursor_key, cursor_text)
+        if after is None:
+            errors.append(
+                FieldError("cursor", "is not a cursor this service handed out (next_cursor)")
+            )
+    if errors or limit is None:
+        raise validation_failed(errors)
+    return PageRequest(limit, after)

@@ -2,9 +2,13 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# HS256 keys shorter than the hash's output are brute-forceable (RFC 7518 §3.2).
+JWT_SECRET_MIN_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -22,7 +26,53 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(default=5000, ge=1, alias="TODO_DB_STATEMENT_TIMEOUT_MS")
     retry_after_seconds: int = Field(default=2, ge=1, alias="TODO_RETRY_AFTER_SECONDS")
 
+    auth_mode: Literal["header", "jwt"] = Field(default="header", alias="TODO_AUTH_MODE")
+    jwt_jwks_url: str | None = Field(default=None, alias="TODO_JWT_JWKS_URL")
+    jwt_secret: SecretStr | None = Field(default=None, alias="TODO_JWT_SECRET")
+    jwt_issuer: str | None = Field(default=None, alias="TODO_JWT_ISSUER")
+    jwt_audience: str | None = Field(default=None, alias="TODO_JWT_AUDIENCE")
+    jwt_user_claim: str = Field(default="sub", min_length=1, alias="TODO_JWT_USER_CLAIM")
+    jwt_leeway_seconds: int = Field(default=30, ge=0, alias="TODO_JWT_LEEWAY_SECONDS")
+    jwks_timeout_seconds: float = Field(default=3.0, gt=0, alias="TODO_JWT_JWKS_TIMEOUT_SECONDS")
+
+    # Comma-separated exact origins; empty means no CORS headers at all.
+    cors_origins: str = Field(default="", alias="TODO_CORS_ORIGINS")
+
     log_level: str = Field(default="INFO", alias="TODO_LOG_LEVEL")
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value().encode()) < JWT_SECRET_MIN_BYTES:
+            raise ValueError(f"must be at least {JWT_SECRET_MIN_BYTES} bytes")
+        return secret
+
+    @field_validator("jwt_issuer", "jwt_audience", "jwt_jwks_url")
+    @classmethod
+    def _unset_when_empty(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _one_key_source_in_jwt_mode(self) -> Self:
+        if self.auth_mode == "jwt" and (self.jwt_jwks_url is None) == (self.jwt_secret is None):
+            raise ValueError(
+                "TODO_AUTH_MODE=jwt needs exactly one of TODO_JWT_JWKS_URL and TODO_JWT_SECRET"
+            )
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """What is wrong, variable by variable, without echoing any value (one may be a
+    secret)."""
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "settings"
+        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return problems
 
 
 @lru_cache

@@ -1,49 +1,84 @@
-"""The data layer. Every function takes the caller's user id, restricts every statement
-on todos to it (the first wall; the row-level policies are the second), and sends one
-statement in one round trip through `Database.scope`.
+"""The data layer. Every function takes the caller, restricts every statement on todos
+(and on the caller's other rows) to them (the first wall; the row-level policies are the
+second), and sends one statement in one round trip through `Database`.
 
 The statements are written with SQLAlchemy Core and compiled once, at import: a
-request neither builds nor compiles SQL. PostgreSQL writes the JSON itself (`_TODO`),
-lists included, so the hot paths hydrate no ORM objects and encode nothing in Python,
-and every answer spells a todo the same way."""
+request neither builds nor compiles SQL. PostgreSQL writes the JSON itself: a todo is
+`row_to_json` of its plain row, with timestamps in PostgreSQL's own RFC 3339 form (the
+request context pins TimeZone to UTC), so every answer (one todo, a whole list, a
+streamed list, a page, a replay) spells a todo with the same bytes.
 
+Conditional writes, idempotent creates and pages are each one statement too: the check
+and the write happen together, so no race slips between them, and every write bumps
+the caller's list version in the same statement."""
+
+import hashlib
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
+import orjson
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     ColumnElement,
+    FromClause,
     Text,
+    any_,
     bindparam,
     case,
     cast,
     delete,
+    exists,
+    extract,
+    false,
     func,
     insert,
     literal_column,
+    not_,
     select,
+    true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import NamedFromClause
 
+from service import cursors
+from service.cursors import PageRequest
 from service.db import Database
-from service.identity import UserId
-from service.models import Todo, TodoCreate, TodoUpdate, User
+from service.errors import IdempotencyKeyReused, PreconditionFailed
+from service.etags import Condition, item_tag, list_tag
+from service.identity import Caller, UserId
+from service.models import IdempotencyKey, Todo, TodoCreate, TodoUpdate, User
 
 _todos = Todo.__table__  # type: ignore[attr-defined]
 _users = User.__table__  # type: ignore[attr-defined]
+_keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
 _DIALECT = postgresql.psycopg2.dialect()  # type: ignore[no-untyped-call]
 _UPDATABLE = ("title", "description", "is_completed")
+# The fields of a todo, in the contract's order: what `row_to_json` spells.
+_FIELDS = ("id", "user_id", "title", "description", "is_completed", "created_at", "updated_at")
 
 # Lists up to this long are built whole by PostgreSQL in one round trip; longer ones are
 # streamed in batches this size, so memory stays flat however many todos a user has.
 WHOLE_LIST_LIMIT = 2000
+# json_agg's separator between elements; streamed lists write the same bytes.
+ITEM_SEPARATOR = ", \n "
+# How long an Idempotency-Key is remembered (the IETF draft leaves it to the server);
+# migration 0004's sweep says the same.
+KEY_LIFETIME: ColumnElement[Any] = literal_column("interval '24 hours'")
+# Each keyed create first deletes up to this many expired keys of any user (migration
+# 0004's function, which runs as the owner), so the table stays bounded with no job:
+# more are swept than each create adds. A statement of its own in the same round trip
+# and transaction, so the claim below sees the keys it swept as gone.
+_SWEEP = "SELECT sweep_expired_idempotency_keys(4);\n"
 
 
 def _literal(text: str) -> ColumnElement[str]:
@@ -51,151 +86,522 @@ def _literal(text: str) -> ColumnElement[str]:
     return literal_column(f"'{text}'")
 
 
-def _rfc3339(column: ColumnElement[Any]) -> ColumnElement[str]:
-    # Pinned to UTC with a fixed six-digit fraction, whatever the session's TimeZone.
-    return func.to_char(
-        func.timezone(_literal("UTC"), column), _literal('YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
-    )
-
-
-_TODO = func.json_build_object(
-    _literal("id"), _todos.c.id,
-    _literal("user_id"), _todos.c.user_id,
-    _literal("title"), _todos.c.title,
-    _literal("description"), _todos.c.description,
-    _literal("is_completed"), _todos.c.is_completed,
-    _literal("created_at"), _rfc3339(_todos.c.created_at),
-    _literal("updated_at"), _rfc3339(_todos.c.updated_at),
-)  # fmt: skip
-_AS_TEXT = cast(_TODO, Text)
-
-
 def _sql(statement: ClauseElement) -> str:
     return str(statement.compile(dialect=_DIALECT))
 
 
+def _fields(source: FromClause) -> list[ColumnElement[Any]]:
+    return [source.c[name] for name in _FIELDS]
+
+
+def _as_json(row: NamedFromClause) -> ColumnElement[str]:
+    return cast(func.row_to_json(row.table_valued()), Text)
+
+
+# A todo row as JSON. The table's columns are exactly the contract's fields, in its
+# order (tests/test_migrations.py holds the schema to that), so the whole row spells a
+# todo with the same bytes as a row of `_fields`.
+_THE_TODO = _as_json(_todos)
+
+
+def _microseconds(column: ColumnElement[Any]) -> ColumnElement[int]:
+    """A timestamp as whole microseconds since the epoch: exact (extract is numeric)."""
+    return cast(extract("epoch", column) * literal_column("1000000"), BigInteger)
+
+
+def _versions(name: str) -> ColumnElement[Any]:
+    return any_(cast(bindparam(name), ARRAY(BigInteger)))
+
+
 @dataclass(frozen=True)
 class Statements:
-    """Each operation's SQL, with parameters user_id, todo_id and new_<field>; patch has
-    one statement per set of fields. `mine` is the application's user filter."""
+    """Each operation's SQL, with parameters user_id, todo_id, new_<field> and the
+    conditions' versions; patch has one statement per set of fields. `mine` is the
+    application's user filter on todos."""
 
     create: str
+    create_once: str
     list_all: str
     stream_all: str
+    first_page: str
+    next_page: str
     get: str
     patch: dict[frozenset[str], str]
+    patch_if: dict[frozenset[str], str]
     remove: str
+    remove_if: str
 
     @classmethod
     def build(cls, mine: ColumnElement[bool]) -> "Statements":
         user: BindParameter[str] = bindparam("user_id")
         todo: BindParameter[str] = bindparam("todo_id")
         one = (mine, _todos.c.id == todo)
-        new_user = pg_insert(_users).values(id=user).on_conflict_do_nothing().cte("new_user")
         newest_first = (_todos.c.created_at.desc(), _todos.c.id.desc())
         # Strictly forward even if two updates share a clock tick or the clock steps back.
         updated_at = func.greatest(
             func.now(), _todos.c.updated_at + literal_column("interval '1 microsecond'")
         )
+        matches = _microseconds(_todos.c.updated_at) == _versions("if_match")
+        patches = [
+            frozenset(fields)
+            for size in range(1, len(_UPDATABLE) + 1)
+            for fields in combinations(_UPDATABLE, size)
+        ]
         return cls(
-            create=_sql(
-                insert(_todos)
-                .add_cte(new_user)
-                .values(
-                    user_id=user,
-                    title=bindparam("new_title"),
-                    description=bindparam("new_description"),
-                )
-                .returning(_todos.c.id, _AS_TEXT)
-            ),
+            create=_create(user),
+            create_once=_create_once(user),
             list_all=_whole_list(mine, newest_first),
-            stream_all=_sql(select(_AS_TEXT).where(mine).order_by(*newest_first)),
-            get=_sql(select(_AS_TEXT).where(*one)),
-            patch={
-                frozenset(fields): _sql(
-                    update(_todos)
-                    .where(*one)
-                    .values(
-                        {**{f: bindparam(f"new_{f}") for f in fields}, "updated_at": updated_at}
-                    )
-                    .returning(_AS_TEXT)
-                )
-                for size in range(1, len(_UPDATABLE) + 1)
-                for fields in combinations(_UPDATABLE, size)
-            },
-            remove=_sql(delete(_todos).where(*one).returning(_todos.c.id)),
+            stream_all=_stream(mine, newest_first),
+            first_page=_page(mine, newest_first, after=None),
+            next_page=_page(
+                mine,
+                newest_first,
+                after=tuple_(_todos.c.created_at, _todos.c.id)
+                < tuple_(bindparam("after_created_at"), bindparam("after_id")),
+            ),
+            get=_get(one),
+            patch={f: _patch(one, f, updated_at, condition=None) for f in patches},
+            patch_if={f: _patch(one, f, updated_at, condition=matches) for f in patches},
+            remove=_remove(one, condition=None),
+            remove_if=_remove(one, condition=matches),
         )
 
 
+def _version(user: Any) -> ColumnElement[int]:
+    """The caller's list version; 0 for a user who never wrote (no users row)."""
+    found = select(_users.c.version).where(_users.c.id == user).scalar_subquery()
+    return func.coalesce(found, literal_column("0"))
+
+
+def _new_user(user: Any, when: FromClause | None = None) -> Any:
+    """The caller's users row, made on their first write with a token's (issuer,
+    subject); with `when`, only if that CTE has a row. (The triggers of migration 0004
+    bump its version.)"""
+    row = {"id": user, "issuer": bindparam("issuer"), "subject": bindparam("subject")}
+    statement = (
+        pg_insert(_users).values(row)
+        if when is None
+        else pg_insert(_users).from_select(list(row), select(*row.values()).select_from(when))
+    )
+    return statement.on_conflict_do_nothing().cte("new_user")
+
+
+def _create(user: Any) -> str:
+    return _sql(
+        insert(_todos)
+        .add_cte(_new_user(user))
+        .values(
+            user_id=user,
+            title=bindparam("new_title"),
+            description=bindparam("new_description"),
+        )
+        .returning(_THE_TODO, _microseconds(_todos.c.updated_at), _todos.c.id)
+    )
+
+
+def _create_once(user: Any) -> str:
+    """A create under an Idempotency-Key. The key is claimed first (a key not seen in
+    24 hours is free; an expired one is taken over), and the todo is written only if
+    the claim succeeded, with the response stored beside the key. A duplicate running
+    at the same time waits on the key's row and then claims nothing, so two todos can
+    never come of one key. The statement also answers an earlier use of the key from
+    its snapshot, so a retry is one round trip."""
+    key: BindParameter[str] = bindparam("key")
+    fresh = select(
+        func.gen_random_uuid().label("id"),
+        cast(user, postgresql.UUID).label("user_id"),
+        cast(bindparam("new_title"), Text).label("title"),
+        cast(bindparam("new_description"), Text).label("description"),
+        false().label("is_completed"),
+        func.now().label("created_at"),
+        func.now().label("updated_at"),
+    ).cte("fresh")
+    claim_values = select(
+        fresh.c.user_id, key, bindparam("fingerprint"), fresh.c.id, _as_json(fresh)
+    )
+    claim_insert = pg_insert(_keys).from_select(
+        ["user_id", "key", "fingerprint", "todo_id", "body"], claim_values
+    )
+    claim = (
+        claim_insert.on_conflict_do_update(
+            index_elements=[_keys.c.user_id, _keys.c.key],
+            set_={
+                "fingerprint": claim_insert.excluded.fingerprint,
+                "todo_id": claim_insert.excluded.todo_id,
+                "body": claim_insert.excluded.body,
+                "created_at": claim_insert.excluded.created_at,
+            },
+            where=_keys.c.created_at <= func.now() - KEY_LIFETIME,
+        )
+        .returning(_keys.c.todo_id, _keys.c.body)
+        .cte("claim")
+    )
+    created = (
+        insert(_todos)
+        .from_select(
+            list(_FIELDS),
+            select(*_fields(fresh)).join_from(fresh, claim, claim.c.todo_id == fresh.c.id),
+        )
+        .cte("created")
+    )
+    earlier = (
+        select(_keys.c.todo_id, _keys.c.body, _keys.c.fingerprint, _keys.c.created_at)
+        .where(
+            _keys.c.user_id == user,
+            _keys.c.key == key,
+            _keys.c.created_at > func.now() - KEY_LIFETIME,
+        )
+        .subquery("earlier")
+    )
+    return _SWEEP + _sql(
+        select(
+            claim.c.todo_id,
+            claim.c.body,
+            earlier.c.todo_id,
+            earlier.c.body,
+            earlier.c.fingerprint,
+            _microseconds(func.coalesce(earlier.c.created_at, func.now())),
+        )
+        .select_from(select(literal_column("1")).subquery("one"))
+        .outerjoin(claim, true())
+        .outerjoin(earlier, true())
+        .add_cte(fresh)
+        .add_cte(claim)
+        .add_cte(_new_user(user, when=claim))
+        .add_cte(created)
+    )
+
+
+def _unless_unchanged(user: Any) -> ColumnElement[bool]:
+    """False when If-None-Match is `*` or names the caller's current list version: the
+    list is then never read (a one-time filter in the plan)."""
+    listed = bindparam("unchanged_if_any", type_=Boolean)
+    return not_(listed | (_version(user) == _versions("if_none_match")))
+
+
 def _whole_list(mine: ColumnElement[bool], newest_first: tuple[Any, ...]) -> str:
-    """The whole response body, or NULL when the user has more than WHOLE_LIST_LIMIT."""
-    page = (
-        select(_TODO.label("todo"), _todos.c.created_at, _todos.c.id)
-        .where(mine)
+    """The list version, and the whole response body (NULL when the user has more than
+    WHOLE_LIST_LIMIT: stream them)."""
+    user: BindParameter[str] = bindparam("user_id")
+    rows = (
+        select(*_fields(_todos))
+        .where(mine, _unless_unchanged(user))
         .order_by(*newest_first)
         .limit(literal_column(str(WHOLE_LIST_LIMIT + 1)))
-        .subquery("page")
+        .subquery("t")
     )
-    items = func.json_agg(
-        aggregate_order_by(page.c.todo, page.c.created_at.desc(), page.c.id.desc())
+    count = func.count()
+    body = (
+        _literal('{"items":')
+        + func.coalesce(cast(func.json_agg(rows.table_valued()), Text), _literal("[]"))
+        + _literal(',"count":')
+        + cast(count, Text)
+        + _literal("}")
     )
-    body = func.json_build_object(
-        _literal("items"),
-        func.coalesce(items, literal_column("'[]'::json")),
-        _literal("count"),
-        func.count(),
+    too_long = count > literal_column(str(WHOLE_LIST_LIMIT))
+    listed = select(case((too_long, None), else_=body)).select_from(rows).scalar_subquery()
+    return _sql(select(_version(user), listed))
+
+
+def _stream(mine: ColumnElement[bool], newest_first: tuple[Any, ...]) -> str:
+    rows = select(*_fields(_todos)).where(mine).order_by(*newest_first).subquery("t")
+    return _sql(select(_as_json(rows), _version(bindparam("user_id"))).select_from(rows))
+
+
+def _page(
+    mine: ColumnElement[bool], newest_first: tuple[Any, ...], after: ColumnElement[bool] | None
+) -> str:
+    """The list version, and one page: its items (in json_agg's spelling), their
+    count, the last item's position, and whether any todo follows it. One row more than
+    the page is read to know."""
+    user: BindParameter[str] = bindparam("user_id")
+    limit: BindParameter[int] = bindparam("limit")
+    rows = (
+        select(*_fields(_todos))
+        .where(mine, _unless_unchanged(user), *(() if after is None else (after,)))
+        .order_by(*newest_first)
+        .limit(bindparam("limit_plus_one"))
+        .subquery("t")
     )
-    too_long = func.count() > literal_column(str(WHOLE_LIST_LIMIT))
-    return _sql(select(case((too_long, None), else_=cast(body, Text))).select_from(page))
+    numbered = select(
+        rows.table_valued().label("todo"), func.row_number().over().label("n")
+    ).subquery("w")
+    in_page = numbered.c.n <= limit
+    last = numbered.c.n == limit
+    page = select(
+        cast(func.json_agg(numbered.c.todo).filter(in_page), Text).label("items"),
+        func.count().filter(in_page).label("count"),
+        func.max(_microseconds(literal_column("(w.todo).created_at"))).filter(last),
+        func.max(cast(literal_column("(w.todo).id"), Text)).filter(last),
+        (func.count() > limit).label("more"),
+    ).subquery("page")
+    return _sql(select(_version(user), *page.c))
+
+
+def _get(one: tuple[ColumnElement[bool], ...]) -> str:
+    return _sql(select(_THE_TODO, _microseconds(_todos.c.updated_at)).where(*one))
+
+
+def _patch(
+    one: tuple[ColumnElement[bool], ...],
+    fields: frozenset[str],
+    updated_at: ColumnElement[Any],
+    condition: ColumnElement[bool] | None,
+) -> str:
+    changes = {**{f: bindparam(f"new_{f}") for f in fields}, "updated_at": updated_at}
+    changed = (
+        update(_todos)
+        .where(*one, *(() if condition is None else (condition,)))
+        .values(changes)
+        .returning(_THE_TODO.label("todo"), _microseconds(_todos.c.updated_at).label("version"))
+    )
+    if condition is None:
+        return _sql(changed)
+    written = changed.cte("changed")
+    return _found_or_not(written, [written.c.todo, written.c.version], one)
+
+
+def _remove(one: tuple[ColumnElement[bool], ...], condition: ColumnElement[bool] | None) -> str:
+    gone = (
+        delete(_todos)
+        .where(*one, *(() if condition is None else (condition,)))
+        .returning(_todos.c.id)
+    )
+    if condition is None:
+        return _sql(gone)
+    written = gone.cte("gone")
+    return _found_or_not(written, [written.c.id], one)
+
+
+def _found_or_not(
+    written: Any, outcome: list[ColumnElement[Any]], one: tuple[ColumnElement[bool], ...]
+) -> str:
+    """A conditional write's outcome, and whether the todo exists at all: a todo the
+    caller cannot see is 404, and only a stale tag is 412."""
+    found = exists(select(_todos.c.id).where(*one))
+    return _sql(
+        select(*outcome, found)
+        .select_from(select(literal_column("1")).subquery("one"))
+        .outerjoin(written, true())
+        .add_cte(written)
+    )
 
 
 STATEMENTS = Statements.build(_todos.c.user_id == bindparam("user_id"))
 
 
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A todo as answered: its JSON and its entity tag."""
+
+    json: str
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Created(Entity):
+    todo_id: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list (whole or one page) as answered. `json` is None when the condition
+    matched (answer 304) or, for a whole list, when it is too long to build whole."""
+
+    etag: str
+    json: str | None
+    not_modified: bool
+
+
+def _params(user: UserId, **params: Any) -> dict[str, Any]:
+    return {"user_id": str(user), **params}
+
+
 def _one(db: Database, user: UserId, statement: str, params: dict[str, Any]) -> Any:
-    rows = db.fetch(user, statement, {"user_id": str(user), **params})
+    rows = db.fetch(user, statement, _params(user, **params))
     return rows[0] if rows else None
 
 
-def create(db: Database, user: UserId, data: TodoCreate) -> tuple[str, str]:
-    """The new todo's id and JSON. The user's row is made on their first write, in the
-    same statement."""
-    params = {"new_title": data.title, "new_description": data.description}
-    todo_id, body = _one(db, user, STATEMENTS.create, params)
-    return str(todo_id), str(body)
+def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
+    """The new todo. The caller's user row is made on their first write, in the same
+    statement."""
+    params = {
+        "new_title": data.title,
+        "new_description": data.description,
+        "issuer": caller.issuer,
+        "subject": caller.subject,
+    }
+    body, version, todo_id = _one(db, caller.id, STATEMENTS.create, params)
+    return Created(str(body), item_tag(version), str(todo_id))
 
 
-def list_all(db: Database, user: UserId) -> str | None:
-    """The user's todos as the whole response body, newest first (the index's order);
-    None when there are more than WHOLE_LIST_LIMIT: stream them with `stream_all`."""
-    body: str | None = _one(db, user, STATEMENTS.list_all, {})[0]
-    return body
+def _fingerprint(data: TodoCreate) -> bytes:
+    """The request as the service understood it: the same todo asked for twice is the
+    same request however its JSON was spelled."""
+    return hashlib.sha256(orjson.dumps([data.title, data.description])).digest()
 
 
-def stream_all(db: Database, user: UserId) -> Generator[str, None, None]:
-    """The same body as `list_all`, in pieces, from one snapshot. The first piece is
-    made only once the cursor is open, so an outage surfaces before anything is sent."""
-    batches = db.stream(user, STATEMENTS.stream_all, {"user_id": str(user)}, WHOLE_LIST_LIMIT)
+def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Created:
+    """A create under an Idempotency-Key: the first use creates, a retry with the same
+    request within 24 hours gets the first answer again, another request under the same
+    key is refused. Keys are the caller's own."""
+    fingerprint = _fingerprint(data)
+    params = {
+        "new_title": data.title,
+        "new_description": data.description,
+        "issuer": caller.issuer,
+        "subject": caller.subject,
+        "key": key,
+        "fingerprint": fingerprint,
+    }
+    # A key claimed by a request that committed while this one waited on it is not in
+    # this statement's snapshot; the next run's snapshot has it, and replays it.
+    for _ in range(2):
+        claimed_id, claimed_body, earlier_id, earlier_body, earlier_print, version = _one(
+            db, caller.id, STATEMENTS.create_once, params
+        )
+        if claimed_id is not None:
+            return Created(str(claimed_body), item_tag(version), str(claimed_id))
+        if earlier_id is not None:
+            break
+    else:
+        raise db.unavailable()
+    if bytes(earlier_print) != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for a different request; use a new key."
+        )
+    return Created(str(earlier_body), item_tag(version), str(earlier_id), replayed=True)
+
+
+def _unless(user: UserId, if_none_match: Condition | None) -> dict[str, Any]:
+    return {
+        "unchanged_if_any": if_none_match is not None and if_none_match.any,
+        "if_none_match": [] if if_none_match is None else if_none_match.list_versions(user),
+    }
+
+
+def _unchanged(if_none_match: Condition | None, etag: str) -> bool:
+    return if_none_match is not None and if_none_match.matches(etag, weak_comparison=True)
+
+
+def list_all(db: Database, user: UserId, if_none_match: Condition | None = None) -> Listing:
+    """The user's todos as the whole response body, newest first (the index's order),
+    unless If-None-Match names the current version; `json` is None, and not
+    `not_modified`, when there are more than WHOLE_LIST_LIMIT: stream them."""
+    version, body = _one(db, user, STATEMENTS.list_all, _unless(user, if_none_match))
+    etag = list_tag(user, version)
+    unchanged = _unchanged(if_none_match, etag)
+    return Listing(etag, None if unchanged else body, unchanged)
+
+
+def stream_all(db: Database, user: UserId) -> tuple[str, Generator[str, None, None]]:
+    """The list's entity tag and the same body as `list_all`, in pieces, from one
+    snapshot. The cursor is open and the first batch read before this returns, so an
+    outage surfaces before anything is sent."""
+    batches = db.stream(user, STATEMENTS.stream_all, _params(user), WHOLE_LIST_LIMIT)
     first = next(batches, [])
-    count = len(first)
-    yield '{"items":[' + ",".join(first)
-    for batch in batches:
-        yield "," + ",".join(batch)
-        count += len(batch)
-    yield f'],"count":{count}}}'
+    version = first[0][1] if first else 0
+
+    def pieces() -> Generator[str, None, None]:
+        count = len(first)
+        yield '{"items":[' + ITEM_SEPARATOR.join(row[0] for row in first)
+        for batch in batches:
+            yield ITEM_SEPARATOR + ITEM_SEPARATOR.join(row[0] for row in batch)
+            count += len(batch)
+        yield f'],"count":{count}}}'
+
+    return list_tag(user, version), pieces()
 
 
-def get(db: Database, user: UserId, todo_id: uuid.UUID) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Page(Listing):
+    next_cursor: str | None
+
+
+def page(
+    db: Database,
+    user: UserId,
+    request: PageRequest,
+    cursor_key: bytes,
+    if_none_match: Condition | None = None,
+) -> Page:
+    """`request.limit` todos after `request.after` (from the start when None), newest
+    first, and the cursor where the next page starts. A todo's place in the order never
+    changes, so a walk through the pages meets every todo that exists throughout it
+    exactly once, whatever is created or deleted meanwhile."""
+    params: dict[str, Any] = {
+        "limit": request.limit,
+        "limit_plus_one": request.limit + 1,
+        **_unless(user, if_none_match),
+    }
+    statement = STATEMENTS.first_page
+    if request.after is not None:
+        statement = STATEMENTS.next_page
+        params["after_created_at"] = request.after.created_at
+        params["after_id"] = str(request.after.todo_id)
+    version, items, count, last_at, last_id, more = _one(db, user, statement, params)
+    etag = list_tag(user, version)
+    if _unchanged(if_none_match, etag):
+        return Page(etag, None, True, None)
+    following = None
+    if more:
+        following = cursors.encode(cursor_key, cursors.Position(last_at, uuid.UUID(last_id)))
+    body = (
+        '{"items":'
+        + (items or "[]")
+        + f',"count":{count},"next_cursor":'
+        + ("null" if following is None else f'"{following}"')
+        + "}"
+    )
+    return Page(etag, body, False, following)
+
+
+def get(db: Database, user: UserId, todo_id: uuid.UUID) -> Entity | None:
     row = _one(db, user, STATEMENTS.get, {"todo_id": str(todo_id)})
-    return None if row is None else str(row[0])
+    return None if row is None else Entity(str(row[0]), item_tag(row[1]))
 
 
-def patch(db: Database, user: UserId, todo_id: uuid.UUID, changes: TodoUpdate) -> str | None:
-    fields = changes.changes()
-    params = {f"new_{f}": v for f, v in fields.items()}
-    row = _one(db, user, STATEMENTS.patch[frozenset(fields)], {**params, "todo_id": str(todo_id)})
-    return None if row is None else str(row[0])
+def patch(
+    db: Database,
+    user: UserId,
+    todo_id: uuid.UUID,
+    changes: TodoUpdate,
+    if_match: list[int] | None = None,
+) -> Entity | None:
+    """The updated todo, or None when the caller has no such todo. With `if_match`
+    (the versions If-Match names), it is written only if its current version is one of
+    them, else PreconditionFailed; the check and the write are one statement."""
+    fields = frozenset(changes.changes())
+    params = {f"new_{f}": v for f, v in changes.changes().items()}
+    params["todo_id"] = str(todo_id)
+    if if_match is None:
+        row = _one(db, user, STATEMENTS.patch[fields], params)
+        return None if row is None else Entity(str(row[0]), item_tag(row[1]))
+    body, version, found = _one(
+        db, user, STATEMENTS.patch_if[fields], {**params, "if_match": if_match}
+    )
+    if body is not None:
+        return Entity(str(body), item_tag(version))
+    if found:
+        raise _stale()
+    return None
 
 
-def remove(db: Database, user: UserId, todo_id: uuid.UUID) -> bool:
-    return _one(db, user, STATEMENTS.remove, {"todo_id": str(todo_id)}) is not None
+def remove(
+    db: Database, user: UserId, todo_id: uuid.UUID, if_match: list[int] | None = None
+) -> bool:
+    """Whether the caller's todo was deleted; with `if_match`, as in `patch`."""
+    params: dict[str, Any] = {"todo_id": str(todo_id)}
+    if if_match is None:
+        return _one(db, user, STATEMENTS.remove, params) is not None
+    gone, found = _one(db, user, STATEMENTS.remove_if, {**params, "if_match": if_match})
+    if gone is None and found:
+        raise _stale()
+    return gone is not None
+
+
+def _stale() -> PreconditionFailed:
+    return PreconditionFailed(
+        "The todo changed since the ETag given in If-Match; read it again and retry."
+    )

@@ -1,5 +1,6 @@
 """Records every SQL statement the service sends and judges whether each statement
-that touches todos is restricted to one user."""
+that touches a user's rows (todos, idempotency keys, the users row itself) is
+restricted to one user."""
 
 import re
 from dataclasses import dataclass, field
@@ -39,50 +40,67 @@ def _is_parameter(node: Any) -> bool:
     return isinstance(node, exp.Placeholder | exp.Parameter)
 
 
-def _pins_user(condition: Any) -> bool:
-    """True when one AND-ed term is `user_id = <bound parameter>`."""
+# Each table of a user's rows, and the column that names the user.
+OWNER_COLUMNS = {"todos": "user_id", "idempotency_keys": "user_id", "users": "id"}
+
+
+def _pins_user(condition: Any, owner: str) -> bool:
+    """True when one AND-ed term is `<owner> = <bound parameter>`."""
     for term in _conjuncts(condition):
         if not isinstance(term, exp.EQ):
             continue
         sides = (term.left, term.right)
-        column = any(isinstance(s, exp.Column) and s.name == "user_id" for s in sides)
+        column = any(isinstance(s, exp.Column) and s.name == owner for s in sides)
         parameter = any(_is_parameter(s) for s in sides)
         if column and parameter:
             return True
     return False
 
 
-def _touches_todos(node: Any) -> bool:
-    return any(table.name == "todos" for table in node.find_all(exp.Table))
+def _touches_user_rows(node: Any) -> bool:
+    return any(table.name in OWNER_COLUMNS for table in node.find_all(exp.Table))
+
+
+_STATEMENTS = (exp.Select, exp.Update, exp.Delete, exp.Insert)
 
 
 def violations(statement: str) -> list[str]:
     """Why this statement is not restricted to one user; empty when it is (or when it
-    does not touch todos)."""
+    touches no user's rows)."""
     sql = _CURSOR.sub("", _PYFORMAT.sub(r":\1", statement))
     problems = []
     try:
         trees = sqlglot.parse(sql, read="postgres")
     except sqlglot.errors.ParseError:
         # Transaction control and FETCH name no table; anything else must be readable.
-        return ["unreadable statement on todos"] if "todos" in sql else []
+        unreadable = any(table in sql for table in OWNER_COLUMNS)
+        return ["unreadable statement on a user's rows"] if unreadable else []
     for tree in trees:
-        if tree is None or not _touches_todos(tree):
+        if tree is None or not _touches_user_rows(tree):
             continue
         for insert in tree.find_all(exp.Insert):
             target = insert.this
             table = target.this if isinstance(target, exp.Schema) else target
-            if isinstance(table, exp.Table) and table.name == "todos":
+            if isinstance(table, exp.Table) and table.name in OWNER_COLUMNS:
+                owner = OWNER_COLUMNS[table.name]
                 columns = (
                     [c.name for c in target.expressions] if isinstance(target, exp.Schema) else []
                 )
-                if "user_id" not in columns:
-                    problems.append("INSERT INTO todos without a user_id value")
+                if owner not in columns:
+                    problems.append(f"INSERT INTO {table.name} without a {owner} value")
         for node in tree.find_all(exp.Select, exp.Update, exp.Delete):
-            tables = [t for t in node.find_all(exp.Table) if t.name == "todos"]
-            direct = [
-                t for t in tables if t.find_ancestor(exp.Select, exp.Update, exp.Delete) is node
-            ]
-            if direct and not _pins_user(node.args.get("where") and node.args["where"].this):
-                problems.append(f"{node.key.upper()} on todos without `user_id = <parameter>`")
+            # A table belongs to the innermost statement around it; an INSERT's target is
+            # judged above, by its columns.
+            direct = {
+                t.name
+                for t in node.find_all(exp.Table)
+                if t.name in OWNER_COLUMNS and t.find_ancestor(*_STATEMENTS) is node
+            }
+            where = node.args.get("where") and node.args["where"].this
+            for name in sorted(direct):
+                owner = OWNER_COLUMNS[name]
+                if not _pins_user(where, owner):
+                    problems.append(
+                        f"{node.key.upper()} on {name} without `{owner} = <parameter>`"
+                    )
     return problems

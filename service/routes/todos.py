@@ -1,7 +1,6 @@
 """/api/v1/todos: each handler checks the body's type, then who is calling, then the
 input, then asks the data layer, in the contract's order of checks."""
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -9,13 +8,17 @@ from starlette.responses import Response, StreamingResponse
 
 from service import todos
 from service.errors import NotFound, UnsupportedMediaType
+from service.etags import parse_condition
 from service.identity import CurrentUser
 from service.models import TodoCreate, TodoUpdate
-from service.parsing import parse_request, parse_todo_id
+from service.parsing import parse_page, parse_request, parse_todo_id, wants_page
 from service.routes.responses import Db, json_text
 
 PREFIX = "/api/v1/todos"
 router = APIRouter(prefix=PREFIX)
+
+# Answers depend on who asks, and must be revalidated (with the ETag) before reuse.
+_READ = {"Cache-Control": "private, no-cache"}
 
 
 def _is_json(content_type: str) -> bool:
@@ -43,54 +46,91 @@ async def json_body(request: Request) -> bytes:
 JsonBody = Annotated[bytes, Depends(json_body)]
 
 
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
-
-
 def _not_found() -> NotFound:
     return NotFound("No todo with this id exists for this user.")
 
 
+def _not_modified(etag: str) -> Response:
+    return Response(status_code=304, headers={**_READ, "ETag": etag})
+
+
 @router.post("", status_code=201)
-async def create_todo(body: JsonBody, user: CurrentUser, db: Db) -> Response:
-    data, _ = parse_request(TodoCreate, body)
-    todo_id, todo = await db.call(todos.create, db, user, data)
-    return json_text(todo, 201, {"Location": f"{PREFIX}/{todo_id}"})
+async def create_todo(request: Request, body: JsonBody, caller: CurrentUser, db: Db) -> Response:
+    parsed = parse_request(
+        TodoCreate, body, idempotency_key=request.headers.getlist("idempotency-key")
+    )
+    if parsed.idempotency_key is None:
+        created = await db.call(todos.create, db, caller, parsed.body)
+    else:
+        created = await db.call(todos.create_once, db, caller, parsed.body, parsed.idempotency_key)
+    headers = {"Location": f"{PREFIX}/{created.todo_id}", "ETag": created.etag}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_text(created.json, 201, headers)
 
 
 @router.get("")
-async def list_todos(user: CurrentUser, db: Db) -> Response:
-    body = await db.call(todos.list_all, db, user)
-    if body is not None:
-        return json_text(body)
-    # Too long to hold whole: streamed. The first piece opens the cursor, so an outage
-    # is still a clean 503 here, before the status line goes out.
-    pieces = todos.stream_all(db, user)
-    first = await db.call(next, pieces)
-    return StreamingResponse(_chain(first, pieces), media_type="application/json")
+async def list_todos(request: Request, caller: CurrentUser, db: Db) -> Response:
+    unless = parse_condition(request.headers.getlist("if-none-match"))
+    if wants_page(request.query_params):
+        key = await db.cursor_key()
+        wanted = parse_page(request.query_params, key)
+        page = await db.call(todos.page, db, caller.id, wanted, key, unless)
+        if page.json is None:
+            return _not_modified(page.etag)
+        headers = {**_READ, "ETag": page.etag}
+        if page.next_cursor is not None:
+            following = f"{PREFIX}?limit={wanted.limit}&cursor={page.next_cursor}"
+            headers["Link"] = f'<{following}>; rel="next"'
+        return json_text(page.json, headers=headers)
+    listing = await db.call(todos.list_all, db, caller.id, unless)
+    if listing.not_modified:
+        return _not_modified(listing.etag)
+    if listing.json is not None:
+        return json_text(listing.json, headers={**_READ, "ETag": listing.etag})
+    # Too long to hold whole: streamed. The first batch is read before the status line
+    # goes out, so an outage is still a clean 503 here.
+    etag, pieces = await db.call(todos.stream_all, db, caller.id)
+    return StreamingResponse(pieces, media_type="application/json", headers={**_READ, "ETag": etag})
 
 
 @router.get("/{todo_id}")
-async def get_todo(todo_id: str, user: CurrentUser, db: Db) -> Response:
-    todo = await db.call(todos.get, db, user, parse_todo_id(todo_id))
-    if todo is None:
+async def get_todo(todo_id: str, request: Request, caller: CurrentUser, db: Db) -> Response:
+    found = await db.call(todos.get, db, caller.id, parse_todo_id(todo_id))
+    if found is None:
         raise _not_found()
-    return json_text(todo)
+    unless = parse_condition(request.headers.getlist("if-none-match"))
+    if unless is not None and unless.matches(found.etag, weak_comparison=True):
+        return _not_modified(found.etag)
+    return json_text(found.json, headers={**_READ, "ETag": found.etag})
+
+
+def _if_match(request: Request) -> list[int] | None:
+    """The todo versions If-Match names; None when absent or `*` (which any existing
+    todo matches, so the write is unconditional)."""
+    condition = parse_condition(request.headers.getlist("if-match"))
+    if condition is None or condition.any:
+        return None
+    return condition.item_versions(weak_comparison=False)
 
 
 @router.patch("/{todo_id}")
-async def update_todo(todo_id: str, body: JsonBody, user: CurrentUser, db: Db) -> Response:
-    changes, parsed_id = parse_request(TodoUpdate, body, todo_id)
-    assert parsed_id is not None
-    todo = await db.call(todos.patch, db, user, parsed_id, changes)
+async def update_todo(
+    todo_id: str, request: Request, body: JsonBody, caller: CurrentUser, db: Db
+) -> Response:
+    parsed = parse_request(TodoUpdate, body, todo_id)
+    assert parsed.todo_id is not None
+    todo = await db.call(
+        todos.patch, db, caller.id, parsed.todo_id, parsed.body, _if_match(request)
+    )
     if todo is None:
         raise _not_found()
-    return json_text(todo)
+    return json_text(todo.json, headers={"ETag": todo.etag})
 
 
 @router.delete("/{todo_id}", status_code=204)
-async def delete_todo(todo_id: str, user: CurrentUser, db: Db) -> Response:
-    if not await db.call(todos.remove, db, user, parse_todo_id(todo_id)):
+async def delete_todo(todo_id: str, request: Request, caller: CurrentUser, db: Db) -> Response:
+    todo = parse_todo_id(todo_id)
+    if not await db.call(todos.remove, db, caller.id, todo, _if_match(request)):
         raise _not_found()
     return Response(status_code=204)
