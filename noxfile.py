@@ -20,19 +20,22 @@ def _install(session: nox.Session, *extras: str) -> None:
     session.install("--force-reinstall", "--no-deps", ".")
 
 
-@nox.session(python=PYTHON)
-def tests(session: nox.Session) -> None:
-    """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded)."""
-    _install(session, "test")
-    session.run("pytest", *session.posargs)
+NODE_ENV = {"REDOCLY_TELEMETRY": "off"}
 
 
 def _npm_ci(session: nox.Session) -> None:
-    # Pinned by package-lock.json; everything comes from the npm registry.
+    # Pinned by package-lock.json; everything comes from the npm registry (Redocly, the
+    # TypeScript toolchain, and Better Auth, the real auth server the tests sign in with).
     session.run("npm", "ci", "--no-audit", "--no-fund", external=True, env=NODE_ENV)
 
 
-NODE_ENV = {"REDOCLY_TELEMETRY": "off"}
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded), with
+    a real Better Auth server (Node, from package-lock.json) issuing the tokens."""
+    _install(session, "test")
+    _npm_ci(session)
+    session.run("pytest", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -75,10 +78,19 @@ def clients(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def browser(session: nox.Session) -> None:
-    """Opens /docs of a live service in headless Chromium (Debian's chromium package)
-    with every other host unreachable, and checks every operation is rendered."""
+    """Headless Chromium (Debian's chromium package, installed here when missing): /docs
+    of a live service renders every operation offline, and the browser frontend
+    (clients/web) signs two users in with a real Better Auth server and drives the
+    service on another origin with the generated client."""
     _install(session, "clients")
-    session.run("pytest", "consumers/test_docs_browser.py", *session.posargs)
+    _debian_packages(session, {"chromium": "chromium"})
+    _npm_ci(session)
+    session.run(
+        "pytest",
+        "consumers/test_docs_browser.py",
+        "consumers/test_web_frontend.py",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON)
@@ -86,6 +98,7 @@ def conformance(session: nox.Session) -> None:
     """Runs the suite and writes contracts/report/conformance.{html,md,json}; fails when any
     requirement id lacks a passing test."""
     _install(session, "test")
+    _npm_ci(session)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     results = REPORT_DIR / "test-results.json"
     env = {"FUZZ_REPORT_DIR": str((REPORT_DIR / "fuzz").resolve())}
@@ -106,6 +119,7 @@ def _debian_packages(session: nox.Session, programs: dict[str, str]) -> None:
 
 def _neon_shaped(session: nox.Session, profile: str) -> None:
     _install(session, "test")
+    _npm_ci(session)
     _debian_packages(session, {"pgbouncer": "pgbouncer", "openssl": "openssl"})
     session.run("python", "tests/profiles/neon_shaped.py", profile, *session.posargs)
 

@@ -76,3 +76,50 @@ def test_generated_python_client_drives_the_live_service(generated: Any, live_se
     invalid = create_todo.sync(client=client, body=TodoCreate(title=" "), x_user_id=user)
     assert isinstance(invalid, Problem) and invalid.code == ProblemCode.VALIDATION_ERROR
     assert [e.field for e in invalid.errors] == ["title"]
+
+
+def test_generated_python_client_uses_the_1_1_features(generated: Any, live_service: str) -> None:
+    from todo_client.api.todos import create_todo, get_todo, list_todos, update_todo  # type: ignore[import-not-found]
+    from todo_client.models import Problem, TodoCreate, TodoList, TodoUpdate  # type: ignore[import-not-found]
+    from todo_client.models.problem_code import ProblemCode  # type: ignore[import-not-found]
+
+    client = generated.Client(base_url=live_service)
+    user = str(uuid.uuid4())
+    key = str(uuid.uuid4())
+
+    first = create_todo.sync_detailed(
+        client=client, body=TodoCreate(title="Once"), x_user_id=user, idempotency_key=key
+    )
+    again = create_todo.sync_detailed(
+        client=client, body=TodoCreate(title="Once"), x_user_id=user, idempotency_key=key
+    )
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.parsed.id == first.parsed.id
+
+    read = get_todo.sync_detailed(first.parsed.id, client=client, x_user_id=user)
+    etag = read.headers["ETag"]
+    cached = get_todo.sync_detailed(
+        first.parsed.id, client=client, x_user_id=user, if_none_match=etag
+    )
+    assert cached.status_code == 304 and cached.content == b""
+
+    renamed = update_todo.sync_detailed(
+        first.parsed.id,
+        client=client,
+        body=TodoUpdate(title="Renamed"),
+        x_user_id=user,
+        if_match=etag,
+    )
+    lost = update_todo.sync(
+        first.parsed.id, client=client, body=TodoUpdate(title="Lost"), x_user_id=user, if_match=etag
+    )
+    assert renamed.status_code == 200
+    assert isinstance(lost, Problem) and lost.code == ProblemCode.PRECONDITION_FAILED
+
+    create_todo.sync(client=client, body=TodoCreate(title="Second"), x_user_id=user)
+    page = list_todos.sync_detailed(client=client, x_user_id=user, limit=1)
+    assert isinstance(page.parsed, TodoList) and page.parsed.count == 1
+    assert 'rel="next"' in page.headers["Link"]
+    rest = list_todos.sync(client=client, x_user_id=user, limit=1, cursor=page.parsed.next_cursor)
+    assert isinstance(rest, TodoList) and rest.next_cursor is None
+    assert rest.items[0].id != page.parsed.items[0].id

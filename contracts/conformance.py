@@ -1,6 +1,6 @@
 """The conformance report (Markdown, JSON and one HTML page): every requirement id of
 the catalogue with the tests that name it (`@pytest.mark.req`) and their outcomes, the
-schemathesis run's summary, the spec version and the commit. Exits non-zero when an id
+summaries of the schemathesis runs, the spec version and the commit. Exits non-zero when an id
 has no test, when any of its tests did not pass, or when a test names an unknown id.
 
 Usage: python contracts/conformance.py RESULTS.json OUT_DIR
@@ -25,7 +25,9 @@ def load_catalogue() -> list[dict[str, str]]:
     return requirements
 
 
-def build(results: dict[str, dict[str, Any]], fuzz: dict[str, Any] | None = None) -> dict[str, Any]:
+def build(
+    results: dict[str, dict[str, Any]], fuzz: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     catalogue = load_catalogue()
     known = {r["id"] for r in catalogue}
     rows = []
@@ -125,10 +127,17 @@ def page(report: dict[str, Any]) -> str:
             f'<tr><td class="id">{e(row["id"])}</td><td><span class="verdict {css}">'
             f"{e(row['status'])}</span></td><td>{e(row['text'])}</td><td><ul>{tests}</ul></td></tr>"
         )
-    fuzz = report.get("schemathesis") or {}
+    runs = report.get("schemathesis") or []
     fuzz_items = (
-        "".join(f"<dt>{e(k.replace('_', ' '))}</dt><dd>{e(str(v))}</dd>" for k, v in fuzz.items())
-        or "<dt>run</dt><dd>no schemathesis summary in this run</dd>"
+        "".join(
+            f"<h3>{e(str(run.get('mode', '')))} mode</h3><dl>"
+            + "".join(
+                f"<dt>{e(k.replace('_', ' '))}</dt><dd>{e(str(v))}</dd>" for k, v in run.items()
+            )
+            + "</dl>"
+            for run in runs
+        )
+        or "<dl><dt>run</dt><dd>no schemathesis summary in this run</dd></dl>"
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Conformance report</title>
@@ -139,7 +148,7 @@ def page(report: dict[str, Any]) -> str:
 <p><span class="verdict {verdict}">{summary["covered"]} of {summary["requirements"]}
 requirements covered</span> &nbsp; {summary["tests_passed"]} of {summary["tests"]} tests
 passed</p>
-<h2>Schemathesis against the served service</h2><dl>{fuzz_items}</dl>
+<h2>Schemathesis against the served service, in each mode</h2>{fuzz_items}
 <h2>Requirements</h2>
 <table><thead><tr><th>id</th><th>status</th><th>requirement</th><th>tests</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
@@ -151,8 +160,8 @@ def main(argv: list[str]) -> int:
     results = json.loads(Path(argv[1]).read_text())
     out = Path(argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    fuzz_summary = out / "fuzz" / "summary.json"
-    fuzz = json.loads(fuzz_summary.read_text()) if fuzz_summary.exists() else None
+    summaries = sorted((out / "fuzz").glob("summary-*.json"))
+    fuzz = [json.loads(summary.read_text()) for summary in summaries] or None
     report = build(results, fuzz)
     (out / "conformance.json").write_text(json.dumps(report, indent=2))
     (out / "conformance.md").write_text(markdown(report))

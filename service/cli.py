@@ -14,13 +14,14 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from service import migrations
 from service.app import create_app
 from service.db import Database, create_engine, direct_url
 from service.embedded import EmbeddedPostgres
 from service.logs import configure_logging
-from service.settings import Settings, get_settings
+from service.settings import Settings, get_settings, settings_problems
 
 log = logging.getLogger("service.cli")
 
@@ -134,7 +135,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser("migrate", help="migrate the schema to the newest version")
     args = parser.parse_args(argv)
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as invalid:
+        # Refuse to start, saying which variable is wrong and never what it holds.
+        for problem in settings_problems(invalid):
+            print(f"todo-service: {problem}", file=sys.stderr)
+        sys.exit(2)
     configure_logging(settings.log_level)
     try:
         if args.command == "serve":

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from better_auth import BetterAuth
 from fastapi.testclient import TestClient
 from run_logs import RunLogs
 from served import Serve, ServedService
@@ -123,9 +124,13 @@ def admin_engine(postgres_url: str, database: Database) -> Iterator[Engine]:
     engine.dispose()
 
 
+# Fixtures that reach the database through the service: a test using one starts empty.
+_SERVICE_CLIENTS = {"admin_engine", "client", "jwt_client"}
+
+
 @pytest.fixture(autouse=True)
 def clean_database(request: pytest.FixtureRequest) -> None:
-    if "admin_engine" not in request.fixturenames and "client" not in request.fixturenames:
+    if not _SERVICE_CLIENTS & set(request.fixturenames):
         return
     engine: Engine = request.getfixturevalue("admin_engine")
     with engine.begin() as conn:
@@ -135,6 +140,33 @@ def clean_database(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def client(settings: Settings, database: Database) -> TestClient:
     return TestClient(create_app(settings, database), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def better_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BetterAuth]:
+    """One real Better Auth server for the run; each test signs up its own users."""
+    server = BetterAuth(tmp_path_factory.mktemp("better-auth"))
+    yield server
+    server.stop()
+
+
+def jwt_settings(url: str, auth: BetterAuth, **overrides: Any) -> Settings:
+    """`jwt` mode trusting `auth`, configured as the README tells a deployment to."""
+    return make_settings(
+        url,
+        TODO_AUTH_MODE="jwt",
+        TODO_JWT_JWKS_URL=auth.jwks_url,
+        TODO_JWT_ISSUER=auth.base,
+        TODO_JWT_AUDIENCE=auth.base,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def jwt_client(postgres_url: str, better_auth: BetterAuth, database: Database) -> TestClient:
+    """The service in `jwt` mode, verifying Better Auth's tokens."""
+    app = create_app(jwt_settings(postgres_url, better_auth), database)
+    return TestClient(app, raise_server_exceptions=False)
 
 
 @pytest.fixture

@@ -100,7 +100,5 @@ def violations(statement: str) -> list[str]:
             for name in sorted(direct):
                 owner = OWNER_COLUMNS[name]
                 if not _pins_user(where, owner):
-                    problems.append(
-                        f"{node.key.upper()} on {name} without `{owner} = <parameter>`"
-                    )
+                    problems.append(f"{node.key.upper()} on {name} without `{owner} = <parameter>`")
     return problems

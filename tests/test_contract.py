@@ -9,6 +9,8 @@ from conftest import SPEC_PATH
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
+from service.errors import ServiceError
+
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 
 
@@ -56,3 +58,47 @@ def test_every_operation_of_the_contract_is_documented() -> None:
         ("GET", "/openapi.yaml"),
         ("GET", "/docs"),
     }
+
+
+@pytest.mark.req("FR-107")
+def test_the_contract_declares_both_ways_in() -> None:
+    schemes = SPEC["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["bearerAuth"]["bearerFormat"] == "JWT"
+    assert schemes["userIdHeader"]["in"] == "header"
+    assert schemes["userIdHeader"]["name"] == "X-User-ID"
+    assert SPEC["security"] == [{"bearerAuth": []}, {"userIdHeader": []}]
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            if path.startswith("/api/"):
+                assert "security" not in operation, "todos use the document's security"
+                assert "401" in operation["responses"], f"{method} {path} documents 401"
+            else:
+                assert operation["security"] == [], f"{method} {path} is public"
+    user_header = SPEC["components"]["parameters"]["UserId"]
+    assert user_header["required"] is False, "a jwt-mode client need not send X-User-ID"
+
+
+@pytest.mark.req("FR-107", "FR-020")
+def test_the_contract_is_version_1_1_and_lists_every_problem_code() -> None:
+    assert SPEC["info"]["version"].startswith("1.1.")
+    codes = set(SPEC["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
+    assert {
+        "MISSING_TOKEN",
+        "INVALID_TOKEN",
+        "TOKEN_EXPIRED",
+        "PRECONDITION_FAILED",
+        "IDEMPOTENCY_KEY_REUSED",
+    } <= codes
+
+
+@pytest.mark.req("FR-020", "FR-021")
+def test_every_code_the_service_answers_is_in_the_contract() -> None:
+    def subclasses(kind: type[ServiceError]) -> list[type[ServiceError]]:
+        return [kind, *(s for c in kind.__subclasses__() for s in subclasses(c))]
+
+    answered = {kind.code for kind in subclasses(ServiceError)}
+    documented = set(SPEC["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
+    assert answered <= documented

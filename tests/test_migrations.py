@@ -50,3 +50,29 @@ def test_concurrent_migrations_converge_on_one_schema(spare_postgres: EmbeddedPo
         ).scalar_one()
         assert "(user_id, created_at DESC, id DESC)" in index
     engine.dispose()
+
+
+@pytest.mark.req("FR-001", "FR-111")
+def test_a_todos_row_is_exactly_a_todo_in_the_contracts_order(
+    postgres_url: str, database: object
+) -> None:
+    """The data layer spells a todo as row_to_json of its row: a column added to todos
+    would change every answer, so the table holds exactly the contract's fields."""
+    engine = create_engine(sqlalchemy_url(postgres_url))
+    with engine.begin() as conn:
+        columns = conn.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'todos' ORDER BY ordinal_position"
+            )
+        ).scalars()
+        assert list(columns) == [
+            "id",
+            "user_id",
+            "title",
+            "description",
+            "is_completed",
+            "created_at",
+            "updated_at",
+        ]
+    engine.dispose()

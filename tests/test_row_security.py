@@ -162,3 +162,123 @@ def test_the_database_alone_keeps_users_apart(
     assert [t["title"] for t in listed["items"]] == ["bob's own"]
     assert _everything(admin_engine) == before
     assert client.get(path, headers=as_user(alice)).json() == victim
+
+
+@pytest.fixture
+def keys_of_two_users(client: TestClient, alice: str, bob: str) -> None:
+    for user, key in ((alice, "a1"), (alice, "a2"), (bob, "b1")):
+        made = client.post(
+            TODOS, json={"title": key}, headers={**as_user(user), "Idempotency-Key": key}
+        )
+        assert made.status_code == 201
+
+
+def _keys(admin_engine: Engine) -> list[tuple[Any, ...]]:
+    with admin_engine.begin() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT user_id::text, key, body FROM idempotency_keys ORDER BY key")
+            )
+        ]
+
+
+@pytest.mark.req("FR-123", "SC-005")
+def test_idempotency_keys_are_under_the_same_wall(
+    unaudited: Database, admin_engine: Engine, alice: str, bob: str, keys_of_two_users: None
+) -> None:
+    with admin_engine.begin() as conn:
+        forced = conn.execute(
+            text(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class"
+                " WHERE relname = 'idempotency_keys'"
+            )
+        ).one()
+    assert tuple(forced) == (True, True)
+    before = _keys(admin_engine)
+    with unaudited.scope(uuid.UUID(alice)) as conn:
+        assert sorted(conn.execute(text("SELECT key FROM idempotency_keys")).scalars()) == [
+            "a1",
+            "a2",
+        ]
+        assert (
+            conn.execute(text("UPDATE idempotency_keys SET body = 'x' RETURNING key"))
+            .scalars()
+            .all()
+            != []
+        )
+        assert sorted(
+            conn.execute(text("DELETE FROM idempotency_keys RETURNING key")).scalars()
+        ) == ["a1", "a2"]
+    assert [k for k in _keys(admin_engine) if k[0] == bob] == [k for k in before if k[0] == bob]
+    with unaudited.scope(None) as conn:
+        assert conn.execute(text("SELECT key FROM idempotency_keys")).all() == []
+    with (
+        pytest.raises(exc.ProgrammingError, match="row-level security"),
+        unaudited.scope(uuid.UUID(alice)) as conn,
+    ):
+        conn.execute(
+            text(
+                "INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)"
+                " VALUES (:bob, 'planted', '', gen_random_uuid(), '{}')"
+            ),
+            {"bob": bob},
+        )
+
+
+@pytest.mark.req("FR-123", "SC-005")
+def test_the_sweep_deletes_expired_keys_of_every_user_and_nothing_else(
+    unaudited: Database, admin_engine: Engine, alice: str, bob: str, keys_of_two_users: None
+) -> None:
+    with admin_engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE idempotency_keys SET created_at = now() - interval '2 days'"
+                " WHERE key <> 'a2'"
+            )
+        )
+    with unaudited.scope(uuid.UUID(alice)) as conn:
+        # The request role cannot see another user's keys, expired or not...
+        assert (
+            conn.execute(
+                text("SELECT key FROM idempotency_keys WHERE user_id <> :me"), {"me": alice}
+            ).all()
+            == []
+        )
+        # ...yet the sweep (running as the owner) removes every expired key, and only those.
+        assert conn.execute(text("SELECT sweep_expired_idempotency_keys(100)")).scalar_one() == 2
+    assert [k[1] for k in _keys(admin_engine)] == ["a2"]
+
+
+@pytest.mark.req("FR-133", "SC-005")
+def test_the_request_role_may_read_the_cursor_key_and_nothing_more(
+    unaudited: Database, admin_engine: Engine, alice: str
+) -> None:
+    with unaudited.scope(uuid.UUID(alice)) as conn:
+        assert len(conn.execute(text("SELECT secret FROM signing_keys")).scalar_one()) == 32
+    for statement in ("UPDATE signing_keys SET secret = ''", "DELETE FROM signing_keys"):
+        with (
+            pytest.raises(exc.ProgrammingError, match="permission denied"),
+            unaudited.scope(uuid.UUID(alice)) as conn,
+        ):
+            conn.execute(text(statement))
+
+
+@pytest.mark.req("FR-112", "SC-005")
+def test_a_write_bumps_only_its_callers_list_version(
+    unaudited: Database,
+    admin_engine: Engine,
+    alice: str,
+    bob: str,
+    two_users: tuple[set[str], set[str]],
+) -> None:
+    def versions() -> dict[str, int]:
+        with admin_engine.begin() as conn:
+            return {str(r[0]): r[1] for r in conn.execute(text("SELECT id, version FROM users"))}
+
+    before = versions()
+    with unaudited.scope(uuid.UUID(alice)) as conn:
+        conn.execute(text("UPDATE todos SET title = 'again'"))
+    after = versions()
+    assert after[alice] == before[alice] + 1
+    assert after[bob] == before[bob]

@@ -7,6 +7,10 @@ import pytest
 from api import TODOS, as_user, create, todo_url
 from fastapi.testclient import TestClient
 from sql_audit import StatementLog, violations
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from service import todos
 
 KINDS = {
     "insert": re.compile(r"INSERT INTO todos"),
@@ -63,3 +67,65 @@ def test_every_statement_the_service_sent_on_todos_was_restricted_to_one_user(
     problems = {s: violations(s) for s in set(statement_log.statements)}
     assert {s: p for s, p in problems.items() if p} == {}
     print(f"audited {len(statement_log.statements)} statements, {len(on_todos)} on todos")
+
+
+@pytest.mark.req("FR-013", "SC-005", "FR-123")
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT body FROM idempotency_keys WHERE key = %(k)s",
+        "DELETE FROM idempotency_keys WHERE created_at < now()",
+        "INSERT INTO idempotency_keys (key, body) VALUES (%(k)s, %(b)s)",
+        "UPDATE users SET version = version + 1",
+        "SELECT version FROM users WHERE users.id = %(u)s OR true",
+        "INSERT INTO users (issuer, subject) VALUES (%(i)s, %(s)s)",
+        "WITH c AS (INSERT INTO todos (user_id, title) VALUES (%(u)s, 't') RETURNING id)"
+        " SELECT count(*) FROM todos",
+    ],
+)
+def test_the_auditor_flags_unrestricted_statements_on_every_users_table(statement: str) -> None:
+    assert violations(statement)
+
+
+def _seed_a_long_list(admin_engine: Engine, user: str) -> None:
+    with admin_engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id) VALUES (:u)"), {"u": user})
+        conn.execute(
+            text(
+                "INSERT INTO todos (user_id, title) SELECT :u, 'n' || n"
+                " FROM generate_series(1, :count) AS n"
+            ),
+            {"u": user, "count": todos.WHOLE_LIST_LIMIT + 1},
+        )
+
+
+@pytest.mark.audit_last
+@pytest.mark.req("FR-013", "SC-005", "FR-113", "FR-121", "FR-131")
+def test_every_statement_of_the_data_layer_was_sent_and_is_restricted_to_one_user(
+    client: TestClient, admin_engine: Engine, statement_log: StatementLog, alice: str, bob: str
+) -> None:
+    # Drive every operation once, so the audit stands even when run alone.
+    kept = create(client, alice, title="kept")
+    keyed = {**as_user(alice), "Idempotency-Key": "k"}
+    todo = client.post(TODOS, json={"title": "audited"}, headers=keyed).json()
+    etag = client.get(todo_url(todo["id"]), headers=as_user(alice)).headers["etag"]
+    conditional = {**as_user(alice), "If-Match": etag}
+    client.patch(todo_url(todo["id"]), json={"title": "x"}, headers=conditional)
+    client.patch(todo_url(kept["id"]), json={"title": "y"}, headers=as_user(alice))
+    current = client.get(todo_url(todo["id"]), headers=as_user(alice)).headers["etag"]
+    client.delete(todo_url(todo["id"]), headers={**as_user(alice), "If-Match": current})
+    create(client, alice, title="one more")
+    first = client.get(f"{TODOS}?limit=1", headers=as_user(alice)).json()
+    client.get(f"{TODOS}?limit=1&cursor={first['next_cursor']}", headers=as_user(alice))
+    _seed_a_long_list(admin_engine, bob)
+    assert client.get(TODOS, headers=as_user(bob)).json()["count"] > todos.WHOLE_LIST_LIMIT
+
+    statements = todos.STATEMENTS
+    one_each = [v for v in vars(statements).values() if isinstance(v, str)]
+    one_each += [statements.patch[frozenset({"title"})], statements.patch_if[frozenset({"title"})]]
+    sent = {
+        s.removeprefix("DECLARE stream NO SCROLL CURSOR FOR ") for s in statement_log.statements
+    }
+    assert [s for s in one_each if s not in sent] == []
+    every = [*one_each, *statements.patch.values(), *statements.patch_if.values()]
+    assert {s: violations(s) for s in every if violations(s)} == {}

@@ -54,3 +54,48 @@ check(
     validation.errors?.[0]?.field === "title",
   "a blank title is a typed 422 problem naming the field",
 );
+
+// 1.1, used through the same generated client: safe retries, conditional requests, pages.
+const key = { "Idempotency-Key": randomUUID() };
+const once = await client.POST("/api/v1/todos", { params: { header: { ...user, ...key } }, body: { title: "Once" } });
+const retried = await client.POST("/api/v1/todos", { params: { header: { ...user, ...key } }, body: { title: "Once" } });
+check(
+  retried.response.headers.get("Idempotent-Replayed") === "true" && retried.data?.id === once.data?.id,
+  "a retried create with the same Idempotency-Key replays the first answer",
+);
+
+const onceId = { todo_id: once.data!.id };
+const read = await client.GET("/api/v1/todos/{todo_id}", { params: { header: user, path: onceId } });
+const etag = read.response.headers.get("ETag")!;
+const cached = await client.GET("/api/v1/todos/{todo_id}", {
+  params: { header: { ...user, "If-None-Match": etag }, path: onceId },
+});
+check(cached.response.status === 304, "If-None-Match with the ETag answers 304");
+
+const renamed = await client.PATCH("/api/v1/todos/{todo_id}", {
+  params: { header: { ...user, "If-Match": etag }, path: onceId },
+  body: { title: "Once, renamed" },
+});
+const lost = await client.PATCH("/api/v1/todos/{todo_id}", {
+  params: { header: { ...user, "If-Match": etag }, path: onceId },
+  body: { title: "A lost update" },
+});
+check(
+  renamed.response.status === 200 && lost.response.status === 412 && lost.error?.code === "PRECONDITION_FAILED",
+  "If-Match lets the first writer win and tells the second (412)",
+);
+
+await client.POST("/api/v1/todos", { params: { header: user }, body: { title: "Second" } });
+const firstPage = await client.GET("/api/v1/todos", { params: { header: user, query: { limit: 1 } } });
+const cursor = firstPage.data?.next_cursor;
+const secondPage = cursor
+  ? await client.GET("/api/v1/todos", { params: { header: user, query: { limit: 1, cursor } } })
+  : undefined;
+check(
+  firstPage.data?.count === 1 &&
+    typeof cursor === "string" &&
+    firstPage.response.headers.get("Link")?.includes('rel="next"') === true &&
+    secondPage?.data?.next_cursor === null &&
+    secondPage.data.items[0]?.id !== firstPage.data.items[0]?.id,
+  "pages of one walk the list with next_cursor and Link",
+);

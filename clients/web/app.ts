@@ -1,0 +1,199 @@
+// The page: signs in with Better Auth (same origin as this page), then drives the todo
+// service (another origin) through the client generated from openapi.yaml, sending
+// Better Auth's JWT as the bearer token. Built by `npm run web:build` (esbuild).
+import { createAuthClient } from "better-auth/client";
+import createClient, { type Middleware } from "openapi-fetch";
+import type { components, paths } from "./generated/schema.js";
+
+type Todo = components["schemas"]["Todo"];
+type Problem = components["schemas"]["Problem"];
+
+const auth = createAuthClient({ baseURL: window.location.origin });
+const { api: apiBase } = (await (await fetch("/config.json")).json()) as { api: string };
+
+function element<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`#${id} is missing`);
+  return found as T;
+}
+
+const status = element<HTMLParagraphElement>("status");
+
+// Better Auth's `jwt` plugin hands a short-lived token for the session cookie; it is
+// fetched when needed and again when the service says it expired.
+let token: string | null = null;
+
+async function freshToken(): Promise<string> {
+  const answer = await fetch("/api/auth/token", { credentials: "same-origin" });
+  if (!answer.ok) throw new Error(`no token from the auth server (${answer.status})`);
+  token = ((await answer.json()) as { token: string }).token;
+  return token;
+}
+
+const bearer: Middleware = {
+  async onRequest({ request }) {
+    request.headers.set("Authorization", `Bearer ${token ?? (await freshToken())}`);
+    return request;
+  },
+  async onResponse({ request, response }) {
+    status.textContent = `${request.method} ${new URL(request.url).pathname}: ${response.status} (request ${response.headers.get("X-Request-ID") ?? "?"})`;
+    if (response.status !== 401) return response;
+    const problem = (await response.clone().json()) as Problem;
+    if (problem.code !== "TOKEN_EXPIRED") return response;
+    const retry = request.clone();
+    retry.headers.set("Authorization", `Bearer ${await freshToken()}`);
+    return fetch(retry);
+  },
+};
+
+const api = createClient<paths>({ baseUrl: apiBase });
+api.use(bearer);
+
+function problemText(error: Problem | undefined): string {
+  return error ? `${error.code}: ${error.detail}` : "unexpected answer";
+}
+
+function busy(state: "busy" | "ready"): void {
+  document.body.dataset.state = state;
+}
+
+function render(items: Todo[]): void {
+  const list = element<HTMLUListElement>("todos");
+  list.replaceChildren(
+    ...items.map((todo) => {
+      const row = document.createElement("li");
+      row.className = todo.is_completed ? "todo done" : "todo";
+      row.dataset.id = todo.id;
+      const toggle = document.createElement("input");
+      toggle.type = "checkbox";
+      toggle.className = "toggle";
+      toggle.checked = todo.is_completed;
+      toggle.addEventListener("change", () => void complete(todo, toggle.checked));
+      const title = document.createElement("span");
+      title.className = "title";
+      title.textContent = todo.title;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "delete";
+      remove.textContent = "Delete";
+      remove.addEventListener("click", () => void drop(todo));
+      row.append(toggle, title, remove);
+      return row;
+    }),
+  );
+  element("count").textContent = String(items.length);
+}
+
+async function refresh(): Promise<void> {
+  const { data, error, response } = await api.GET("/api/v1/todos");
+  if (!data) throw new Error(problemText(error));
+  render(data.items);
+  // Read across origins only because the service exposes it (CORS).
+  document.body.dataset.listEtag = response.headers.get("ETag") ?? "";
+}
+
+async function add(title: string): Promise<void> {
+  // A fresh Idempotency-Key per todo: a retried POST can never create it twice.
+  const { data, error, response } = await api.POST("/api/v1/todos", {
+    params: { header: { "Idempotency-Key": crypto.randomUUID() } },
+    body: { title },
+  });
+  if (!data) throw new Error(problemText(error));
+  document.body.dataset.lastLocation = response.headers.get("Location") ?? "";
+}
+
+async function complete(todo: Todo, done: boolean): Promise<void> {
+  await act(async () => {
+    const { data, error } = await api.PATCH("/api/v1/todos/{todo_id}", {
+      params: { path: { todo_id: todo.id } },
+      body: { is_completed: done },
+    });
+    if (!data) throw new Error(problemText(error));
+  });
+}
+
+async function drop(todo: Todo): Promise<void> {
+  await act(async () => {
+    const { response, error } = await api.DELETE("/api/v1/todos/{todo_id}", {
+      params: { path: { todo_id: todo.id } },
+    });
+    if (response.status !== 204) throw new Error(problemText(error));
+  });
+}
+
+async function act(work: () => Promise<void>): Promise<void> {
+  busy("busy");
+  try {
+    await work();
+    await refresh();
+  } catch (error) {
+    status.textContent = String(error);
+  } finally {
+    busy("ready");
+  }
+}
+
+async function show(): Promise<void> {
+  const session = await auth.getSession();
+  const user = session.data?.user;
+  element("auth").hidden = Boolean(user);
+  element("app").hidden = !user;
+  if (user) {
+    element("who").textContent = user.email;
+    await refresh();
+  }
+  busy("ready");
+}
+
+function fieldValue(id: string): string {
+  return element<HTMLInputElement>(id).value;
+}
+
+element<HTMLFormElement>("signup-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  void act(async () => {
+    const { error } = await auth.signUp.email({
+      name: fieldValue("signup-name"),
+      email: fieldValue("signup-email"),
+      password: fieldValue("signup-password"),
+    });
+    if (error) throw new Error(error.message ?? "sign-up failed");
+    token = null;
+    await show();
+  });
+});
+
+element<HTMLFormElement>("signin-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  void act(async () => {
+    const { error } = await auth.signIn.email({
+      email: fieldValue("signin-email"),
+      password: fieldValue("signin-password"),
+    });
+    if (error) throw new Error(error.message ?? "sign-in failed");
+    token = null;
+    await show();
+  });
+});
+
+element("signout").addEventListener("click", () => {
+  void (async () => {
+    busy("busy");
+    await auth.signOut();
+    token = null;
+    element<HTMLUListElement>("todos").replaceChildren();
+    await show();
+  })();
+});
+
+element<HTMLFormElement>("new-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = element<HTMLInputElement>("new-title");
+  const title = input.value;
+  void act(async () => {
+    await add(title);
+    input.value = "";
+  });
+});
+
+await show();

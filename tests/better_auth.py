@@ -1,0 +1,90 @@
+"""A real Better Auth server (npm `better-auth`, memory adapter, `jwt` plugin), run by
+Node from clients/web/server.mjs, as the frontend's auth server would be: users sign
+up over its HTTP API and get EdDSA JWTs that the service verifies against its JWKS."""
+
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from service.embedded import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER = REPO / "clients" / "web" / "server.mjs"
+
+
+@dataclass(frozen=True)
+class SignedUp:
+    """A Better Auth user: their id (32 letters and digits), a JWT, and the session
+    cookies that get more tokens."""
+
+    subject: str
+    token: str
+    cookies: httpx.Cookies
+
+
+class BetterAuth:
+    def __init__(self, workdir: Path, api: str = "http://127.0.0.1:8000") -> None:
+        node = shutil.which("node")
+        assert node, "Node.js runs the auth server"
+        assert (REPO / "node_modules" / "better-auth").is_dir(), (
+            "better-auth is not installed: `npm ci` (nox -s tests runs it)"
+        )
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"better-auth-{self.port}.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [node, str(SERVER), "--port", str(self.port), "--api", api],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, self.log_path.read_text()
+            try:
+                if httpx.get(f"{self.base}/api/auth/ok", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "Better Auth did not start within 30 s"
+            time.sleep(0.1)
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.base}/api/auth/jwks"
+
+    def sign_up(self, name: str = "Someone") -> SignedUp:
+        """A new user, signed up over Better Auth's HTTP API, and their first JWT."""
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            answer = client.post(
+                "/api/auth/sign-up/email",
+                json={
+                    "email": f"{uuid.uuid4().hex}@example.com",
+                    "password": "correct horse battery staple",
+                    "name": name,
+                },
+            )
+            assert answer.status_code == 200, answer.text
+            subject = answer.json()["user"]["id"]
+            token = client.get("/api/auth/token")
+            assert token.status_code == 200, token.text
+            return SignedUp(subject, token.json()["token"], client.cookies)
+
+    def fresh_token(self, user: SignedUp) -> str:
+        """Another JWT for the same session, as a frontend gets before the last expires."""
+        answer = httpx.get(f"{self.base}/api/auth/token", cookies=user.cookies, timeout=10)
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["token"]
+        return token
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

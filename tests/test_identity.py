@@ -1,0 +1,163 @@
+"""Verified identity: in `jwt` mode the caller is proven by a bearer JWT from a real
+Better Auth server, X-User-ID never selects a user, and the isolation of 1.0 holds
+exactly as in `header` mode."""
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from api import TODOS, create, problem, todo_url
+from better_auth import BetterAuth, SignedUp
+from conftest import jwt_settings
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import text, true
+from sqlalchemy.engine import Engine
+
+from service import todos
+from service.app import create_app
+from service.db import Database, create_engine
+from service.identity import owner_id
+
+
+def bearer(user: SignedUp, **more: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user.token}", **more}
+
+
+def _make(client: TestClient, user: SignedUp, **body: Any) -> dict[str, Any]:
+    answer = client.post(TODOS, json=body, headers=bearer(user))
+    assert answer.status_code == 201, answer.text
+    made: dict[str, Any] = answer.json()
+    return made
+
+
+def _rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.begin() as conn:
+        found = conn.execute(text("SELECT * FROM todos ORDER BY id")).all()
+        users = conn.execute(text("SELECT id, issuer, subject FROM users ORDER BY id")).all()
+    return [tuple(row) for row in [*found, *users]]
+
+
+def _answer(response: Response) -> tuple[int, bytes, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items() if k not in {"date", "x-request-id"}}
+    return response.status_code, response.content, headers
+
+
+@pytest.mark.req("FR-101", "FR-105")
+def test_a_better_auth_token_is_the_callers_identity(
+    jwt_client: TestClient, better_auth: BetterAuth, admin_engine: Engine
+) -> None:
+    alice = better_auth.sign_up("Alice")
+    assert len(alice.subject) == 32 and alice.subject.isalnum()  # not a UUID
+    todo = _make(jwt_client, alice, title="from a token")
+    expected = owner_id(better_auth.base, alice.subject)
+    assert todo["user_id"] == str(expected)
+    assert expected == uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, better_auth.base), alice.subject)
+    listed = jwt_client.get(TODOS, headers=bearer(alice)).json()
+    assert [t["id"] for t in listed["items"]] == [todo["id"]]
+    with admin_engine.begin() as conn:
+        row = conn.execute(
+            text("SELECT issuer, subject FROM users WHERE id = :id"), {"id": str(expected)}
+        ).one()
+    assert tuple(row) == (better_auth.base, alice.subject)
+
+
+@pytest.mark.req("FR-101")
+def test_header_mode_stays_the_default(client: TestClient) -> None:
+    user = str(uuid.uuid4())
+    assert create(client, user, title="v1 client")["user_id"] == user
+    answer = client.get(TODOS, headers={"Authorization": "Bearer whatever"})
+    problem(answer, 400, "MISSING_USER_CONTEXT")
+
+
+# Every operation that names a todo, as Bob might try it on Alice's.
+OPERATIONS: dict[str, Callable[[TestClient, str, dict[str, str]], Response]] = {
+    "get": lambda c, path, h: c.get(path, headers=h),
+    "patch": lambda c, path, h: c.patch(path, json={"title": "pwned"}, headers=h),
+    "delete": lambda c, path, h: c.delete(path, headers=h),
+}
+
+
+@pytest.mark.req("FR-101", "FR-105", "FR-014", "FR-013")
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_one_users_token_never_reaches_another_users_todo(
+    jwt_client: TestClient, better_auth: BetterAuth, admin_engine: Engine, operation: str
+) -> None:
+    alice, bob = better_auth.sign_up("Alice"), better_auth.sign_up("Bob")
+    victim = _make(jwt_client, alice, title="secret", description="alice only")
+    _make(jwt_client, bob, title="bob's own")
+    before = _rows(admin_engine)
+
+    call = OPERATIONS[operation]
+    foreign = call(jwt_client, todo_url(victim["id"]), bearer(bob))
+    missing = call(jwt_client, todo_url(uuid.uuid4()), bearer(bob))
+    # Naming Alice in X-User-ID beside Bob's token changes nothing.
+    claimed = call(
+        jwt_client, todo_url(victim["id"]), bearer(bob, **{"X-User-ID": victim["user_id"]})
+    )
+
+    assert foreign.status_code == 404
+    assert _answer(foreign) == _answer(missing) == _answer(claimed)
+    assert _rows(admin_engine) == before
+    assert jwt_client.get(todo_url(victim["id"]), headers=bearer(alice)).json() == victim
+
+
+@pytest.mark.req("FR-101", "FR-105", "FR-013")
+def test_x_user_id_never_selects_a_user_in_jwt_mode(
+    jwt_client: TestClient, better_auth: BetterAuth
+) -> None:
+    alice, bob = better_auth.sign_up("Alice"), better_auth.sign_up("Bob")
+    hers = _make(jwt_client, alice, title="hers")
+    as_alice = {"X-User-ID": hers["user_id"]}
+    listed = jwt_client.get(TODOS, headers=bearer(bob, **as_alice)).json()
+    assert listed == {"items": [], "count": 0}
+    made = jwt_client.post(TODOS, json={"title": "bob's"}, headers=bearer(bob, **as_alice))
+    assert made.json()["user_id"] == str(owner_id(better_auth.base, bob.subject))
+    alone = jwt_client.get(TODOS, headers=as_alice)
+    problem(alone, 401, "MISSING_TOKEN")
+
+
+@pytest.fixture
+def jwt_client_without_the_application_filter(
+    monkeypatch: pytest.MonkeyPatch, postgres_url: str, better_auth: BetterAuth
+) -> Iterator[TestClient]:
+    """`jwt` mode with the first wall removed from every data-layer statement, on an
+    engine of its own (the SQL audit would rightly flag these statements)."""
+    monkeypatch.setattr(todos, "STATEMENTS", todos.Statements.build(true()))
+    settings = jwt_settings(postgres_url, better_auth)
+    db = Database(create_engine(postgres_url, settings), settings)
+    yield TestClient(create_app(settings, db), raise_server_exceptions=False)
+    db.dispose()
+
+
+@pytest.mark.req("FR-105", "FR-013", "FR-014")
+def test_row_level_security_alone_keeps_token_users_apart(
+    jwt_client_without_the_application_filter: TestClient,
+    better_auth: BetterAuth,
+    admin_engine: Engine,
+) -> None:
+    client = jwt_client_without_the_application_filter
+    alice, bob = better_auth.sign_up("Alice"), better_auth.sign_up("Bob")
+    victim = _make(client, alice, title="secret")
+    _make(client, bob, title="bob's own")
+    before = _rows(admin_engine)
+    path = todo_url(victim["id"])
+    assert client.get(path, headers=bearer(bob)).status_code == 404
+    assert client.patch(path, json={"title": "pwned"}, headers=bearer(bob)).status_code == 404
+    assert client.delete(path, headers=bearer(bob)).status_code == 404
+    assert [t["title"] for t in client.get(TODOS, headers=bearer(bob)).json()["items"]] == [
+        "bob's own"
+    ]
+    assert _rows(admin_engine) == before
+
+
+@pytest.mark.req("FR-101", "FR-105")
+def test_a_fresh_token_of_the_same_user_is_the_same_user(
+    jwt_client: TestClient, better_auth: BetterAuth
+) -> None:
+    alice = better_auth.sign_up("Alice")
+    todo = _make(jwt_client, alice, title="mine")
+    again = better_auth.fresh_token(alice)
+    answer = jwt_client.get(todo_url(todo["id"]), headers={"Authorization": f"Bearer {again}"})
+    assert answer.json() == todo
