@@ -28,7 +28,6 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
-    case,
     cast,
     delete,
     exists,
@@ -121,10 +120,12 @@ class Statements:
 
     create: str
     create_once: str
-    list_all: str
+    # Lists and pages by whether If-None-Match came: only then is the read gated on the
+    # version (the gate costs planning time that an unconditional read need not pay).
+    list_all: dict[bool, str]
     stream_all: str
-    first_page: str
-    next_page: str
+    first_page: dict[bool, str]
+    next_page: dict[bool, str]
     get: str
     patch: dict[frozenset[str], str]
     patch_if: dict[frozenset[str], str]
@@ -142,6 +143,9 @@ class Statements:
             func.now(), _todos.c.updated_at + literal_column("interval '1 microsecond'")
         )
         matches = _microseconds(_todos.c.updated_at) == _versions("if_match")
+        after = tuple_(_todos.c.created_at, _todos.c.id) < tuple_(
+            bindparam("after_created_at"), bindparam("after_id")
+        )
         patches = [
             frozenset(fields)
             for size in range(1, len(_UPDATABLE) + 1)
@@ -150,15 +154,10 @@ class Statements:
         return cls(
             create=_create(user),
             create_once=_create_once(user),
-            list_all=_whole_list(mine, newest_first),
+            list_all={gated: _whole_list(mine, newest_first, gated) for gated in (False, True)},
             stream_all=_stream(mine, newest_first),
-            first_page=_page(mine, newest_first, after=None),
-            next_page=_page(
-                mine,
-                newest_first,
-                after=tuple_(_todos.c.created_at, _todos.c.id)
-                < tuple_(bindparam("after_created_at"), bindparam("after_id")),
-            ),
+            first_page={gated: _page(mine, newest_first, None, gated) for gated in (False, True)},
+            next_page={gated: _page(mine, newest_first, after, gated) for gated in (False, True)},
             get=_get(one),
             patch={f: _patch(one, f, updated_at, condition=None) for f in patches},
             patch_if={f: _patch(one, f, updated_at, condition=matches) for f in patches},
@@ -279,28 +278,23 @@ def _unless_unchanged(user: Any) -> ColumnElement[bool]:
     return not_(listed | (_version(user) == _versions("if_none_match")))
 
 
-def _whole_list(mine: ColumnElement[bool], newest_first: tuple[Any, ...]) -> str:
-    """The list version, and the whole response body (NULL when the user has more than
-    WHOLE_LIST_LIMIT: stream them)."""
+def _gate(user: Any, gated: bool) -> tuple[ColumnElement[bool], ...]:
+    return (_unless_unchanged(user),) if gated else ()
+
+
+def _whole_list(mine: ColumnElement[bool], newest_first: tuple[Any, ...], gated: bool) -> str:
+    """The list version, the items (json_agg's array) and their count, of at most
+    WHOLE_LIST_LIMIT + 1 todos: one more means the list is streamed instead."""
     user: BindParameter[str] = bindparam("user_id")
     rows = (
         select(*_fields(_todos))
-        .where(mine, _unless_unchanged(user))
+        .where(mine, *_gate(user, gated))
         .order_by(*newest_first)
         .limit(literal_column(str(WHOLE_LIST_LIMIT + 1)))
         .subquery("t")
     )
-    count = func.count()
-    body = (
-        _literal('{"items":')
-        + func.coalesce(cast(func.json_agg(rows.table_valued()), Text), _literal("[]"))
-        + _literal(',"count":')
-        + cast(count, Text)
-        + _literal("}")
-    )
-    too_long = count > literal_column(str(WHOLE_LIST_LIMIT))
-    listed = select(case((too_long, None), else_=body)).select_from(rows).scalar_subquery()
-    return _sql(select(_version(user), listed))
+    items = cast(func.json_agg(rows.table_valued()), Text)
+    return _sql(select(_version(user), items, func.count()).select_from(rows))
 
 
 def _stream(mine: ColumnElement[bool], newest_first: tuple[Any, ...]) -> str:
@@ -309,7 +303,10 @@ def _stream(mine: ColumnElement[bool], newest_first: tuple[Any, ...]) -> str:
 
 
 def _page(
-    mine: ColumnElement[bool], newest_first: tuple[Any, ...], after: ColumnElement[bool] | None
+    mine: ColumnElement[bool],
+    newest_first: tuple[Any, ...],
+    after: ColumnElement[bool] | None,
+    gated: bool,
 ) -> str:
     """The list version, and one page: its items (in json_agg's spelling), their
     count, the last item's position, and whether any todo follows it. One row more than
@@ -318,7 +315,7 @@ def _page(
     limit: BindParameter[int] = bindparam("limit")
     rows = (
         select(*_fields(_todos))
-        .where(mine, _unless_unchanged(user), *(() if after is None else (after,)))
+        .where(mine, *_gate(user, gated), *(() if after is None else (after,)))
         .order_by(*newest_first)
         .limit(bindparam("limit_plus_one"))
         .subquery("t")
@@ -475,9 +472,11 @@ def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Cre
 
 
 def _unless(user: UserId, if_none_match: Condition | None) -> dict[str, Any]:
+    if if_none_match is None:
+        return {}
     return {
-        "unchanged_if_any": if_none_match is not None and if_none_match.any,
-        "if_none_match": [] if if_none_match is None else if_none_match.list_versions(user),
+        "unchanged_if_any": if_none_match.any,
+        "if_none_match": if_none_match.list_versions(user),
     }
 
 
@@ -489,10 +488,14 @@ def list_all(db: Database, user: UserId, if_none_match: Condition | None = None)
     """The user's todos as the whole response body, newest first (the index's order),
     unless If-None-Match names the current version; `json` is None, and not
     `not_modified`, when there are more than WHOLE_LIST_LIMIT: stream them."""
-    version, body = _one(db, user, STATEMENTS.list_all, _unless(user, if_none_match))
+    statement = STATEMENTS.list_all[if_none_match is not None]
+    version, items, count = _one(db, user, statement, _unless(user, if_none_match))
     etag = list_tag(user, version)
-    unchanged = _unchanged(if_none_match, etag)
-    return Listing(etag, None if unchanged else body, unchanged)
+    if _unchanged(if_none_match, etag):
+        return Listing(etag, None, True)
+    if count > WHOLE_LIST_LIMIT:
+        return Listing(etag, None, False)
+    return Listing(etag, '{"items":' + (items or "[]") + f',"count":{count}}}', False)
 
 
 def stream_all(db: Database, user: UserId) -> tuple[str, Generator[str, None, None]]:
@@ -535,9 +538,9 @@ def page(
         "limit_plus_one": request.limit + 1,
         **_unless(user, if_none_match),
     }
-    statement = STATEMENTS.first_page
+    statement = STATEMENTS.first_page[if_none_match is not None]
     if request.after is not None:
-        statement = STATEMENTS.next_page
+        statement = STATEMENTS.next_page[if_none_match is not None]
         params["after_created_at"] = request.after.created_at
         params["after_id"] = str(request.after.todo_id)
     version, items, count, last_at, last_id, more = _one(db, user, statement, params)

@@ -125,7 +125,7 @@ def test_a_304_for_the_list_does_not_read_the_list(
     with database.scope(uuid.UUID(alice)) as conn:
         plan = "\n".join(
             conn.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, COSTS OFF) {todos.STATEMENTS.list_all}", params
+                f"EXPLAIN (ANALYZE, COSTS OFF) {todos.STATEMENTS.list_all[True]}", params
             ).scalars()
         )
     scan = next(line for line in plan.splitlines() if "todos_user_newest_first" in line)

@@ -240,15 +240,13 @@ def test_a_deep_page_is_an_index_range_scan_not_an_offset(
         "user_id": alice,
         "limit": 50,
         "limit_plus_one": 51,
-        "unchanged_if_any": False,
-        "if_none_match": [],
         "after_created_at": position.created_at,
         "after_id": str(position.todo_id),
     }
     with database.scope(uuid.UUID(alice)) as conn:
         plan = list(
             conn.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, COSTS OFF) {todos.STATEMENTS.next_page}", params
+                f"EXPLAIN (ANALYZE, COSTS OFF) {todos.STATEMENTS.next_page[False]}", params
             ).scalars()
         )
     scan = next(i for i, line in enumerate(plan) if "todos_user_newest_first" in line)

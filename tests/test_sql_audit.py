@@ -122,10 +122,19 @@ def test_every_statement_of_the_data_layer_was_sent_and_is_restricted_to_one_use
 
     statements = todos.STATEMENTS
     one_each = [v for v in vars(statements).values() if isinstance(v, str)]
+    one_each += [statements.list_all[False], statements.first_page[False]]
+    one_each += [statements.next_page[False]]
     one_each += [statements.patch[frozenset({"title"})], statements.patch_if[frozenset({"title"})]]
     sent = {
         s.removeprefix("DECLARE stream NO SCROLL CURSOR FOR ") for s in statement_log.statements
     }
     assert [s for s in one_each if s not in sent] == []
-    every = [*one_each, *statements.patch.values(), *statements.patch_if.values()]
+    every = [
+        *one_each,
+        *statements.list_all.values(),
+        *statements.first_page.values(),
+        *statements.next_page.values(),
+        *statements.patch.values(),
+        *statements.patch_if.values(),
+    ]
     assert {s: violations(s) for s in every if violations(s)} == {}
