@@ -19,6 +19,7 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from service.errors import ServiceUnavailable
+from service.pool import AsyncPool, PoolTimeout
 from service.settings import Settings
 
 _DRIVER_SCHEME = "postgresql+psycopg2"
@@ -50,6 +51,8 @@ _OUTAGES = (
     exc.DisconnectionError,
     psycopg2.OperationalError,
     psycopg2.InterfaceError,
+    PoolTimeout,  # the hot path's pool: no connection free within pool_timeout
+    TimeoutError,  # its connect timeout
 )
 
 T = TypeVar("T")
@@ -85,6 +88,19 @@ def _refuse_closed_connections(dbapi_connection: Any, record: Any, proxy: Any) -
         raise exc.DisconnectionError("the server closed this pooled connection")
 
 
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "connect_timeout": settings.connect_timeout,
+        "application_name": "todo-service",
+        # A peer that vanished without closing (a network partition) turns the socket
+        # readable within ~25 s, so the checkout test finds it too.
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+
+
 def create_engine(url: str, settings: Settings) -> Engine:
     engine = sqlalchemy.create_engine(
         sqlalchemy_url(url),
@@ -97,16 +113,7 @@ def create_engine(url: str, settings: Settings) -> Engine:
         pool_recycle=settings.pool_recycle,
         # Autocommit leaves no transaction open to roll back when a connection returns.
         pool_reset_on_return=None,
-        connect_args={
-            "connect_timeout": settings.connect_timeout,
-            "application_name": "todo-service",
-            # A peer that vanished without closing (a network partition) turns the
-            # socket readable within ~25 s, so the checkout test above finds it too.
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-        },
+        connect_args=_connect_args(settings),
     )
     event.listen(engine, "checkout", _refuse_closed_connections)
     return engine
@@ -124,11 +131,20 @@ def _roll_back(conn: Connection) -> None:
 
 
 class Database:
-    """The engine plus the service's only ways to reach PostgreSQL: `fetch` (one
-    statement, the hot path) and `scope` (a connection, for streams and checks)."""
+    """The service's only ways to reach PostgreSQL: `fetch` (one statement on the event
+    loop, the hot path, through psycopg2's asynchronous connections) and, on the
+    engine's pool in a worker thread, `scope` (a connection, for streams and checks)."""
 
     def __init__(self, engine: Engine, settings: Settings, *, schema_ready: bool = True) -> None:
         self.engine = engine
+        self._pool = AsyncPool(
+            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            size=settings.pool_size + settings.max_overflow,
+            timeout=settings.pool_timeout,
+            recycle=settings.pool_recycle,
+            connect_timeout=settings.connect_timeout,
+            connect_args=_connect_args(settings),
+        )
         # Called with every statement sent in a request context (the SQL audit's hook).
         self.observers: list[Callable[[str], None]] = []
         self._capacity = settings.pool_size + settings.max_overflow
@@ -175,30 +191,14 @@ class Database:
         context = {"_request_user": user, "_request_timeout": self._timeout_ms}
         return _REQUEST_CONTEXT + statement, {**parameters, **context}
 
-    def fetch(
+    async def fetch(
         self, user: uuid.UUID, statement: str, parameters: dict[str, Any]
     ) -> list[tuple[Any, ...]]:
         """The hot path: one statement as the request role for `user`, its rows fetched,
-        in one round trip, straight on the pooled driver connection (a SQLAlchemy
-        Connection and result around it cost more than the round trip here)."""
+        in one round trip, awaited on the event loop."""
         sql, values = self.request_sql(str(user), statement, parameters)
         with self._outages_as_503():
-            connection = self.engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                try:
-                    cursor.execute(sql, values)
-                    rows: list[tuple[Any, ...]] = list(cursor.fetchall())
-                finally:
-                    cursor.close()
-                return rows
-            except psycopg2.Error:
-                driver = connection.driver_connection
-                if driver is None or driver.closed:
-                    connection.invalidate()  # the server dropped it: never hand it out again
-                raise
-            finally:
-                connection.close()
+            return await self._pool.fetch(sql, values)
 
     @contextmanager
     def scope(self, user: uuid.UUID | None) -> Iterator[Connection]:
@@ -301,5 +301,6 @@ class Database:
         )
 
     def dispose(self) -> None:
-        """Closes the pooled connections; the pool opens new ones if used again."""
+        """Closes the pooled connections; the pools open new ones if used again."""
+        self._pool.close()
         self.engine.dispose()

@@ -415,12 +415,12 @@ def _params(user: UserId, **params: Any) -> dict[str, Any]:
     return {"user_id": str(user), **params}
 
 
-def _one(db: Database, user: UserId, statement: str, params: dict[str, Any]) -> Any:
-    rows = db.fetch(user, statement, _params(user, **params))
+async def _one(db: Database, user: UserId, statement: str, params: dict[str, Any]) -> Any:
+    rows = await db.fetch(user, statement, _params(user, **params))
     return rows[0] if rows else None
 
 
-def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
+async def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
     """The new todo. The caller's user row is made on their first write, in the same
     statement."""
     params = {
@@ -429,7 +429,7 @@ def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
         "issuer": caller.issuer,
         "subject": caller.subject,
     }
-    body, version, todo_id = _one(db, caller.id, STATEMENTS.create, params)
+    body, version, todo_id = await _one(db, caller.id, STATEMENTS.create, params)
     return Created(str(body), item_tag(version), str(todo_id))
 
 
@@ -439,7 +439,7 @@ def _fingerprint(data: TodoCreate) -> bytes:
     return hashlib.sha256(orjson.dumps([data.title, data.description])).digest()
 
 
-def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Created:
+async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Created:
     """A create under an Idempotency-Key: the first use creates, a retry with the same
     request within 24 hours gets the first answer again, another request under the same
     key is refused. Keys are the caller's own."""
@@ -455,7 +455,7 @@ def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Cre
     # A key claimed by a request that committed while this one waited on it is not in
     # this statement's snapshot; the next run's snapshot has it, and replays it.
     for _ in range(2):
-        claimed_id, claimed_body, earlier_id, earlier_body, earlier_print, version = _one(
+        claimed_id, claimed_body, earlier_id, earlier_body, earlier_print, version = await _one(
             db, caller.id, STATEMENTS.create_once, params
         )
         if claimed_id is not None:
@@ -484,12 +484,12 @@ def _unchanged(if_none_match: Condition | None, etag: str) -> bool:
     return if_none_match is not None and if_none_match.matches(etag, weak_comparison=True)
 
 
-def list_all(db: Database, user: UserId, if_none_match: Condition | None = None) -> Listing:
+async def list_all(db: Database, user: UserId, if_none_match: Condition | None = None) -> Listing:
     """The user's todos as the whole response body, newest first (the index's order),
     unless If-None-Match names the current version; `json` is None, and not
     `not_modified`, when there are more than WHOLE_LIST_LIMIT: stream them."""
     statement = STATEMENTS.list_all[if_none_match is not None]
-    version, items, count = _one(db, user, statement, _unless(user, if_none_match))
+    version, items, count = await _one(db, user, statement, _unless(user, if_none_match))
     etag = list_tag(user, version)
     if _unchanged(if_none_match, etag):
         return Listing(etag, None, True)
@@ -522,7 +522,7 @@ class Page(Listing):
     next_cursor: str | None
 
 
-def page(
+async def page(
     db: Database,
     user: UserId,
     request: PageRequest,
@@ -543,7 +543,7 @@ def page(
         statement = STATEMENTS.next_page[if_none_match is not None]
         params["after_created_at"] = request.after.created_at
         params["after_id"] = str(request.after.todo_id)
-    version, items, count, last_at, last_id, more = _one(db, user, statement, params)
+    version, items, count, last_at, last_id, more = await _one(db, user, statement, params)
     etag = list_tag(user, version)
     if _unchanged(if_none_match, etag):
         return Page(etag, None, True, None)
@@ -560,12 +560,12 @@ def page(
     return Page(etag, body, False, following)
 
 
-def get(db: Database, user: UserId, todo_id: uuid.UUID) -> Entity | None:
-    row = _one(db, user, STATEMENTS.get, {"todo_id": str(todo_id)})
+async def get(db: Database, user: UserId, todo_id: uuid.UUID) -> Entity | None:
+    row = await _one(db, user, STATEMENTS.get, {"todo_id": str(todo_id)})
     return None if row is None else Entity(str(row[0]), item_tag(row[1]))
 
 
-def patch(
+async def patch(
     db: Database,
     user: UserId,
     todo_id: uuid.UUID,
@@ -579,9 +579,9 @@ def patch(
     params = {f"new_{f}": v for f, v in changes.changes().items()}
     params["todo_id"] = str(todo_id)
     if if_match is None:
-        row = _one(db, user, STATEMENTS.patch[fields], params)
+        row = await _one(db, user, STATEMENTS.patch[fields], params)
         return None if row is None else Entity(str(row[0]), item_tag(row[1]))
-    body, version, found = _one(
+    body, version, found = await _one(
         db, user, STATEMENTS.patch_if[fields], {**params, "if_match": if_match}
     )
     if body is not None:
@@ -591,14 +591,14 @@ def patch(
     return None
 
 
-def remove(
+async def remove(
     db: Database, user: UserId, todo_id: uuid.UUID, if_match: list[int] | None = None
 ) -> bool:
     """Whether the caller's todo was deleted; with `if_match`, as in `patch`."""
     params: dict[str, Any] = {"todo_id": str(todo_id)}
     if if_match is None:
-        return _one(db, user, STATEMENTS.remove, params) is not None
-    gone, found = _one(db, user, STATEMENTS.remove_if, {**params, "if_match": if_match})
+        return await _one(db, user, STATEMENTS.remove, params) is not None
+    gone, found = await _one(db, user, STATEMENTS.remove_if, {**params, "if_match": if_match})
     if gone is None and found:
         raise _stale()
     return gone is not None

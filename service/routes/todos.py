@@ -60,9 +60,9 @@ async def create_todo(request: Request, body: JsonBody, caller: CurrentUser, db:
         TodoCreate, body, idempotency_key=request.headers.getlist("idempotency-key")
     )
     if parsed.idempotency_key is None:
-        created = await db.call(todos.create, db, caller, parsed.body)
+        created = await todos.create(db, caller, parsed.body)
     else:
-        created = await db.call(todos.create_once, db, caller, parsed.body, parsed.idempotency_key)
+        created = await todos.create_once(db, caller, parsed.body, parsed.idempotency_key)
     headers = {"Location": f"{PREFIX}/{created.todo_id}", "ETag": created.etag}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -75,7 +75,7 @@ async def list_todos(request: Request, caller: CurrentUser, db: Db) -> Response:
     if wants_page(request.query_params):
         key = await db.cursor_key()
         wanted = parse_page(request.query_params, key)
-        page = await db.call(todos.page, db, caller.id, wanted, key, unless)
+        page = await todos.page(db, caller.id, wanted, key, unless)
         if page.json is None:
             return _not_modified(page.etag)
         headers = {**_READ, "ETag": page.etag}
@@ -83,7 +83,7 @@ async def list_todos(request: Request, caller: CurrentUser, db: Db) -> Response:
             following = f"{PREFIX}?limit={wanted.limit}&cursor={page.next_cursor}"
             headers["Link"] = f'<{following}>; rel="next"'
         return json_text(page.json, headers=headers)
-    listing = await db.call(todos.list_all, db, caller.id, unless)
+    listing = await todos.list_all(db, caller.id, unless)
     if listing.not_modified:
         return _not_modified(listing.etag)
     if listing.json is not None:
@@ -96,7 +96,7 @@ async def list_todos(request: Request, caller: CurrentUser, db: Db) -> Response:
 
 @router.get("/{todo_id}")
 async def get_todo(todo_id: str, request: Request, caller: CurrentUser, db: Db) -> Response:
-    found = await db.call(todos.get, db, caller.id, parse_todo_id(todo_id))
+    found = await todos.get(db, caller.id, parse_todo_id(todo_id))
     if found is None:
         raise _not_found()
     unless = parse_condition(request.headers.getlist("if-none-match"))
@@ -120,9 +120,7 @@ async def update_todo(
 ) -> Response:
     parsed = parse_request(TodoUpdate, body, todo_id)
     assert parsed.todo_id is not None
-    todo = await db.call(
-        todos.patch, db, caller.id, parsed.todo_id, parsed.body, _if_match(request)
-    )
+    todo = await todos.patch(db, caller.id, parsed.todo_id, parsed.body, _if_match(request))
     if todo is None:
         raise _not_found()
     return json_text(todo.json, headers={"ETag": todo.etag})
@@ -131,6 +129,6 @@ async def update_todo(
 @router.delete("/{todo_id}", status_code=204)
 async def delete_todo(todo_id: str, request: Request, caller: CurrentUser, db: Db) -> Response:
     todo = parse_todo_id(todo_id)
-    if not await db.call(todos.remove, db, caller.id, todo, _if_match(request)):
+    if not await todos.remove(db, caller.id, todo, _if_match(request)):
         raise _not_found()
     return Response(status_code=204)

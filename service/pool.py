@@ -1,0 +1,182 @@
+"""psycopg2's asynchronous connections, driven by the event loop: the hot path's pool.
+
+A statement is sent and its answer awaited on the loop itself (the socket registered
+with add_reader), so a request costs no thread hop. Still psycopg2 and libpq: only the
+waiting moved. Each statement is its own implicit transaction (asynchronous
+connections are always autocommit), which the request context relies on anyway.
+
+The pool holds at most `size` connections. Within one event loop (a uvicorn worker has
+exactly one) waiters queue in arrival order; across loops (a test client runs each
+request on a loop of its own) a thread-safe count keeps the bound, and a waiter polls
+for a free slot, which only ever happens in tests."""
+
+import asyncio
+import select
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg2
+from psycopg2 import extensions
+
+_CONTENDED_POLL_SECONDS = 0.005
+
+
+class PoolTimeout(Exception):
+    """No connection came free within the pool timeout."""
+
+
+async def _ready(fd: int, reading: bool) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    if reading:
+        loop.add_reader(fd, wake)
+    else:
+        loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        if reading:
+            loop.remove_reader(fd)
+        else:
+            loop.remove_writer(fd)
+
+
+async def wait(connection: Any) -> None:
+    """Until libpq has finished what it was doing on `connection` (connecting, or
+    sending a query and reading its answer); a failure raises psycopg2's error."""
+    while True:
+        state = connection.poll()
+        if state == extensions.POLL_OK:
+            return
+        if state == extensions.POLL_READ:
+            await _ready(connection.fileno(), reading=True)
+        elif state == extensions.POLL_WRITE:
+            await _ready(connection.fileno(), reading=False)
+        else:
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+
+
+def _closed_by_the_server(connection: Any) -> bool:
+    # An idle, healthy connection has nothing to read. One the server dropped (restart,
+    # pg_terminate_backend, a scaled-to-zero compute) has an error message or EOF
+    # waiting. Looking costs no round trip.
+    return bool(connection.closed) or bool(select.select([connection], [], [], 0)[0])
+
+
+class AsyncPool:
+    def __init__(
+        self,
+        dsn: str,
+        size: int,
+        timeout: float,
+        recycle: float,
+        connect_timeout: float,
+        connect_args: dict[str, Any],
+    ) -> None:
+        self._dsn = dsn
+        self._size = size
+        self._timeout = timeout
+        self._recycle = recycle
+        self._connect_timeout = connect_timeout
+        self._connect_args = connect_args
+        self._idle: deque[tuple[Any, float]] = deque()
+        self._slots = threading.BoundedSemaphore(size)
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._gates = weakref.WeakKeyDictionary()
+
+    def _gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self._size)
+        return gate
+
+    async def _slot(self, deadline: float) -> None:
+        while not self._slots.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                raise PoolTimeout
+            await asyncio.sleep(_CONTENDED_POLL_SECONDS)
+
+    async def _open(self) -> Any:
+        connection = psycopg2.connect(self._dsn, async_=1, **self._connect_args)
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await wait(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _take_idle(self) -> tuple[Any, float] | None:
+        now = time.monotonic()
+        while True:
+            try:
+                connection, opened = self._idle.pop()
+            except IndexError:
+                return None
+            if now - opened < self._recycle and not _closed_by_the_server(connection):
+                return connection, opened
+            connection.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A connection for one statement. It goes back to the pool unless the statement
+        failed at the connection level or was interrupted, when it is closed instead."""
+        deadline = time.monotonic() + self._timeout
+        gate = self._gate()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await gate.acquire()
+        except TimeoutError:
+            raise PoolTimeout from None
+        try:
+            await self._slot(deadline)
+            try:
+                connection, opened = self._take_idle() or (await self._open(), time.monotonic())
+                reusable = False
+                try:
+                    yield connection
+                    reusable = True
+                except psycopg2.Error as error:
+                    # A statement's error leaves its connection idle and usable (its
+                    # implicit transaction is over); a connection's error does not.
+                    broken = psycopg2.OperationalError | psycopg2.InterfaceError
+                    reusable = not isinstance(error, broken)
+                    raise
+                finally:
+                    if reusable and not connection.closed:
+                        self._idle.append((connection, opened))
+                    else:
+                        connection.close()
+            finally:
+                self._slots.release()
+        finally:
+            gate.release()
+
+    async def fetch(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of `sql`'s last statement, sent in one round trip."""
+        async with self.connection() as connection:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql, parameters)
+                await wait(connection)
+                rows: list[tuple[Any, ...]] = cursor.fetchall()
+            finally:
+                cursor.close()
+            return rows
+
+    def close(self) -> None:
+        """Closes the idle connections; the pool opens new ones if used again."""
+        while self._idle:
+            connection, _ = self._idle.pop()
+            connection.close()
