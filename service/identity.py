@@ -7,9 +7,9 @@ import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, NewType
+from typing import NewType
 
-from fastapi import Depends, Request
+from fastapi import Request
 from starlette.datastructures import Headers
 
 from service.errors import InvalidToken, InvalidUserContext, MissingToken, MissingUserContext
@@ -83,12 +83,8 @@ def bearer_token(headers: Headers) -> str:
 
 
 async def current_user(request: Request) -> Caller:
-    # async only so FastAPI runs it inline: a plain `def` dependency costs a thread hop.
     verifier: TokenVerifier | None = request.app.state.token_verifier
     if verifier is None:
         return _from_header(request.headers)
     verified = await verifier.verify(bearer_token(request.headers))
     return Caller(owner_id(verified.issuer, verified.subject), verified.issuer, verified.subject)
-
-
-CurrentUser = Annotated[Caller, Depends(current_user)]

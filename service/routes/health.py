@@ -1,9 +1,9 @@
 """Liveness (the process) and readiness (the database answers)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.routes.responses import Db, json_response
+from service.routes.responses import database, json_response
 
 router = APIRouter(prefix="/health")
 
@@ -14,6 +14,7 @@ async def live() -> Response:
 
 
 @router.get("/ready")
-async def ready(db: Db) -> Response:
+async def ready(request: Request) -> Response:
+    db = database(request)
     await db.call(db.ping)
     return json_response({"status": "ok"})

@@ -1,9 +1,9 @@
 """Response helpers shared by the routes."""
 
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Request
 from starlette.responses import Response
 
 from service.db import Database
@@ -25,10 +25,6 @@ def json_text(body: str, status_code: int = 200, headers: dict[str, str] | None 
     return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
-async def database(request: Request) -> Database:
-    # async only so FastAPI runs it inline: a plain `def` dependency costs a thread hop.
+def database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
-
-
-Db = Annotated[Database, Depends(database)]
