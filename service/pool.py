@@ -16,8 +16,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg2
@@ -128,52 +126,57 @@ class AsyncPool:
                 return connection, opened
             connection.close()
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        """A connection for one statement. It goes back to the pool unless the statement
-        failed at the connection level or was interrupted, when it is closed instead."""
+    async def _enter(self) -> asyncio.Semaphore:
+        """A place among the `size` statements running at once, or PoolTimeout."""
         deadline = time.monotonic() + self._timeout
         gate = self._gate()
-        try:
-            async with asyncio.timeout(self._timeout):
-                await gate.acquire()
-        except TimeoutError:
-            raise PoolTimeout from None
+        if gate.locked():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await gate.acquire()
+            except TimeoutError:
+                raise PoolTimeout from None
+        else:
+            await gate.acquire()
         try:
             await self._slot(deadline)
-            try:
-                connection, opened = self._take_idle() or (await self._open(), time.monotonic())
-                reusable = False
-                try:
-                    yield connection
-                    reusable = True
-                except psycopg2.Error as error:
-                    # A statement's error leaves its connection idle and usable (its
-                    # implicit transaction is over); a connection's error does not.
-                    broken = psycopg2.OperationalError | psycopg2.InterfaceError
-                    reusable = not isinstance(error, broken)
-                    raise
-                finally:
-                    if reusable and not connection.closed:
-                        self._idle.append((connection, opened))
-                    else:
-                        connection.close()
-            finally:
-                self._slots.release()
-        finally:
+        except BaseException:
             gate.release()
+            raise
+        return gate
 
     async def fetch(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows of `sql`'s last statement, sent in one round trip."""
-        async with self.connection() as connection:
-            cursor = connection.cursor()
+        """The rows of `sql`'s last statement, sent in one round trip. The connection
+        goes back to the pool unless it failed or was interrupted, when it is closed."""
+        gate = await self._enter()
+        try:
+            connection, opened = self._take_idle() or (await self._open(), time.monotonic())
+            reusable = False
             try:
-                cursor.execute(sql, parameters)
-                await wait(connection)
-                rows: list[tuple[Any, ...]] = cursor.fetchall()
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(sql, parameters)
+                    await wait(connection)
+                    rows: list[tuple[Any, ...]] = cursor.fetchall()
+                finally:
+                    cursor.close()
+                reusable = True
+                return rows
+            except psycopg2.Error as error:
+                # A statement's error leaves its connection idle and usable (its
+                # implicit transaction is over); a connection's error does not.
+                reusable = not isinstance(
+                    error, psycopg2.OperationalError | psycopg2.InterfaceError
+                )
+                raise
             finally:
-                cursor.close()
-            return rows
+                if reusable and not connection.closed:
+                    self._idle.append((connection, opened))
+                else:
+                    connection.close()
+        finally:
+            self._slots.release()
+            gate.release()
 
     def close(self) -> None:
         """Closes the idle connections; the pool opens new ones if used again."""
