@@ -7,7 +7,7 @@ security does not bind. Everything else is the service as shipped. Served with
 """
 
 from service import db
-from service.cli import build_app
+from service.worker import build_app
 
 db._REQUEST_CONTEXT = "SELECT set_config('statement_timeout', %(_request_timeout)s, true);\n"
 

@@ -21,7 +21,6 @@ from service.errors import (
 from service.middleware import BodyLimit, ListedOriginsOnly, RequestContext
 from service.routes import docs, health, todos
 from service.settings import Settings, get_settings
-from service.tokens import TokenVerifier
 
 BODY_LIMIT = 64 * 1024
 
@@ -80,8 +79,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         title="Todo Service API", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.db = db
-    # The one thing identity needs to know: None is `header` mode.
-    app.state.token_verifier = TokenVerifier(settings) if settings.auth_mode == "jwt" else None
+    # The one thing identity needs to know: None is `header` mode. PyJWT and its
+    # cryptography are loaded only in `jwt` mode (about 12 MB a worker).
+    app.state.token_verifier = None
+    if settings.auth_mode == "jwt":
+        from service.tokens import TokenVerifier
+
+        app.state.token_verifier = TokenVerifier(settings)
     for router in ROUTERS:
         # The routes as they are: FastAPI's include_router keeps an included router
         # live, re-checking its routes on every request (about a tenth of a get-by-id's

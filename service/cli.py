@@ -1,59 +1,80 @@
 """`todo-service serve | migrate`. Owns the embedded PostgreSQL's life when
-NEON_DATABASE_URL is unset: started before serving, stopped on exit or SIGTERM."""
+NEON_DATABASE_URL is unset: started before serving, stopped on exit or SIGTERM.
+
+`serve` is the supervisor of the workers (service.worker) and idles for the service's
+whole life, so it loads only what supervising needs: the settings are validated in a
+forked child that exits (pydantic alone is 12 MB), the embedded PostgreSQL's code only
+when it is used, and the application never."""
 
 import argparse
 import logging
+import multiprocessing
 import os
 import signal
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI
-from pydantic import ValidationError
 
-from service import migrations
-from service.app import create_app
-from service.db import Database, create_engine, direct_url
-from service.embedded import EmbeddedPostgres
 from service.logs import configure_logging
-from service.settings import Settings, get_settings, settings_problems
 
 log = logging.getLogger("service.cli")
 
-_MAX_BACKOFF_SECONDS = 10.0
+
+@dataclass(frozen=True)
+class Supervision:
+    """The settings `serve` and `migrate` use themselves."""
+
+    database_url: str | None
+    direct_database_url: str | None
+    data_dir: Path
+    log_level: str
 
 
-def build_app() -> FastAPI:
-    """The factory each uvicorn worker calls. It listens at once; the schema is brought
-    up to date in the background, and until then readiness and the API answer 503."""
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    assert settings.database_url, "serve sets NEON_DATABASE_URL before starting workers"
-    database = Database(
-        create_engine(settings.database_url, settings), settings, schema_ready=False
+def _validated() -> Supervision | list[str]:
+    """Every setting validated; what the supervisor uses, or what is wrong."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings, settings_problems
+
+    try:
+        settings = Settings()
+    except ValidationError as invalid:
+        return settings_problems(invalid)
+    return Supervision(
+        settings.database_url,
+        settings.direct_database_url,
+        settings.data_dir,
+        settings.log_level,
     )
-    migration_url = _migration_url(settings, settings.database_url)
 
-    def migrate_then_open() -> None:
-        migrate_with_retry(migration_url)
-        database.schema_is_ready()
 
-    threading.Thread(target=migrate_then_open, name="migrations", daemon=True).start()
-    return create_app(settings, database)
+def _settings() -> Supervision:
+    """Refuses to start on a bad setting, saying which variable is wrong and never what
+    it holds."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+        found = child.submit(_validated).result()
+    if isinstance(found, list):
+        for problem in found:
+            print(f"todo-service: {problem}", file=sys.stderr)
+        sys.exit(2)
+    return found
 
 
 @contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
+def database_url(settings: Supervision) -> Iterator[str]:
     """NEON_DATABASE_URL when set; otherwise an embedded PostgreSQL for as long as the
     block runs."""
     if settings.database_url:
         yield settings.database_url
         return
+    from service.embedded import EmbeddedPostgres
+
     embedded = EmbeddedPostgres(settings.data_dir)
     url = embedded.start()
     # The URL carries the password: it is never logged or printed.
@@ -73,53 +94,40 @@ def database_url(settings: Settings) -> Iterator[str]:
         log.info("embedded PostgreSQL stopped", extra={"data_dir": str(embedded.pgdata)})
 
 
-def migrate_with_retry(url: str) -> None:
-    """A database that is still waking up (or not up yet) is waited for, with backoff."""
-    delay = 0.5
-    while True:
-        try:
-            migrations.upgrade(url)
-            log.info("schema is at the newest version")
-            return
-        except Exception as error:
-            log.warning(
-                "database not reachable for migrations, retrying",
-                extra={"error": type(error).__name__, "retry_in_s": delay},
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
-
-
-def _migration_url(settings: Settings, url: str) -> str:
-    return settings.direct_database_url or direct_url(url)
-
-
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through
     # SystemExit lets the `finally` blocks stop the embedded PostgreSQL.
     raise SystemExit(0)
 
 
-def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+def serve(settings: Supervision, host: str, port: int, workers: int) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with database_url(settings) as url:
         os.environ["NEON_DATABASE_URL"] = url
-        get_settings.cache_clear()
         uvicorn.run(
-            "service.cli:build_app",
+            "service.worker:build_app",
             factory=True,
             host=host,
             port=port,
             workers=workers,
             log_config=None,
             access_log=False,
+            ws="none",
             timeout_graceful_shutdown=10,
         )
 
 
-def migrate(settings: Settings) -> None:
+def migrate(settings: Supervision) -> None:
+    from service import migrations
+    from service.db import direct_url
+
     with database_url(settings) as url:
-        migrations.upgrade(_migration_url(settings, url))
+        try:
+            migrations.upgrade(settings.direct_database_url or direct_url(url))
+        except Exception as error:
+            # Said without a traceback: its text may name the host (never a password).
+            log.error("migrations failed", extra={"error": type(error).__name__})
+            sys.exit(1)
         log.info("schema is at the newest version")
 
 
@@ -135,13 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser("migrate", help="migrate the schema to the newest version")
     args = parser.parse_args(argv)
 
-    try:
-        settings = get_settings()
-    except ValidationError as invalid:
-        # Refuse to start, saying which variable is wrong and never what it holds.
-        for problem in settings_problems(invalid):
-            print(f"todo-service: {problem}", file=sys.stderr)
-        sys.exit(2)
+    settings = _settings()
     configure_logging(settings.log_level)
     try:
         if args.command == "serve":

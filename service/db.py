@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import sqlalchemy
-from sqlalchemy import event, exc, text
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
 
 from service.errors import ServiceUnavailable
@@ -40,7 +40,7 @@ _REQUEST_CONTEXT = (
     " set_config('TimeZone', 'UTC', true);\n"
 )
 _SCOPE = "request_scope"
-_CURSOR_KEY = text("SELECT secret FROM signing_keys WHERE purpose = 'cursor'")
+_CURSOR_KEY = "SELECT secret FROM signing_keys WHERE purpose = 'cursor'"
 
 # What an unreachable, restarting or overloaded database raises: wrapped by SQLAlchemy on
 # a Connection, unwrapped from the pool and the driver.
@@ -192,11 +192,12 @@ class Database:
         return _REQUEST_CONTEXT + statement, {**parameters, **context}
 
     async def fetch(
-        self, user: uuid.UUID, statement: str, parameters: dict[str, Any]
+        self, user: uuid.UUID | None, statement: str, parameters: dict[str, Any]
     ) -> list[tuple[Any, ...]]:
-        """The hot path: one statement as the request role for `user`, its rows fetched,
-        in one round trip, awaited on the event loop."""
-        sql, values = self.request_sql(str(user), statement, parameters)
+        """The hot path: one statement as the request role for `user` (None: a caller
+        who owns no rows), its rows fetched, in one round trip, awaited on the event
+        loop."""
+        sql, values = self.request_sql("" if user is None else str(user), statement, parameters)
         with self._outages_as_503():
             return await self._pool.fetch(sql, values)
 
@@ -266,21 +267,16 @@ class Database:
                 if not finished:
                     _roll_back(conn)
 
-    def ping(self) -> None:
-        with self.scope(None) as conn:
-            conn.execute(text("SELECT 1"))
+    async def ping(self) -> None:
+        await self.fetch(None, "SELECT 1", {})
 
     async def cursor_key(self) -> bytes:
         """The key that signs page cursors, the same for every process on this database
         (made by migration 0004); read once."""
         if self._cursor_key is None:
-            self._cursor_key = await self.call(self._read_cursor_key)
+            [(secret,)] = await self.fetch(None, _CURSOR_KEY, {})
+            self._cursor_key = bytes(secret)
         return self._cursor_key
-
-    def _read_cursor_key(self) -> bytes:
-        with self.scope(None) as conn:
-            secret = conn.execute(_CURSOR_KEY).scalar_one()
-        return bytes(secret)
 
     @contextmanager
     def unscoped(self) -> Iterator[Connection]:

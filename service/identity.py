@@ -7,13 +7,15 @@ import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NewType
+from typing import TYPE_CHECKING, NewType
 
 from fastapi import Request
 from starlette.datastructures import Headers
 
 from service.errors import InvalidToken, InvalidUserContext, MissingToken, MissingUserContext
-from service.tokens import TokenVerifier
+
+if TYPE_CHECKING:
+    from service.tokens import TokenVerifier
 
 UserId = NewType("UserId", uuid.UUID)
 

@@ -15,6 +15,5 @@ async def live() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    db = database(request)
-    await db.call(db.ping)
+    await database(request).ping()
     return json_response({"status": "ok"})

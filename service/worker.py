@@ -1,0 +1,52 @@
+"""What each `todo-service serve` worker runs: the app, listening at once, with the
+schema brought up to date in the background (until then readiness and the API answer
+503). The migrations run in a short-lived child process (`todo-service migrate`), so
+Alembic is never loaded into the long-lived workers."""
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.db import Database, create_engine
+from service.logs import configure_logging
+from service.settings import get_settings
+
+log = logging.getLogger("service.worker")
+
+_MAX_BACKOFF_SECONDS = 10.0
+
+
+def migrate_with_retry() -> None:
+    """A database that is still waking up (or not up yet) is waited for, with backoff.
+    The child migrates the database this process is configured for (its environment is
+    this process's)."""
+    delay = 0.5
+    while True:
+        done = subprocess.run([sys.executable, "-m", "service", "migrate"], check=False)
+        if done.returncode == 0:
+            return
+        log.warning("database not reachable for migrations, retrying", extra={"retry_in_s": delay})
+        time.sleep(delay)
+        delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
+
+
+def build_app() -> FastAPI:
+    """The factory each uvicorn worker calls."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    assert settings.database_url, "serve sets NEON_DATABASE_URL before starting workers"
+    database = Database(
+        create_engine(settings.database_url, settings), settings, schema_ready=False
+    )
+
+    def migrate_then_open() -> None:
+        migrate_with_retry()
+        database.schema_is_ready()
+
+    threading.Thread(target=migrate_then_open, name="migrations", daemon=True).start()
+    return create_app(settings, database)
