@@ -6,6 +6,9 @@ Todo n (1..1,000,000) has id 00000000-0000-4000-8000-<n in hex>. Users are numbe
 - user 1 owns todos 1..100,000 (the 100,000-todo user),
 - user 2 owns 100,001..101,000 (1,000), user 3 owns 101,001..101,010 (10),
 - users 4..10,000 share the rest, todo n going to user 4 + (n - 101,011) % 9,997.
+
+One more user is named by a token (jwt mode): subject TOKEN_SUBJECT of TOKEN_ISSUER,
+whose id is derived as the service derives it; they own todos TOKEN_TODOS.
 """
 
 from dataclasses import dataclass
@@ -49,6 +52,10 @@ def owner(n: int) -> int:
 # 10,000 rows, 898,990 at 1,000,000.
 REST_SMALL = Range(REST_FIRST, 110_000)
 REST_FULL = Range(REST_FIRST, FULL_TABLE)
+
+TOKEN_ISSUER = "https://auth.bench.example"
+TOKEN_SUBJECT = "7t7pam4TD32SKNTbOGv6nqhGuKTXxgjj"  # shaped like a Better Auth user id
+TOKEN_TODOS = Range(2_000_001, 2_010_000)
 
 
 # SQL spellings of the same ids, for seeding and for pgbench.

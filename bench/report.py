@@ -1,18 +1,21 @@
-"""The results table, every ratio beside its figure, and the issue's targets checked."""
+"""The results tables, every ratio beside its figures, and the issues' targets checked."""
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 
 @dataclass
 class Result:
-    """One run: a target (ours, no-rls, naive, ceiling, postgres) doing one operation."""
+    """One run: a target (ours, ours-jwt, 1.0, no-rls, naive, ceiling, postgres) doing
+    one operation; for postgres, `statement` names the candidate statement."""
 
     stage: str
     target: str
@@ -23,16 +26,29 @@ class Result:
     p99_ms: float
     peak_rss_mb: float | None
     non_2xx: int
+    statement: str | None = None
 
 
-def _find(results: list[Result], stage: str, target: str, op: str, c: int) -> Result | None:
-    for r in results:
-        if (r.stage, r.target, r.op, r.connections) == (stage, target, op, c):
-            return r
-    return None
+class Results:
+    def __init__(self, results: list[Result]) -> None:
+        self.all = results
+        # The main stage: the table at its largest (the last stage the ceilings ran in).
+        self.stage = results[-1].stage
+        self.high = max(r.connections for r in results)
+
+    def find(self, stage: str, target: str, op: str, c: int) -> Result | None:
+        for r in self.all:
+            if (r.stage, r.target, r.op, r.connections) == (stage, target, op, c):
+                return r
+        return None
+
+    def best_statement(self, op: str, c: int) -> Result | None:
+        """The fastest candidate statement for `op` at `c` clients: the ceiling."""
+        found = [r for r in self.all if (r.target, r.op, r.connections) == ("postgres", op, c)]
+        return max(found, key=lambda r: r.rps, default=None)
 
 
-def _ratio(a: Any | None, b: Any | None) -> float | None:
+def _ratio(a: Result | None, b: Result | None) -> float | None:
     return round(a.rps / b.rps, 2) if a and b and b.rps else None
 
 
@@ -40,59 +56,173 @@ def _fmt(x: float | None, suffix: str = "") -> str:
     return "-" if x is None else f"{x:g}{suffix}"
 
 
-def write(results: list[Any], notes: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
-    stage = results[-1].stage
-    rows, checks = [], []
-    for r in results:
-        if r.target != "ours" or r.stage.endswith(" wall"):
+def _ours_rows(res: Results) -> list[dict[str, Any]]:
+    rows = []
+    for r in res.all:
+        if r.target != "ours" or r.stage not in {"10k", res.stage}:
             continue
-        naive = _find(results, r.stage, "naive", r.op, r.connections)
-        ceiling = _find(results, stage, "ceiling", "constant", r.connections)
-        database = _find(results, r.stage, "postgres", r.op, r.connections)
+        naive = res.find(r.stage, "naive", r.op, r.connections)
+        framework = res.find(res.stage, "ceiling", "constant", r.connections)
+        database = res.best_statement(r.op, r.connections) if r.stage == res.stage else None
         rows.append(
             {
                 **asdict(r),
                 "naive_rps": naive.rps if naive else None,
                 "ours_over_naive": _ratio(r, naive),
-                "ours_over_framework_ceiling": _ratio(r, ceiling),
+                "ours_over_framework_ceiling": _ratio(r, framework),
                 "ours_over_database_ceiling": _ratio(r, database),
             }
         )
+    return rows
 
-    def check(name: str, value: float | None, target: float, above: bool = True) -> None:
-        met = value is not None and (value >= target if above else value < target)
-        checks.append({"target": name, "measured": value, "goal": target, "met": met})
 
-    def ratio(op: str, key: str) -> float | None:
+def _pairs(res: Results) -> list[dict[str, Any]]:
+    """Each 1.1 feature against what it is compared with, same run, back to back."""
+    stage, pairs = res.stage, []
+
+    def pair(name: str, a: Result | None, b: Result | None) -> None:
+        if a and b:
+            pairs.append(
+                {
+                    "compare": name,
+                    "connections": a.connections,
+                    "a_rps": a.rps,
+                    "b_rps": b.rps,
+                    "b_over_a": _ratio(b, a),
+                }
+            )
+
+    for c in sorted({r.connections for r in res.all}):
+        for round_ in (1, 2):
+            header = res.find(f"{stage} id", "ours", f"get r{round_}", c)
+            token = res.find(f"{stage} id", "ours-jwt", f"get r{round_}", c)
+            pair(f"get-by-id: jwt mode / header mode (round {round_})", header, token)
+        http = f"{stage} http"
+        pair(
+            "list of 1,000: 304 / 200",
+            res.find(http, "ours", "list1000", c),
+            res.find(http, "ours", "list1000 304", c),
+        )
+        pair(
+            "page 500 / page 1 of 100,000 todos",
+            res.find(http, "ours", "page1", c),
+            res.find(http, "ours", "page500", c),
+        )
+        pair(
+            "create with Idempotency-Key / plain create",
+            res.find(http, "ours", "create", c),
+            res.find(http, "ours", "create_once", c),
+        )
+    return pairs
+
+
+def _against_1_0(res: Results) -> list[dict[str, Any]]:
+    rows = []
+    stage = f"{res.stage} 1.0"
+    for op in ("get", "list10", "list1000", "create", "patch", "delete"):
+        rounds = [
+            _ratio(
+                res.find(stage, "ours", f"{op} r{n}", res.high),
+                res.find(stage, "1.0", f"{op} r{n}", res.high),
+            )
+            for n in (1, 2)
+        ]
+        if None in rounds:
+            continue
+        ratios = [r for r in rounds if r is not None]
+        rows.append(
+            {
+                "op": op,
+                "rounds": ratios,
+                "mean": round(mean(ratios), 2),
+                "spread": round(max(ratios) - min(ratios), 2),
+            }
+        )
+    return rows
+
+
+def _targets(
+    res: Results,
+    rows: list[dict[str, Any]],
+    pairs: list[dict[str, Any]],
+    versus: list[dict[str, Any]],
+    notes: dict[str, Any],
+) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, goal: float, above: bool = True) -> None:
+        met = value is not None and (value >= goal if above else value <= goal)
+        checks.append({"target": name, "measured": value, "goal": goal, "met": met})
+
+    def ours(op: str, key: str) -> float | None:
         for row in rows:
-            if (row["stage"], row["op"], row["connections"]) == (stage, op, 32):
+            if (row["stage"], row["op"], row["connections"]) == (res.stage, op, res.high):
                 return row[key]  # type: ignore[no-any-return]
         return None
 
-    check("get-by-id x naive", ratio("get", "ours_over_naive"), 3)
-    check("get-by-id / framework ceiling", ratio("get", "ours_over_framework_ceiling"), 0.25)
-    check("list of 1,000 x naive", ratio("list1000", "ours_over_naive"), 6)
-    check("list of 1,000 / database ceiling", ratio("list1000", "ours_over_database_ceiling"), 0.75)
-    one = _find(results, stage, "ours", "list1000", 1)
-    check("list of 1,000 p50 at 1 connection (ms)", one.p50_ms if one else None, 6, above=False)
-    for op in ("create", "patch", "delete"):
-        check(f"{op} x naive", ratio(op, "ours_over_naive"), 2.5)
-    huge = _find(results, stage, "ours", "list100000", 1)
-    idle = notes.get("idle_rss_mb_before_100k")
-    if huge and idle:
-        check("RSS listing 100,000 / idle RSS", round(huge.peak_rss_mb / idle, 2), 2, above=False)
+    def compared(name: str, c: int) -> list[float]:
+        return [
+            p["b_over_a"] for p in pairs if p["compare"].startswith(name) and p["connections"] == c
+        ]
 
-    walls = _wall_rows(results)
+    check("get-by-id x naive", ours("get", "ours_over_naive"), 3)
+    check("get-by-id / framework ceiling", ours("get", "ours_over_framework_ceiling"), 0.25)
+    check("list of 1,000 x naive", ours("list1000", "ours_over_naive"), 8)
+    check("list of 1,000 / fastest statement", ours("list1000", "ours_over_database_ceiling"), 0.75)
+    one = res.find(res.stage, "ours", "list1000", 1)
+    fastest = res.best_statement("list1000", 1)
+    latency = round(one.p50_ms / fastest.p50_ms, 2) if one and fastest else None
+    check("list of 1,000 p50 at 1 connection / the statement's", latency, 1.5, above=False)
+    for op in ("create", "patch", "delete"):
+        check(f"{op} x naive", ours(op, "ours_over_naive"), 2.5)
+    jwt = compared("get-by-id: jwt mode", res.high)
+    check(
+        "get-by-id, jwt mode / header mode (mean of 2 rounds)",
+        round(mean(jwt), 2) if jwt else None,
+        0.9,
+    )
+    not_modified = compared("list of 1,000: 304", res.high)
+    check("list of 1,000: 304 x 200", not_modified[0] if not_modified else None, 5)
+    for c in (1, res.high):
+        deep = compared("page 500", c)
+        spread = round(max(deep[0], 1 / deep[0]), 2) if deep else None
+        check(f"page 500 vs page 1, slower by at most (x, {c} conn)", spread, 1.5, above=False)
+    keyed = compared("create with Idempotency-Key", res.high)
+    check("idempotent create / plain create", keyed[0] if keyed else None, 0.8)
+    idle = notes.get("idle_rss_mb", {}).get("ours")
+    check("idle RSS of serve --workers 2 (MB)", idle, 200, above=False)
+    huge = res.find(res.stage, "ours", "list100000", 1)
+    before = notes.get("idle_rss_mb_before_100k")
+    if huge and huge.peak_rss_mb and before:
+        check("RSS listing 100,000 / idle RSS", round(huge.peak_rss_mb / before, 2), 2, False)
+    for row in versus:
+        # As fast as 1.0 within noise: the mean ratio, given the rounds' own spread.
+        check(
+            f"{row['op']} vs 1.0 (mean of 2 rounds + their spread)",
+            round(row["mean"] + row["spread"], 2),
+            1.0,
+        )
+    return checks
+
+
+def write(
+    results: list[Result], notes: dict[str, Any], args: argparse.Namespace, out: Path
+) -> None:
+    res = Results(results)
+    rows, pairs, versus = _ours_rows(res), _pairs(res), _against_1_0(res)
+    checks = _targets(res, rows, pairs, versus, notes)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     meta = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
-        "machine": f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}",
         "workers": args.workers,
         "duration_s": args.duration,
         "smoke": args.smoke,
+        "baseline": args.baseline,
         **notes,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -100,21 +230,23 @@ def write(results: list[Any], notes: dict[str, Any], args: argparse.Namespace, o
     document = {
         "meta": meta,
         "ours": rows,
-        "second_wall": walls,
+        "features": pairs,
+        "against_1_0": versus,
+        "second_wall": _wall_rows(res),
         "all": [asdict(r) for r in results],
         "targets": checks,
     }
     (out / f"{name}.json").write_text(json.dumps(document, indent=2))
-    markdown = _markdown(meta, rows, results, checks, walls)
+    markdown = _markdown(meta, res, rows, pairs, versus, checks)
     (out / f"{name}.md").write_text(markdown)
     print("\n" + markdown)
 
 
-def _wall_rows(results: list[Any]) -> list[dict[str, Any]]:
+def _wall_rows(res: Results) -> list[dict[str, Any]]:
     walls = []
-    for r in results:
+    for r in res.all:
         if r.stage.endswith(" wall") and r.target == "ours":
-            bare = _find(results, r.stage, "no-rls", r.op, r.connections)
+            bare = res.find(r.stage, "no-rls", r.op, r.connections)
             if bare:
                 walls.append(
                     {
@@ -128,23 +260,23 @@ def _wall_rows(results: list[Any]) -> list[dict[str, Any]]:
     return walls
 
 
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 0
-
-
 def _markdown(
     meta: dict[str, Any],
+    res: Results,
     rows: list[dict[str, Any]],
-    results: list[Any],
+    pairs: list[dict[str, Any]],
+    versus: list[dict[str, Any]],
     checks: list[dict[str, Any]],
-    walls: list[dict[str, Any]],
 ) -> str:
     lines = [
         "# Benchmark",
         "",
         " · ".join(f"{k}: {v}" for k, v in meta.items()),
+        "",
+        "## The service, against the naive reference and the ceilings",
+        "",
+        "`ours/database` is against the fastest statement found that returns the same body"
+        " (the candidates are below).",
         "",
         "| stage | op | conns | ours req/s | p50 ms | p99 ms | peak RSS MB | naive req/s"
         " | ours/naive | ours/framework | ours/database |",
@@ -155,25 +287,51 @@ def _markdown(
             f"| {row['stage']} | {row['op']} | {row['connections']} | {row['rps']:g}"
             f" | {row['p50_ms']:g} | {row['p99_ms']:g} | {_fmt(row['peak_rss_mb'])}"
             f" | {_fmt(row['naive_rps'])} | {_fmt(row['ours_over_naive'], 'x')}"
-            f" | {_fmt(row['ours_over_framework_ceiling'])} | {_fmt(row['ours_over_database_ceiling'])} |"  # noqa: E501
+            f" | {_fmt(row['ours_over_framework_ceiling'])}"
+            f" | {_fmt(row['ours_over_database_ceiling'])} |"
         )
-    lines += ["", "## Every run", "", "| stage | target | op | conns | req/s | p50 ms | p99 ms | peak RSS MB | non-2xx |",  # noqa: E501
-              "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in results:
-        lines.append(
-            f"| {r.stage} | {r.target} | {r.op} | {r.connections} | {r.rps:g} | {r.p50_ms:g}"
-            f" | {r.p99_ms:g} | {_fmt(r.peak_rss_mb)} | {r.non_2xx} |"
-        )
-    lines += [
-        "",
-        "## Targets (32 connections unless stated)",
-        "",
-        "| target | measured | goal | met |",
-        "|---|---:|---:|---|",
-    ]
+    lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
     for c in checks:
         met = "yes" if c["met"] else "NO"
         lines.append(f"| {c['target']} | {_fmt(c['measured'])} | {c['goal']:g} | {met} |")
+    lines += [
+        "",
+        "## What 1.1 adds, against what it is compared with (same run, back to back)",
+        "",
+        "| comparison | conns | first req/s | second req/s | second/first |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for p in pairs:
+        lines.append(
+            f"| {p['compare']} | {p['connections']} | {p['a_rps']:g} | {p['b_rps']:g}"
+            f" | {_fmt(p['b_over_a'])} |"
+        )
+    lines += [
+        "",
+        f"## Against the released 1.0 build ({meta['baseline']}), {res.high} connections, twice",
+        "",
+        "| op | ours/1.0 round 1 | round 2 | mean | spread |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for v in versus:
+        lines.append(
+            f"| {v['op']} | {v['rounds'][0]:g} | {v['rounds'][1]:g} | {v['mean']:g}"
+            f" | {v['spread']:g} |"
+        )
+    lines += [
+        "",
+        "## The database's ceilings: every candidate statement, byte-for-byte the body sent",
+        "",
+        "| op | statement | conns | tps | p50 ms | fastest |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for r in res.all:
+        if r.target == "postgres":
+            best = res.best_statement(r.op, r.connections)
+            mark = "yes" if best is r else ""
+            lines.append(
+                f"| {r.op} | {r.statement} | {r.connections} | {r.rps:g} | {r.p50_ms:g} | {mark} |"
+            )
     lines += [
         "",
         "## The second wall (row-level security): same requests, back to back",
@@ -181,9 +339,22 @@ def _markdown(
         "| op | conns | with RLS req/s | without RLS req/s | cost |",
         "|---|---:|---:|---:|---:|",
     ]
-    for w in walls:
+    for w in _wall_rows(res):
         lines.append(
             f"| {w['op']} | {w['connections']} | {w['with_rls_rps']:g}"
             f" | {w['without_rls_rps']:g} | {w['cost'] * 100:.1f}% |"
         )
+    lines += [
+        "",
+        "## Every run",
+        "",
+        "| stage | target | op | conns | req/s | p50 ms | p99 ms | peak RSS MB | non-2xx |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in res.all:
+        if r.target != "postgres":
+            lines.append(
+                f"| {r.stage} | {r.target} | {r.op} | {r.connections} | {r.rps:g}"
+                f" | {r.p50_ms:g} | {r.p99_ms:g} | {_fmt(r.peak_rss_mb)} | {r.non_2xx} |"
+            )
     return "\n".join(lines) + "\n"

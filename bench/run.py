@@ -1,10 +1,12 @@
-"""`nox -s bench`: the service against a naive reference and the stack's own ceilings,
-on the embedded PostgreSQL seeded with 1,000,000 todos, in one run on one machine.
+"""`nox -s bench`: the service against a naive reference, the released 1.0 build and
+the stack's own ceilings, on the embedded PostgreSQL seeded with 1,000,000 todos, in
+one run on one machine.
 
-    python bench/run.py [--workers 2] [--duration 10] [--smoke]
+    python bench/run.py [--workers 2] [--duration 10] [--smoke] [--baseline REV|none]
 
 Writes bench/results/latest.{md,json}. A benchmark, not a test: it fails only when the
-harness itself breaks (a server that will not start, a run with socket errors).
+harness itself breaks (a server that will not start, a run with socket errors, a
+ceiling candidate that does not return the service's bytes).
 """
 
 import argparse
@@ -26,13 +28,28 @@ import psutil
 import report
 import seed
 import sqlalchemy
-from layout import HUGE, REST_FULL, REST_SMALL, TEN, THOUSAND, Range
+from keys import AuthKeys
+from layout import (
+    HUGE,
+    REST_FULL,
+    REST_SMALL,
+    TEN,
+    THOUSAND,
+    TOKEN_ISSUER,
+    TOKEN_SUBJECT,
+    TOKEN_TODOS,
+    Range,
+    owner,
+    user_id,
+)
 from report import Result
-from statements import write_scripts
+from sqlalchemy.engine import Engine
+from statements import Renderer, verify, write_scripts
 
 from service import migrations
 from service.db import sqlalchemy_url
 from service.embedded import EmbeddedPostgres, free_port
+from service.identity import owner_id
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -107,7 +124,10 @@ class PeakRss:
             self._thread.join()
 
 
-def _wrk(server: Server, op: str, connections: int, seconds: float, **env: int) -> dict[str, Any]:
+Env = str | int
+
+
+def _wrk(server: Server, op: str, connections: int, seconds: float, **env: Env) -> dict[str, Any]:
     threads = min(2, connections)
     done = subprocess.run(
         [
@@ -199,6 +219,7 @@ class Bench:
     args: argparse.Namespace
     url: str
     workdir: Path
+    keys: AuthKeys
     results: list[Result] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -214,40 +235,75 @@ class Bench:
         connections: int,
         figures: dict[str, Any],
         rss: float | None,
+        statement: str | None = None,
     ) -> None:
         result = Result(
-            stage, target, op, connections, round(figures.get("rps") or
-            figures["requests"] / (figures["duration_us"] / 1e6), 1),
-            round(figures["p50_us"] / 1000, 2), round(figures["p99_us"] / 1000, 2),
-            None if rss is None else round(rss, 1), figures["non_2xx"],
-        )  # fmt: skip
+            stage,
+            target,
+            op,
+            connections,
+            round(figures.get("rps") or figures["requests"] / (figures["duration_us"] / 1e6), 1),
+            round(figures["p50_us"] / 1000, 2),
+            round(figures["p99_us"] / 1000, 2),
+            None if rss is None else round(rss, 1),
+            figures["non_2xx"],
+            statement,
+        )
         self.results.append(result)
         print(
-            f"{stage:5} {target:8} {op:9} c={connections:<3} {result.rps:>9.1f} req/s"
+            f"{stage:9} {target:8} {op:12} c={connections:<3} {result.rps:>9.1f} req/s"
             f"  p50 {result.p50_ms:>7.2f} ms  p99 {result.p99_ms:>8.2f} ms"
-            f"  rss {result.peak_rss_mb or 0:>6.1f} MB  non-2xx {result.non_2xx}",
+            f"  rss {result.peak_rss_mb or 0:>6.1f} MB  non-2xx {result.non_2xx}"
+            + (f"  [{statement}]" if statement else ""),
             flush=True,
         )
 
-    def drive(self, stage: str, server: Server, op: str, connections: int, **env: int) -> None:
+    def drive(
+        self,
+        stage: str,
+        server: Server,
+        op: str,
+        connections: int,
+        label: str | None = None,
+        env: dict[str, Env] | None = None,
+    ) -> None:
+        env = env or {}
         if self.args.warmup:
             # Deletes warm up by reading the rows they are about to delete.
             _wrk(server, "get" if op == "delete" else op, connections, self.args.warmup, **env)
         with PeakRss(server) as rss:
             figures = _wrk(server, op, connections, self.args.duration, **env)
-        if op == "list":
-            op = f"list{ {TEN: 10, THOUSAND: 1000, HUGE: 100000}[env['BENCH_USER']] }"
-        self.record(stage, server.name, op, connections, figures, rss.peak)
+        if label is None and op == "list":
+            label = f"list{ {TEN: 10, THOUSAND: 1000, HUGE: 100000}[int(env['BENCH_USER'])] }"
+        self.record(stage, server.name, label or op, connections, figures, rss.peak)
 
 
-def _servers(url: str, workers: int) -> dict[str, Server]:
-    uvicorn = [str(BIN / "uvicorn"), "--workers", str(workers), "--no-access-log",
-               "--log-level", "warning", "--app-dir", str(BENCH)]  # fmt: skip
-    return {
-        "ours": Server(
-            "ours",
-            [str(BIN / "todo-service"), "serve", "--workers", str(workers)],
-            {"NEON_DATABASE_URL": url},
+def _servers(
+    url: str, workers: int, keys: AuthKeys, baseline: tuple[Path, str] | None
+) -> dict[str, Server]:
+    uvicorn = [
+        str(BIN / "uvicorn"),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--app-dir",
+        str(BENCH),
+    ]
+    serve = ["serve", "--workers", str(workers)]
+    jwt_mode = {
+        "TODO_AUTH_MODE": "jwt",
+        "TODO_JWT_JWKS_URL": keys.jwks_url,
+        "TODO_JWT_ISSUER": keys.issuer,
+        "TODO_JWT_AUDIENCE": keys.issuer,
+    }
+    servers = {
+        "ours": Server("ours", [str(BIN / "todo-service"), *serve], {"NEON_DATABASE_URL": url}),
+        "ours-jwt": Server(
+            "ours-jwt",
+            [str(BIN / "todo-service"), *serve],
+            {"NEON_DATABASE_URL": url, **jwt_mode},
         ),
         "no-rls": Server(
             "no-rls",
@@ -257,89 +313,237 @@ def _servers(url: str, workers: int) -> dict[str, Server]:
         "naive": Server("naive", [*uvicorn, "naive_app:app"], {"NAIVE_DATABASE_URL": url}),
         "ceiling": Server("ceiling", [*uvicorn, "ceiling_app:app"], {}),
     }
+    if baseline is not None:
+        program, baseline_url = baseline
+        servers["1.0"] = Server("1.0", [str(program), *serve], {"NEON_DATABASE_URL": baseline_url})
+    return servers
 
 
-OPS_READ = [("get", {}), ("list", {"BENCH_USER": TEN}), ("list", {"BENCH_USER": THOUSAND})]
+OPS_READ: list[tuple[str, dict[str, Env]]] = [
+    ("get", {}),
+    ("list", {"BENCH_USER": TEN}),
+    ("list", {"BENCH_USER": THOUSAND}),
+]
+OPS_WRITE: list[tuple[str, dict[str, Env]]] = [("create", {}), ("patch", {})]
 
 
-def _stage(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> Range:
+def _stage(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> list[Range]:
     """Every operation on ours and the naive reference, then the framework's ceiling;
-    returns the rows left for pgbench's deletes."""
+    returns the rows left for later deletes."""
     connections = bench.connections
     # Reads and patches pick from the first half; deletes walk the second.
     half = (table.first + table.last) // 2
-    pick = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
-    slices = _delete_slices(Range(half + 1, table.last), 2 * len(connections) + 1)
+    pick: dict[str, Env] = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
+    slices = _delete_slices(Range(half + 1, table.last), 2 * len(connections) + 6)
     for server in (servers["ours"], servers["naive"]):
-        for op, env in [*OPS_READ, ("create", {}), ("patch", {})]:
+        for op, env in [*OPS_READ, *OPS_WRITE]:
             for c in connections:
-                bench.drive(stage, server, op, c, **pick, **env)
+                bench.drive(stage, server, op, c, env={**pick, **env})
         for c in connections:
             part = slices.pop()
-            bench.drive(stage, server, "delete", c, BENCH_FIRST=part.first, BENCH_LAST=part.last)
+            bench.drive(stage, server, "delete", c, env=_span(part))
     for c in connections:
         bench.drive(stage, servers["ceiling"], "constant", c)
-    return slices.pop()
+    return slices
+
+
+def _features(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
+    """What 1.1 adds, each beside what it is compared with, back to back: verified
+    identity against the header, a 304 against the list it stands for, the 500th page
+    against the first, an idempotent create against a plain one."""
+    ours = servers["ours"]
+    them = str(owner_id(TOKEN_ISSUER, TOKEN_SUBJECT))
+    token = bench.keys.token(TOKEN_SUBJECT, seconds=4 * 3600)
+    mine: dict[str, Env] = {"BENCH_FIRST": TOKEN_TODOS.first, "BENCH_LAST": TOKEN_TODOS.last}
+    for round_ in (1, 2):
+        for c in bench.connections:
+            for server, auth in (
+                (ours, f"X-User-ID: {them}"),
+                (servers["ours-jwt"], f"Authorization: Bearer {token}"),
+            ):
+                label = f"get r{round_}"
+                bench.drive(f"{stage} id", server, "get", c, label, {"BENCH_AUTH": auth, **mine})
+
+    thousand = {"X-User-ID": user_id(THOUSAND)}
+    etag = httpx.get(f"{ours.base}/api/v1/todos", headers=thousand, timeout=30).headers["etag"]
+    for c in bench.connections:
+        bench.drive(f"{stage} http", ours, "list", c, "list1000", {"BENCH_USER": THOUSAND})
+        unchanged: dict[str, Env] = {"BENCH_USER": THOUSAND, "BENCH_IF_NONE_MATCH": etag}
+        bench.drive(f"{stage} http", ours, "list", c, "list1000 304", unchanged)
+
+    # The 500th page of 100 of the 100,000-todo user (after 49,900 todos), walked to
+    # through the service; the smoke's small table has only the 1,000-todo user.
+    deep_user, size, depth = (THOUSAND, 10, 50) if bench.args.smoke else (HUGE, 100, 500)
+    cursor = None
+    for _ in range(depth - 1):
+        page = httpx.get(
+            f"{ours.base}/api/v1/todos",
+            params={"limit": size, **({"cursor": cursor} if cursor else {})},
+            headers={"X-User-ID": user_id(deep_user)},
+            timeout=30,
+        ).json()
+        cursor = page["next_cursor"]
+    assert cursor, f"user {deep_user} has a page {depth} of {size}"
+    for c in bench.connections:
+        paged: dict[str, Env] = {"BENCH_USER": deep_user, "BENCH_LIMIT": size}
+        bench.drive(f"{stage} http", ours, "page", c, "page1", paged)
+        bench.drive(f"{stage} http", ours, "page", c, "page500", {"BENCH_CURSOR": cursor, **paged})
+
+    for c in bench.connections:
+        bench.drive(f"{stage} http", ours, "create", c, "create")
+        bench.drive(f"{stage} http", ours, "create_once", c, "create_once", {"BENCH_RUN": str(c)})
+
+
+def _against_1_0(
+    bench: Bench, stage: str, table: Range, servers: dict[str, Server], slices: list[Range]
+) -> None:
+    """The service against the released 1.0 build, each operation back to back, twice,
+    at the higher connection count: the rounds' spread is the noise. 1.0 runs on a
+    database of its own, seeded the same way."""
+    if "1.0" not in servers:
+        return
+    half = (table.first + table.last) // 2
+    pick: dict[str, Env] = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
+    c = bench.connections[-1]
+    for round_ in (1, 2):
+        order = ("ours", "1.0") if round_ == 1 else ("1.0", "ours")
+        for op, env in [*OPS_READ, *OPS_WRITE]:
+            for name in order:
+                label = _label(op, env) + f" r{round_}"
+                bench.drive(f"{stage} 1.0", servers[name], op, c, label, {**pick, **env})
+        part = slices.pop()
+        for name in order:
+            bench.drive(
+                f"{stage} 1.0", servers[name], "delete", c, f"delete r{round_}", _span(part)
+            )
+
+
+def _span(part: Range) -> dict[str, Env]:
+    return {"BENCH_FIRST": part.first, "BENCH_LAST": part.last}
+
+
+def _label(op: str, env: dict[str, Env]) -> str:
+    if op != "list":
+        return op
+    return f"list{ {TEN: 10, THOUSAND: 1000, HUGE: 100000}[int(env['BENCH_USER'])] }"
 
 
 def _second_wall(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
     """What row-level security costs: the same requests with and without it, back to
     back, at the higher connection count."""
     half = (table.first + table.last) // 2
-    pick = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
+    pick: dict[str, Env] = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
     c = bench.connections[-1]
-    for op, env in [*OPS_READ, ("create", {}), ("patch", {})]:
+    for op, env in [*OPS_READ, *OPS_WRITE]:
         for name in ("ours", "no-rls"):
-            bench.drive(f"{stage} wall", servers[name], op, c, **pick, **env)
+            bench.drive(f"{stage} wall", servers[name], op, c, env={**pick, **env})
 
 
-def _database_ceiling(bench: Bench, stage: str, table: Range, deletable: Range) -> None:
+def _database_ceiling(
+    bench: Bench, stage: str, table: Range, deletable: Range, servers: dict[str, Server]
+) -> None:
+    """pgbench over every candidate statement, each checked first against the service's
+    own answer."""
     half = (table.first + table.last) // 2
-    scripts = write_scripts(bench.url, bench.workdir, Range(table.first, half), deletable)
-    for op, script in scripts.items():
-        for c in bench.connections:
-            figures = _pgbench(bench.url, script, c, bench.args.duration)
-            bench.record(stage, "postgres", op, c, figures, None)
+    renderer = Renderer(bench.url)
+    try:
+        wrong = verify(renderer, servers["ours"].base, table.first, owner(table.first))
+        if wrong:
+            sys.exit(f"ceiling candidates that do not return the service's bytes: {wrong}")
+        scripts = write_scripts(renderer, bench.workdir, Range(table.first, half), deletable)
+    finally:
+        renderer.close()
+    for op, candidates in scripts.items():
+        for name, script in candidates:
+            for c in bench.connections:
+                figures = _pgbench(bench.url, script, c, bench.args.duration)
+                bench.record(stage, "postgres", op, c, figures, None, name)
+
+
+def _baseline(rev: str, workdir: Path) -> Path | None:
+    """The released build (1.0) installed from this repository's history into a
+    virtual environment of its own, to be measured beside the service in one run."""
+    if rev == "none":
+        return None
+    source, venv = workdir / "baseline-src", workdir / "baseline-venv"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", rev], cwd=BENCH.parent, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(source)], check=True)
+    return venv / "bin" / "todo-service"
+
+
+def _baseline_database(bench: Bench, admin: Engine) -> tuple[Path, str, Engine] | None:
+    """The 1.0 build, and a database of its own on the same server (its schema is 1.0's,
+    which its own `serve` migrates to)."""
+    program = _baseline(bench.args.baseline, bench.workdir)
+    if program is None:
+        return None
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sqlalchemy.text("CREATE DATABASE baseline"))
+    url = bench.url.rsplit("/", 1)[0] + "/baseline"
+    return program, url, sqlalchemy.create_engine(sqlalchemy_url(url))
+
+
+def _warm(bench: Bench, servers: dict[str, Server]) -> None:
+    # A fresh server's first seconds (connections opening, first calls) are slow; no
+    # figure should include them.
+    small: dict[str, Env] = {"BENCH_FIRST": REST_SMALL.first, "BENCH_LAST": REST_SMALL.last}
+    for name in ("ours", "no-rls", "naive", "1.0"):
+        if name in servers:
+            _wrk(servers[name], "get", 32, 1 if bench.args.smoke else 5, **small)
 
 
 def run(bench: Bench) -> None:
     admin = sqlalchemy.create_engine(sqlalchemy_url(bench.url))
     started = time.monotonic()
     seed.small_table(admin)
+    them = str(owner_id(TOKEN_ISSUER, TOKEN_SUBJECT))
+    seed.token_user(admin, them, TOKEN_ISSUER, TOKEN_SUBJECT, TOKEN_TODOS)
     bench.notes["seed_10k_s"] = round(time.monotonic() - started, 1)
-    servers = _servers(bench.url, bench.args.workers)
+    baseline = _baseline_database(bench, admin)
+    engines = [admin, *([baseline[2]] if baseline else [])]
+    servers = _servers(
+        bench.url, bench.args.workers, bench.keys, baseline[:2] if baseline else None
+    )
     try:
         for server in servers.values():
-            probe = "/constant" if server.name == "ceiling" else "/api/v1/todos"
+            probe = "/constant" if server.name == "ceiling" else "/health/ready"
             server.start(bench.workdir, probe)
+        for engine in engines[1:]:
+            seed.small_table(engine)
         ours = servers["ours"]
         bench.notes["idle_rss_mb"] = {n: round(s.rss_mb(), 1) for n, s in servers.items()}
-        small = {"BENCH_FIRST": REST_SMALL.first, "BENCH_LAST": REST_SMALL.last}
-        # A fresh server's first seconds (connections opening, first calls) are slow;
-        # no figure should include them.
-        for name in ("ours", "no-rls", "naive"):
-            _wrk(servers[name], "get", 32, 1 if bench.args.smoke else 5, **small)
+        _warm(bench, servers)
         # Growth, first half: the reads while the table holds 10,000 rows.
+        small: dict[str, Env] = {"BENCH_FIRST": REST_SMALL.first, "BENCH_LAST": REST_SMALL.last}
         for op, env in OPS_READ:
             for c in bench.connections:
-                bench.drive("10k", ours, op, c, **small, **env)
+                bench.drive("10k", ours, op, c, env={**small, **env})
         table, stage = REST_SMALL, "10k"
         if not bench.args.smoke:
             started = time.monotonic()
-            seed.full_table(admin)
+            for engine in engines:
+                seed.full_table(engine)
             bench.notes["seed_1M_s"] = round(time.monotonic() - started, 1)
             table, stage = REST_FULL, "1M"
         bench.notes["rows"] = seed.count(admin)
-        deletable = _stage(bench, stage, table, servers)
+        slices = _stage(bench, stage, table, servers)
+        _features(bench, stage, table, servers)
+        _against_1_0(bench, stage, table, servers, slices)
         _second_wall(bench, stage, table, servers)
         if not bench.args.smoke:
             bench.notes["idle_rss_mb_before_100k"] = round(ours.rss_mb(), 1)
-            bench.drive(stage, ours, "list", 1, BENCH_USER=HUGE)
-        _database_ceiling(bench, stage, table, deletable)
+            bench.drive(stage, ours, "list", 1, env={"BENCH_USER": HUGE})
+        _database_ceiling(bench, stage, table, slices.pop(), servers)
     finally:
         for server in servers.values():
             server.stop()
-        admin.dispose()
+        for engine in engines:
+            engine.dispose()
 
 
 def _delete_slices(span: Range, parts: int) -> list[Range]:
@@ -353,6 +557,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--smoke", action="store_true", help="seconds-long, small table")
+    parser.add_argument(
+        "--baseline",
+        default="c4d5653",
+        help="the released build to measure beside the service (a git revision, or none)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("pgbench") is None:
@@ -360,11 +569,13 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="todo-bench-"))
     pg = EmbeddedPostgres(workdir / "postgres")
     url = pg.start()
+    keys = AuthKeys(TOKEN_ISSUER)
     try:
         migrations.upgrade(url)
-        bench = Bench(args, url, workdir)
+        bench = Bench(args, url, workdir, keys)
         run(bench)
     finally:
+        keys.stop()
         pg.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     report.write(bench.results, bench.notes, args, args.out)

@@ -1,6 +1,6 @@
 """Realistic data, made by PostgreSQL itself (generate_series), in two growth stages."""
 
-from layout import REST_FULL, REST_SMALL, SQL_OWNER, SQL_TODO_ID, SQL_USER_ID, USERS
+from layout import REST_FULL, REST_SMALL, SQL_OWNER, SQL_TODO_ID, SQL_USER_ID, USERS, Range
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -38,6 +38,25 @@ def small_table(engine: Engine) -> None:
         )
     _insert(engine, 100_001, 101_010)
     _insert(engine, REST_SMALL.first, REST_SMALL.last)
+    _analyze(engine)
+
+
+def token_user(engine: Engine, user: str, issuer: str, subject: str, todos: Range) -> None:
+    """The user a bearer token names, and their todos (ids from `todos`)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO users (id, issuer, subject) VALUES (:u, :i, :s)"),
+            {"u": user, "i": issuer, "s": subject},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO todos (id, user_id, title, created_at, updated_at)"
+                f" SELECT {SQL_TODO_ID.format(n='n')}, :u, 'Token todo ' || n, t, t"
+                " FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS n,"
+                " LATERAL (SELECT timestamptz '2026-02-01' + n * interval '1 second') AS s(t)"
+            ),
+            {"u": user, "first": todos.first, "last": todos.last},
+        )
     _analyze(engine)
 
 

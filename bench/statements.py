@@ -1,11 +1,21 @@
-"""pgbench scripts made from the exact bytes the service sends for each operation: the
-data layer runs once with marker ids, the sent SQL is recorded, and the markers become
-pgbench expressions. The database ceiling is then PostgreSQL running our statements."""
+"""The database's ceilings, made honest: for each read, every statement we could find
+that returns byte for byte the body the service sends (checked against the service's
+own answer before it is timed), the service's own statement among them; for each write,
+the exact statement the service sends. pgbench runs each with the same request context
+(role, caller, statement timeout, TimeZone) in the same query string, as sent; the
+fastest is the ceiling.
 
+Scripts are made from the exact bytes: the statement is rendered by the driver with
+marker ids, and the markers become pgbench expressions."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layout import SQL_TODO_ID, SQL_USER_ID, Range, todo_id, user_id
+import httpx
+import psycopg2
+from layout import SQL_TODO_ID, SQL_USER_ID, TEN, THOUSAND, Range, todo_id, user_id
 
 from service import todos
 from service.db import Database, create_engine
@@ -14,59 +24,181 @@ from service.settings import Settings
 _USER_MARK = user_id(0xFFFFFFFF)
 _TODO_MARK = todo_id(0xFFFFFFFF)
 
+Body = Callable[[tuple[Any, ...]], bytes]
 
-def _pgbench(sql: str, header: str) -> str:
+_FIELDS = "id, user_id, title, description, is_completed, created_at, updated_at"
+_ONE = "todos.user_id = %(user_id)s::uuid AND todos.id = %(todo_id)s::uuid"
+_MINE = (
+    f"SELECT {_FIELDS} FROM todos WHERE todos.user_id = %(user_id)s::uuid"
+    " ORDER BY created_at DESC, id DESC LIMIT 2001"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    statement: str
+    body: Body
+
+
+def _text(row: tuple[Any, ...]) -> bytes:
+    return str(row[0]).encode()
+
+
+def _envelope(items: str | None, count: int) -> bytes:
+    return ('{"items":' + (items or "[]") + f',"count":{count}}}').encode()
+
+
+READS: dict[str, list[Candidate]] = {
+    "get": [
+        Candidate("the service's: the row as JSON and its ETag", todos.STATEMENTS.get, _text),
+        Candidate(
+            "the row as JSON alone",
+            f"SELECT CAST(row_to_json(todos) AS TEXT) FROM todos WHERE {_ONE}",
+            _text,
+        ),
+        Candidate(
+            "row_to_json of a subquery of the fields",
+            f"SELECT CAST(row_to_json(t) AS TEXT) FROM (SELECT {_FIELDS} FROM todos"
+            f" WHERE {_ONE}) AS t",
+            _text,
+        ),
+    ],
+    "list": [
+        Candidate(
+            "the service's: version, json_agg and count (the envelope in Python)",
+            todos.STATEMENTS.list_all,
+            lambda row: _envelope(row[1], row[2]),
+        ),
+        Candidate(
+            "json_agg and count, no version",
+            f"SELECT CAST(json_agg(t) AS TEXT), count(*) FROM ({_MINE}) AS t",
+            lambda row: _envelope(row[0], row[1]),
+        ),
+        Candidate(
+            "the whole body in SQL from json_agg",
+            "SELECT '{\"items\":' || coalesce(CAST(json_agg(t) AS TEXT), '[]')"
+            f" || ',\"count\":' || count(*) || '}}' FROM ({_MINE}) AS t",
+            _text,
+        ),
+        Candidate(
+            "the whole body in SQL from json_agg ORDER BY",
+            "SELECT '{\"items\":' || coalesce(CAST(json_agg(t ORDER BY t.created_at DESC,"
+            " t.id DESC) AS TEXT), '[]')"
+            f" || ',\"count\":' || count(*) || '}}' FROM ({_MINE}) AS t",
+            _text,
+        ),
+        Candidate(
+            "the whole body in SQL from string_agg of rows",
+            "SELECT '{\"items\":[' || coalesce(string_agg(CAST(row_to_json(t) AS TEXT),"
+            f" ', \n '), '') || '],\"count\":' || count(*) || '}}' FROM ({_MINE}) AS t",
+            _text,
+        ),
+    ],
+}
+
+WRITES: dict[str, tuple[str, dict[str, Any]]] = {
+    "create": (
+        todos.STATEMENTS.create,
+        {
+            "new_title": "Benchmark todo",
+            "new_description": "made under load",
+            "issuer": None,
+            "subject": None,
+        },
+    ),
+    "patch": (
+        todos.STATEMENTS.patch[frozenset({"title", "is_completed"})],
+        {"new_title": "Renamed", "new_is_completed": True, "todo_id": _TODO_MARK},
+    ),
+    "delete": (todos.STATEMENTS.remove, {"todo_id": _TODO_MARK}),
+}
+
+
+class Renderer:
+    """Statements as the service sends them: the request context and the statement in
+    one query string, rendered by the driver."""
+
+    def __init__(self, url: str) -> None:
+        settings = Settings(NEON_DATABASE_URL=url)
+        self.db = Database(create_engine(url, settings), settings)
+        self.connection = psycopg2.connect(url)
+        self.connection.autocommit = True
+
+    def render(self, statement: str, user: str, params: dict[str, Any]) -> str:
+        sql, values = self.db.request_sql(user, statement, {"user_id": user, **params})
+        with self.connection.cursor() as cursor:
+            rendered: bytes = cursor.mogrify(sql, values)
+        return rendered.decode()
+
+    def run(self, statement: str, user: str, params: dict[str, Any]) -> tuple[Any, ...]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.render(statement, user, params))
+            row: tuple[Any, ...] = cursor.fetchone()
+        return row
+
+    def close(self) -> None:
+        self.connection.close()
+        self.db.dispose()
+
+
+def _script(sql: str, header: str) -> str:
     sql = sql.replace(f"'{_USER_MARK}'", f"({SQL_USER_ID.format(k=':u')})")
     sql = sql.replace(f"'{_TODO_MARK}'", f"({SQL_TODO_ID.format(n=':n')})")
     # The context and the statement stay one query string: one round trip, as sent.
     context, statement = sql.split(";\n", 1)
-    return f"{header}\n{context} \\;\n{statement};\n"
+    return f"{header}\n{context} \\;\n{statement.rstrip().rstrip(';')};\n"
 
 
-def write_scripts(url: str, directory: Path, pick: Range, deletable: Range) -> dict[str, Path]:
-    settings = Settings(NEON_DATABASE_URL=url)
-    db = Database(create_engine(url, settings), settings)
-    user = _USER_MARK
-    sent: dict[str, tuple[str, dict[str, Any]]] = {
-        "get": (todos.STATEMENTS.get, {"todo_id": _TODO_MARK}),
-        "list": (todos.STATEMENTS.list_all, {}),
-        "create": (
-            todos.STATEMENTS.create,
-            {"new_title": "Benchmark todo", "new_description": "made under load"},
-        ),
-        "patch": (
-            todos.STATEMENTS.patch[frozenset({"title", "is_completed"})],
-            {"new_title": "Renamed", "new_is_completed": True, "todo_id": _TODO_MARK},
-        ),
-        "remove": (todos.STATEMENTS.remove, {"todo_id": _TODO_MARK}),
+def verify(renderer: Renderer, service: str, sample_todo: int, sample_owner: int) -> list[str]:
+    """Each read candidate's body, for a sample, against the service's answer: a
+    candidate that differs by a byte is no ceiling for this service."""
+    failures = []
+    cases: dict[str, list[tuple[int, dict[str, Any], str]]] = {
+        "get": [(sample_owner, {"todo_id": todo_id(sample_todo)}, f"/{todo_id(sample_todo)}")],
+        "list": [(TEN, {}, ""), (THOUSAND, {}, "")],
     }
-    # The exact bytes the data layer sends: its statements with the request context,
-    # rendered by the driver.
-    rendered = {}
-    with db.engine.connect() as conn:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        for name, (statement, params) in sent.items():
-            sql, values = db.request_sql(user, statement, {"user_id": user, **params})
-            rendered[name] = cursor.mogrify(sql, values).decode()
-    db.dispose()
-    get, listing, create, patch, remove = rendered.values()
+    for op, samples in cases.items():
+        for owner, params, path in samples:
+            answer = httpx.get(
+                f"{service}/api/v1/todos{path}", headers={"X-User-ID": user_id(owner)}, timeout=10
+            )
+            for candidate in READS[op]:
+                got = candidate.body(renderer.run(candidate.statement, user_id(owner), params))
+                if got != answer.content:
+                    failures.append(f"{op}: {candidate.name}")
+    return failures
 
+
+def write_scripts(
+    renderer: Renderer, directory: Path, pick: Range, deletable: Range
+) -> dict[str, list[tuple[str, Path]]]:
+    """pgbench scripts by operation: (candidate name, script) for each candidate."""
     random_todo = f"\\set n random({pick.first}, {pick.last})\n\\set u 4 + (:n - 101011) % 9997"
     # Each client walks its own ids, as wrk's threads do, so every delete finds a row.
     next_todo = (
         f"\\set n {deletable.first} + :client_id + :k * :clients\n\\set k :k + 1\n"
         "\\set u 4 + (:n - 101011) % 9997"
     )
-    scripts = {
-        "get": _pgbench(get, random_todo),
-        "list10": _pgbench(listing, "\\set u 3"),
-        "list1000": _pgbench(listing, "\\set u 2"),
-        "create": _pgbench(create, "\\set u random(4, 10000)"),
-        "patch": _pgbench(patch, random_todo),
-        "delete": _pgbench(remove, next_todo),
+    headers = {
+        "get": random_todo,
+        "list10": f"\\set u {TEN}",
+        "list1000": f"\\set u {THOUSAND}",
+        "create": "\\set u random(4, 10000)",
+        "patch": random_todo,
+        "delete": next_todo,
     }
-    paths = {}
-    for name, script in scripts.items():
-        paths[name] = directory / f"{name}.sql"
-        paths[name].write_text(script)
-    return paths
+    scripts: dict[str, list[tuple[str, Path]]] = {}
+
+    def add(op: str, index: int, name: str, sql: str) -> None:
+        path = directory / f"{op}-{index}.sql"
+        path.write_text(_script(sql, headers[op]))
+        scripts.setdefault(op, []).append((name, path))
+
+    for op, kind in (("get", "get"), ("list10", "list"), ("list1000", "list")):
+        for index, candidate in enumerate(READS[kind]):
+            params = {"todo_id": _TODO_MARK} if kind == "get" else {}
+            add(op, index, candidate.name, renderer.render(candidate.statement, _USER_MARK, params))
+    for op, (statement, params) in WRITES.items():
+        add(op, 0, "the service's", renderer.render(statement, _USER_MARK, params))
+    return scripts

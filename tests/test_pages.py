@@ -246,7 +246,7 @@ def test_a_deep_page_is_an_index_range_scan_not_an_offset(
     with database.scope(uuid.UUID(alice)) as conn:
         plan = list(
             conn.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, COSTS OFF) {todos.STATEMENTS.next_page[False]}", params
+                f"EXPLAIN (ANALYZE, COSTS OFF) {todos.STATEMENTS.next_page}", params
             ).scalars()
         )
     scan = next(i for i, line in enumerate(plan) if "todos_user_newest_first" in line)

@@ -1,12 +1,21 @@
 -- One wrk script for every operation, chosen by environment variables:
---   BENCH_OP      get | list | create | patch | delete | constant
+--   BENCH_OP      get | list | page | create | create_once | patch | delete | constant
 --   BENCH_FIRST, BENCH_LAST   the seeded todos to pick from (see bench/layout.py)
---   BENCH_USER    the user whose list is read
+--   BENCH_USER    the user whose list (or page) is read
+--   BENCH_LIMIT, BENCH_CURSOR the page: its size and where it starts (none: the first)
+--   BENCH_IF_NONE_MATCH       sent with lists: an ETag, for 304s
+--   BENCH_AUTH    "Name: value", sent instead of X-User-ID (a bearer token, or one user)
+--   BENCH_RUN     makes this run's Idempotency-Keys its own
 --   BENCH_THREADS wrk's -t, so deleting threads take disjoint ids
 local op = os.getenv("BENCH_OP")
 local first = tonumber(os.getenv("BENCH_FIRST") or "0")
 local last = tonumber(os.getenv("BENCH_LAST") or "0")
 local list_user = tonumber(os.getenv("BENCH_USER") or "0")
+local limit = os.getenv("BENCH_LIMIT")
+local cursor = os.getenv("BENCH_CURSOR")
+local if_none_match = os.getenv("BENCH_IF_NONE_MATCH")
+local auth = os.getenv("BENCH_AUTH")
+local run = os.getenv("BENCH_RUN") or "run"
 local threads = tonumber(os.getenv("BENCH_THREADS") or "1")
 
 local counter = 0
@@ -26,6 +35,7 @@ local function todo_id(n) return string.format("00000000-0000-4000-8000-%012x", 
 local function user_id(k) return string.format("00000000-0000-4000-9000-%012x", k) end
 
 local next_delete
+local sent = 0
 function init(args)
   math.randomseed(20261125 + thread_id)
   next_delete = first + thread_id
@@ -34,7 +44,13 @@ end
 local json = { ["Content-Type"] = "application/json" }
 
 local function as(user, extra)
-  local headers = { ["X-User-ID"] = user_id(user) }
+  local headers = {}
+  if auth then
+    local name, value = auth:match("^([^:]+):%s*(.*)$")
+    headers[name] = value
+  else
+    headers["X-User-ID"] = user_id(user)
+  end
   for k, v in pairs(extra or {}) do headers[k] = v end
   return headers
 end
@@ -43,10 +59,19 @@ function request()
   if op == "constant" then
     return wrk.format("GET", "/constant")
   elseif op == "list" then
-    return wrk.format("GET", "/api/v1/todos", as(list_user))
-  elseif op == "create" then
+    local extra = if_none_match and { ["If-None-Match"] = if_none_match } or nil
+    return wrk.format("GET", "/api/v1/todos", as(list_user, extra))
+  elseif op == "page" then
+    local query = "?limit=" .. limit .. (cursor and ("&cursor=" .. cursor) or "")
+    return wrk.format("GET", "/api/v1/todos" .. query, as(list_user))
+  elseif op == "create" or op == "create_once" then
     local body = '{"title":"Benchmark todo","description":"made under load"}'
-    return wrk.format("POST", "/api/v1/todos", as(math.random(4, 10000), json), body)
+    local headers = { ["Content-Type"] = "application/json" }
+    if op == "create_once" then
+      sent = sent + 1
+      headers["Idempotency-Key"] = string.format("%s-%d-%d", run, thread_id, sent)
+    end
+    return wrk.format("POST", "/api/v1/todos", as(math.random(4, 10000), headers), body)
   end
   local n
   if op == "delete" then

@@ -119,23 +119,27 @@ def _idempotency_keys() -> None:
         $$
         """
     )
+    # PL/pgSQL keeps the DELETE's plan for the session; the keys that other sweeps
+    # hold are skipped, never waited for.
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION sweep_expired_idempotency_keys(most integer)
         RETURNS integer
-        LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-            WITH gone AS (
-                DELETE FROM public.idempotency_keys
-                WHERE (user_id, key) IN (
-                    SELECT user_id, key FROM public.idempotency_keys
-                    WHERE {_EXPIRED}
-                    ORDER BY created_at
-                    LIMIT most
-                    FOR UPDATE SKIP LOCKED
-                )
-                RETURNING 1
-            )
-            SELECT count(*)::integer FROM gone
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+        DECLARE
+            swept integer;
+        BEGIN
+            DELETE FROM public.idempotency_keys
+            WHERE (user_id, key) IN (
+                SELECT user_id, key FROM public.idempotency_keys
+                WHERE {_EXPIRED}
+                ORDER BY created_at
+                LIMIT most
+                FOR UPDATE SKIP LOCKED
+            );
+            GET DIAGNOSTICS swept = ROW_COUNT;
+            RETURN swept;
+        END
         $$
         """
     )
