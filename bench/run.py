@@ -439,20 +439,24 @@ def _second_wall(bench: Bench, stage: str, table: Range, servers: dict[str, Serv
             bench.drive(f"{stage} wall", servers[name], op, c, env={**pick, **env})
 
 
-def _database_ceiling(
-    bench: Bench, stage: str, table: Range, deletable: Range, servers: dict[str, Server]
-) -> None:
-    """pgbench over every candidate statement, each checked first against the service's
-    own answer."""
+def _ceiling_scripts(
+    bench: Bench, table: Range, deletable: Range, servers: dict[str, Server]
+) -> dict[str, list[tuple[str, Path]]]:
+    """Every candidate statement as a pgbench script, each checked first against the
+    service's own answer."""
     half = (table.first + table.last) // 2
     renderer = Renderer(bench.url)
     try:
         wrong = verify(renderer, servers["ours"].base, table.first, owner(table.first))
         if wrong:
             sys.exit(f"ceiling candidates that do not return the service's bytes: {wrong}")
-        scripts = write_scripts(renderer, bench.workdir, Range(table.first, half), deletable)
+        return write_scripts(renderer, bench.workdir, Range(table.first, half), deletable)
     finally:
         renderer.close()
+
+
+def _database_ceiling(bench: Bench, stage: str, scripts: dict[str, list[tuple[str, Path]]]) -> None:
+    """pgbench over every candidate, with the HTTP servers stopped: PostgreSQL alone."""
     for op, candidates in scripts.items():
         for name, script in candidates:
             for c in bench.connections:
@@ -538,10 +542,13 @@ def run(bench: Bench) -> None:
         if not bench.args.smoke:
             bench.notes["idle_rss_mb_before_100k"] = round(ours.rss_mb(), 1)
             bench.drive(stage, ours, "list", 1, env={"BENCH_USER": HUGE})
-        _database_ceiling(bench, stage, table, slices.pop(), servers)
+        scripts = _ceiling_scripts(bench, table, slices.pop(), servers)
     finally:
         for server in servers.values():
             server.stop()
+    try:
+        _database_ceiling(bench, stage, scripts)
+    finally:
         for engine in engines:
             engine.dispose()
 

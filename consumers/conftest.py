@@ -2,6 +2,7 @@
 reached over HTTP exactly as a frontend or a script would."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,24 @@ from service.embedded import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO / "openapi.yaml"
+
+# Headless Chromium as root on a machine whose network is closed: without the
+# background-networking flags it keeps trying to reach Google's hosts.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "Debian's chromium package is required (nox -s browser installs it)"
+    return found
 
 
 @pytest.fixture(scope="session")

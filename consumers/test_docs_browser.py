@@ -2,32 +2,23 @@
 every operation of the contract."""
 
 import re
-import shutil
 import subprocess
 import tempfile
 from typing import Any
 
 import yaml
-from conftest import SPEC_PATH
+from conftest import CHROMIUM_FLAGS, SPEC_PATH, chromium
 
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 
 
 def test_docs_render_every_operation_offline(live_service: str) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium package is required (.ci/run installs it)"
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
             [
-                chromium,
+                chromium(),
                 "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *CHROMIUM_FLAGS,
                 f"--user-data-dir={profile}",
                 # Only the service answers: any other host fails to resolve.
                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",

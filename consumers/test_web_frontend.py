@@ -5,7 +5,6 @@ client generated from openapi.yaml and Better Auth's JWTs. This proves the prefl
 the exposed headers, verified identity and the generated client in a real browser."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,20 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO
+from conftest import CHROMIUM_FLAGS, REPO, chromium
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from service.embedded import free_port
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @dataclass(frozen=True)
@@ -97,10 +86,8 @@ def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frontend]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium package is required (nox -s browser installs it)"
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         yield launched
         launched.close()
 

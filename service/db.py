@@ -278,16 +278,8 @@ class Database:
             self._cursor_key = bytes(secret)
         return self._cursor_key
 
-    @contextmanager
-    def unscoped(self) -> Iterator[Connection]:
-        """A connection as the login role, outside any request: only for maintenance
-        that spans users (the sweep of expired idempotency keys), never for a request's
-        own statements."""
-        with self._outages_as_503(), self.engine.connect() as conn:
-            yield conn
-
     def schema_is_ready(self) -> None:
-        """Called once the migrations have run; until then every scope is a 503."""
+        """Called once the migrations have run; until then every statement is a 503."""
         self._schema_ready.set()
 
     def unavailable(self) -> ServiceUnavailable:

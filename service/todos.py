@@ -9,8 +9,10 @@ request context pins TimeZone to UTC), so every answer (one todo, a whole list, 
 streamed list, a page, a replay) spells a todo with the same bytes.
 
 Conditional writes, idempotent creates and pages are each one statement too: the check
-and the write happen together, so no race slips between them, and every write bumps
-the caller's list version in the same statement."""
+and the write happen together, so no race slips between them. Every write bumps the
+caller's list version in the same statement (migration 0004's triggers), so a
+conditional read of the list asks that version first and reads the list only when it
+changed."""
 
 import hashlib
 import uuid
@@ -77,11 +79,6 @@ KEY_LIFETIME: ColumnElement[Any] = literal_column("interval '24 hours'")
 # of its own in the same round trip and transaction, so the claim sees the keys it swept
 # as gone.
 _SWEEP = "SELECT sweep_expired_idempotency_keys(32) WHERE random() < 0.125;\n"
-
-
-def _literal(text: str) -> ColumnElement[str]:
-    # Constants are written into the SQL, so the only parameters are the request's.
-    return literal_column(f"'{text}'")
 
 
 def _sql(statement: ClauseElement) -> str:

@@ -6,6 +6,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ from fastapi.testclient import TestClient
 from run_logs import RunLogs
 from served import Serve, ServedService
 from sql_audit import StatementLog
-from sqlalchemy import text
+from sqlalchemy import text, true
 from sqlalchemy.engine import Engine
 
-from service import migrations
+from service import migrations, todos
 from service.app import create_app
 from service.db import Database, create_engine, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
@@ -167,6 +168,19 @@ def jwt_client(postgres_url: str, better_auth: BetterAuth, database: Database) -
     """The service in `jwt` mode, verifying Better Auth's tokens."""
     app = create_app(jwt_settings(postgres_url, better_auth), database)
     return TestClient(app, raise_server_exceptions=False)
+
+
+@contextmanager
+def unfiltered_service(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[TestClient]:
+    """The service with the first wall removed from every data-layer statement, on an
+    engine of its own: the SQL audit would rightly flag these statements."""
+    assert settings.database_url
+    monkeypatch.setattr(todos, "STATEMENTS", todos.Statements.build(true()))
+    db = Database(create_engine(settings.database_url, settings), settings)
+    try:
+        yield TestClient(create_app(settings, db), raise_server_exceptions=False)
+    finally:
+        db.dispose()
 
 
 @pytest.fixture

@@ -9,15 +9,12 @@ from typing import Any
 import pytest
 from api import TODOS, create, problem, todo_url
 from better_auth import BetterAuth, SignedUp
-from conftest import jwt_settings
+from conftest import jwt_settings, unfiltered_service
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import text, true
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from service import todos
-from service.app import create_app
-from service.db import Database, create_engine
 from service.identity import owner_id
 
 
@@ -122,13 +119,9 @@ def test_x_user_id_never_selects_a_user_in_jwt_mode(
 def jwt_client_without_the_application_filter(
     monkeypatch: pytest.MonkeyPatch, postgres_url: str, better_auth: BetterAuth
 ) -> Iterator[TestClient]:
-    """`jwt` mode with the first wall removed from every data-layer statement, on an
-    engine of its own (the SQL audit would rightly flag these statements)."""
-    monkeypatch.setattr(todos, "STATEMENTS", todos.Statements.build(true()))
     settings = jwt_settings(postgres_url, better_auth)
-    db = Database(create_engine(postgres_url, settings), settings)
-    yield TestClient(create_app(settings, db), raise_server_exceptions=False)
-    db.dispose()
+    with unfiltered_service(monkeypatch, settings) as client:
+        yield client
 
 
 @pytest.mark.req("FR-105", "FR-013", "FR-014")

@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 from api import TODOS, as_user, create, todo_url
-from conftest import make_settings
+from conftest import make_settings, unfiltered_service
 from fastapi.testclient import TestClient
-from sqlalchemy import exc, text, true
+from sqlalchemy import exc, text
 from sqlalchemy.engine import Engine
 
-from service import todos
-from service.app import create_app
 from service.db import REQUEST_ROLE, Database, create_engine
 from service.settings import Settings
 
@@ -133,13 +131,8 @@ def test_writing_rows_for_another_user_is_refused(
 def without_the_application_filter(
     monkeypatch: pytest.MonkeyPatch, postgres_url: str
 ) -> Iterator[TestClient]:
-    """The service with the first wall removed from every data-layer function, on an
-    engine of its own: the SQL audit would rightly flag these statements."""
-    monkeypatch.setattr(todos, "STATEMENTS", todos.Statements.build(true()))
-    settings = make_settings(postgres_url)
-    db = Database(create_engine(postgres_url, settings), settings)
-    yield TestClient(create_app(settings, db), raise_server_exceptions=False)
-    db.dispose()
+    with unfiltered_service(monkeypatch, make_settings(postgres_url)) as client:
+        yield client
 
 
 @pytest.mark.req("FR-013", "FR-014", "SC-005")
