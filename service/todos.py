@@ -18,7 +18,7 @@ import hashlib
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, count
 from typing import Any
 
 import orjson
@@ -73,12 +73,14 @@ ITEM_SEPARATOR = ", \n "
 # How long an Idempotency-Key is remembered (the IETF draft leaves it to the server);
 # migration 0004's sweep says the same.
 KEY_LIFETIME: ColumnElement[Any] = literal_column("interval '24 hours'")
-# One keyed create in eight first deletes up to 32 expired keys of any user (migration
-# 0004's function, which runs as the owner): four for each key added, on average, so the
-# table stays bounded with no job, while most creates skip the sweep's cost. A statement
-# of its own in the same round trip and transaction, so the claim sees the keys it swept
-# as gone.
-_SWEEP = "SELECT sweep_expired_idempotency_keys(32) WHERE random() < 0.125;\n"
+# Every 64th keyed create of a process (the first included) first deletes up to 256
+# expired keys of any user (migration 0004's function, which runs as the owner): four
+# for each key added, so the table stays bounded with no job, while the others skip the
+# sweep's cost (about 1.4 ms, mostly planning its DELETE). A statement of its own in the
+# same round trip and transaction, so the claim sees the keys it swept as gone.
+SWEEP_EVERY = 64
+_SWEEP = "SELECT sweep_expired_idempotency_keys(256) WHERE %(sweep)s;\n"
+_keyed_creates = count()
 
 
 def _sql(statement: ClauseElement) -> str:
@@ -116,6 +118,7 @@ class Statements:
 
     create: str
     create_once: str
+    replay: str
     list_version: str
     list_all: str
     stream_all: str
@@ -149,6 +152,7 @@ class Statements:
         return cls(
             create=_create(user),
             create_once=_create_once(user),
+            replay=_replay(user),
             list_version=_sql(select(_version(user))),
             list_all=_whole_list(mine, newest_first),
             stream_all=_stream(mine, newest_first),
@@ -199,8 +203,8 @@ def _create_once(user: Any) -> str:
     24 hours is free; an expired one is taken over), and the todo is written only if
     the claim succeeded, with the response stored beside the key. A duplicate running
     at the same time waits on the key's row and then claims nothing, so two todos can
-    never come of one key. The statement also answers an earlier use of the key from
-    its snapshot, so a retry is one round trip."""
+    never come of one key. A key that claims nothing was used before: `replay` reads
+    what it answered then."""
     key: BindParameter[str] = bindparam("key")
     title: BindParameter[str] = bindparam("new_title")
     description: BindParameter[str] = bindparam("new_description")
@@ -241,30 +245,24 @@ def _create_once(user: Any) -> str:
         )
         .cte("created")
     )
-    earlier = (
-        select(_keys.c.todo_id, _keys.c.body, _keys.c.fingerprint, _keys.c.created_at)
-        .where(
-            _keys.c.user_id == user,
-            _keys.c.key == key,
-            _keys.c.created_at > func.now() - KEY_LIFETIME,
-        )
-        .subquery("earlier")
-    )
     return _SWEEP + _sql(
-        select(
-            claim.c.todo_id,
-            claim.c.body,
-            earlier.c.todo_id,
-            earlier.c.body,
-            earlier.c.fingerprint,
-            _microseconds(func.coalesce(earlier.c.created_at, func.now())),
-        )
-        .select_from(select(literal_column("1")).subquery("one"))
-        .outerjoin(claim, true())
-        .outerjoin(earlier, true())
+        select(claim.c.todo_id, claim.c.body, _microseconds(func.now()))
         .add_cte(claim)
         .add_cte(_new_user(user, when=claim))
         .add_cte(created)
+    )
+
+
+def _replay(user: Any) -> str:
+    """The answer an unexpired key was given, and the request it was given for."""
+    return _sql(
+        select(
+            _keys.c.todo_id, _keys.c.body, _microseconds(_keys.c.created_at), _keys.c.fingerprint
+        ).where(
+            _keys.c.user_id == user,
+            _keys.c.key == bindparam("key"),
+            _keys.c.created_at > func.now() - KEY_LIFETIME,
+        )
     )
 
 
@@ -434,19 +432,22 @@ async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) 
         "subject": caller.subject,
         "key": key,
         "fingerprint": fingerprint,
+        "sweep": next(_keyed_creates) % SWEEP_EVERY == 0,
     }
-    # A key claimed by a request that committed while this one waited on it is not in
-    # this statement's snapshot; the next run's snapshot has it, and replays it.
+    # Claiming nothing means the key was used: its answer is read in a new snapshot, which
+    # sees a use that committed while the claim waited on it. Should that use have
+    # expired and been swept meanwhile, the key is free again: one more try.
     for _ in range(2):
-        claimed_id, claimed_body, earlier_id, earlier_body, earlier_print, version = await _one(
-            db, caller.id, STATEMENTS.create_once, params
-        )
-        if claimed_id is not None:
-            return Created(str(claimed_body), item_tag(version), str(claimed_id))
-        if earlier_id is not None:
+        claimed = await _one(db, caller.id, STATEMENTS.create_once, params)
+        if claimed is not None:
+            todo_id, body, version = claimed
+            return Created(str(body), item_tag(version), str(todo_id))
+        earlier = await _one(db, caller.id, STATEMENTS.replay, {"key": key})
+        if earlier is not None:
             break
     else:
         raise db.unavailable()
+    earlier_id, earlier_body, version, earlier_print = earlier
     if bytes(earlier_print) != fingerprint:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request; use a new key."
@@ -454,9 +455,7 @@ async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) 
     return Created(str(earlier_body), item_tag(version), str(earlier_id), replayed=True)
 
 
-async def _unchanged(
-    db: Database, user: UserId, if_none_match: Condition | None
-) -> str | None:
+async def _unchanged(db: Database, user: UserId, if_none_match: Condition | None) -> str | None:
     """The list's entity tag when If-None-Match names it: one index lookup, and the list
     is never read. None when the list must be answered."""
     if if_none_match is None:

@@ -3,6 +3,7 @@ schema brought up to date in the background (until then readiness and the API an
 503). The migrations run in a short-lived child process (`todo-service migrate`), so
 Alembic is never loaded into the long-lived workers."""
 
+import ctypes
 import logging
 import subprocess
 import sys
@@ -35,8 +36,21 @@ def migrate_with_retry() -> None:
         delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
 
 
+def _reuse_freed_buffers() -> None:
+    """A list's answer is a few hundred kilobytes, made fresh at every request. glibc
+    maps buffers that large with mmap and gives them back when freed, so every request
+    faulted its pages in anew: ~150 us of a list of 1,000's ~2 ms. Kept on the heap
+    instead, and reused (at most 8 MB held free). Elsewhere than glibc, nothing to do."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        mallopt(m_mmap_threshold, 1 << 20)
+        mallopt(m_trim_threshold, 8 << 20)
+
+
 def build_app() -> FastAPI:
     """The factory each uvicorn worker calls."""
+    _reuse_freed_buffers()
     settings = get_settings()
     configure_logging(settings.log_level)
     assert settings.database_url, "serve sets NEON_DATABASE_URL before starting workers"

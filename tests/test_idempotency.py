@@ -15,6 +15,8 @@ from httpx import Response
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from service import todos
+
 
 def _post(
     client: TestClient, user: str, key: str | None, body: dict[str, Any] | None = None
@@ -151,9 +153,8 @@ def test_expired_keys_of_every_user_are_swept_so_the_table_stays_bounded(
     with admin_engine.begin() as conn:
         conn.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"))
     # Users who never come back: keyed creates sweep their expired keys, four for each
-    # key added on average (32 on one create in eight), so 300 creates sweep all 200
-    # but with a chance of about 1e-10.
-    for n in range(300):
+    # key added (up to 256 on every 64th).
+    for n in range(todos.SWEEP_EVERY):
         _post(client, alice, f"k{n}")
     with admin_engine.begin() as conn:
         left = conn.execute(
@@ -163,7 +164,7 @@ def test_expired_keys_of_every_user_are_swept_so_the_table_stays_bounded(
         ).scalar_one()
         total = conn.execute(text("SELECT count(*) FROM idempotency_keys")).scalar_one()
     assert left == 0
-    assert total == 300
+    assert total == todos.SWEEP_EVERY
 
 
 @pytest.mark.req("FR-121", "FR-020")

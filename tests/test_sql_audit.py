@@ -108,6 +108,7 @@ def test_every_statement_of_the_data_layer_was_sent_and_is_restricted_to_one_use
     kept = create(client, alice, title="kept")
     keyed = {**as_user(alice), "Idempotency-Key": "k"}
     todo = client.post(TODOS, json={"title": "audited"}, headers=keyed).json()
+    assert client.post(TODOS, json={"title": "audited"}, headers=keyed).json() == todo
     etag = client.get(todo_url(todo["id"]), headers=as_user(alice)).headers["etag"]
     conditional = {**as_user(alice), "If-Match": etag}
     client.patch(todo_url(todo["id"]), json={"title": "x"}, headers=conditional)
