@@ -14,7 +14,6 @@ from dataclasses import dataclass
 # One element of an entity-tag list: [W/] DQUOTE *etagc DQUOTE.
 _ELEMENT = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*(?:,|$)')
 _ITEM = re.compile(r"[0-9]{1,18}")
-_LIST = re.compile(r"([0-9a-f]{32})-([0-9]{1,18})")
 
 
 def item_tag(updated_at_us: int) -> str:
@@ -44,15 +43,6 @@ class Condition:
     def item_versions(self, *, weak_comparison: bool) -> list[int]:
         """The todo versions (updated_at in microseconds) this condition names."""
         return [int(tag) for tag in self._opaque(weak_comparison) if _ITEM.fullmatch(tag)]
-
-    def list_versions(self, user: uuid.UUID) -> list[int]:
-        """The caller's list versions this If-None-Match names (weak comparison)."""
-        versions = []
-        for tag in self._opaque(weak_comparison=True):
-            named = _LIST.fullmatch(tag)
-            if named and named.group(1) == user.hex:
-                versions.append(int(named.group(2)))
-        return versions
 
 
 def parse_condition(values: list[str]) -> Condition | None:
