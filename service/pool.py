@@ -130,14 +130,11 @@ class AsyncPool:
         """A place among the `size` statements running at once, or PoolTimeout."""
         deadline = time.monotonic() + self._timeout
         gate = self._gate()
-        if gate.locked():
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await gate.acquire()
-            except TimeoutError:
-                raise PoolTimeout from None
-        else:
-            await gate.acquire()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await gate.acquire()
+        except TimeoutError:
+            raise PoolTimeout from None
         try:
             await self._slot(deadline)
         except BaseException:
@@ -153,13 +150,10 @@ class AsyncPool:
             connection, opened = self._take_idle() or (await self._open(), time.monotonic())
             reusable = False
             try:
-                cursor = connection.cursor()
-                try:
+                with connection.cursor() as cursor:
                     cursor.execute(sql, parameters)
                     await wait(connection)
                     rows: list[tuple[Any, ...]] = cursor.fetchall()
-                finally:
-                    cursor.close()
                 reusable = True
                 return rows
             except psycopg2.Error as error:
