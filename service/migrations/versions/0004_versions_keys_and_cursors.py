@@ -123,7 +123,8 @@ def _idempotency_keys() -> None:
         $$
         """
     )
-    # Keys that other sweeps hold are skipped, never waited for. (Plain SQL: measured
+    # The oldest first, read in the age index's order, so a sweep stops after `most`
+    # keys; keys that other sweeps hold are skipped, never waited for. (Plain SQL: measured
     # here at a quarter of the cost of the same DELETE in PL/pgSQL, which replans it at
     # every call under the function's own search_path.)
     op.execute(
@@ -136,6 +137,7 @@ def _idempotency_keys() -> None:
                 WHERE (user_id, key) IN (
                     SELECT user_id, key FROM public.idempotency_keys
                     WHERE {_EXPIRED}
+                    ORDER BY created_at
                     LIMIT most
                     FOR UPDATE SKIP LOCKED
                 )
