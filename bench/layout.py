@@ -29,6 +29,11 @@ class Range:
     def size(self) -> int:
         return self.last - self.first + 1
 
+    def halves(self) -> tuple["Range", "Range"]:
+        """Reads and patches pick from the first half; deletes walk the second."""
+        half = (self.first + self.last) // 2
+        return Range(self.first, half), Range(half + 1, self.last)
+
 
 def todo_id(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012x}"

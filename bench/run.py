@@ -273,9 +273,7 @@ class Bench:
             _wrk(server, "get" if op == "delete" else op, connections, self.args.warmup, **env)
         with PeakRss(server) as rss:
             figures = _wrk(server, op, connections, self.args.duration, **env)
-        if label is None and op == "list":
-            label = f"list{ {TEN: 10, THOUSAND: 1000, HUGE: 100000}[int(env['BENCH_USER'])] }"
-        self.record(stage, server.name, label or op, connections, figures, rss.peak)
+        self.record(stage, server.name, label or _label(op, env), connections, figures, rss.peak)
 
 
 def _servers(
@@ -331,10 +329,9 @@ def _stage(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -
     """Every operation on ours and the naive reference, then the framework's ceiling;
     returns the rows left for later deletes."""
     connections = bench.connections
-    # Reads and patches pick from the first half; deletes walk the second.
-    half = (table.first + table.last) // 2
-    pick: dict[str, Env] = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
-    slices = _delete_slices(Range(half + 1, table.last), 2 * len(connections) + 6)
+    reads, deletes = table.halves()
+    pick = _span(reads)
+    slices = _delete_slices(deletes, 2 * len(connections) + 6)
     for server in (servers["ours"], servers["naive"]):
         for op, env in [*OPS_READ, *OPS_WRITE]:
             for c in connections:
@@ -402,8 +399,7 @@ def _against_1_0(
     database of its own, seeded the same way."""
     if "1.0" not in servers:
         return
-    half = (table.first + table.last) // 2
-    pick: dict[str, Env] = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
+    pick = _span(table.halves()[0])
     c = bench.connections[-1]
     for round_ in (1, 2):
         order = ("ours", "1.0") if round_ == 1 else ("1.0", "ours")
@@ -431,8 +427,7 @@ def _label(op: str, env: dict[str, Env]) -> str:
 def _second_wall(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
     """What row-level security costs: the same requests with and without it, back to
     back, at the higher connection count."""
-    half = (table.first + table.last) // 2
-    pick: dict[str, Env] = {"BENCH_FIRST": table.first, "BENCH_LAST": half}
+    pick = _span(table.halves()[0])
     c = bench.connections[-1]
     for op, env in [*OPS_READ, *OPS_WRITE]:
         for name in ("ours", "no-rls"):
@@ -444,13 +439,12 @@ def _ceiling_scripts(
 ) -> dict[str, list[tuple[str, Path]]]:
     """Every candidate statement as a pgbench script, each checked first against the
     service's own answer."""
-    half = (table.first + table.last) // 2
     renderer = Renderer(bench.url)
     try:
         wrong = verify(renderer, servers["ours"].base, table.first, owner(table.first))
         if wrong:
             sys.exit(f"ceiling candidates that do not return the service's bytes: {wrong}")
-        return write_scripts(renderer, bench.workdir, Range(table.first, half), deletable)
+        return write_scripts(renderer, bench.workdir, table.halves()[0], deletable)
     finally:
         renderer.close()
 
