@@ -61,6 +61,23 @@ def test_a_retry_answers_the_first_response_again_and_creates_nothing(
     assert _count(admin_engine, "todos", alice) == 1
 
 
+@pytest.mark.req("FR-121", "FR-111")
+@pytest.mark.parametrize(
+    "body",
+    [{"title": 'Pay "rent": 50 € \\ tab\t', "description": "by the 1st\n"}, {"title": "Pay rent"}],
+    ids=["escaped text", "no description"],
+)
+def test_a_keyed_create_answers_the_todo_exactly_as_it_is_stored(
+    client: TestClient, alice: str, body: dict[str, Any]
+) -> None:
+    # The keyed answer is spelled before the todo is stored: it must be the same bytes
+    # and the same entity tag as every later read of that todo.
+    created = _post(client, alice, str(uuid.uuid4()), body)
+    read = client.get(created.headers["location"], headers=as_user(alice))
+    assert created.status_code == 201
+    assert (created.content, created.headers["etag"]) == (read.content, read.headers["etag"])
+
+
 @pytest.mark.req("FR-121")
 def test_a_replay_outlives_the_todo(client: TestClient, admin_engine: Engine, alice: str) -> None:
     first = _post(client, alice, "delete-then-retry")
