@@ -7,8 +7,8 @@
   forget it.
 - `idempotency_keys`: a POST's Idempotency-Key, the fingerprint of its request and the
   response it got, written in the same statement as the todo. Per user, under the same
-  row-level policy as the todos. Keys expire after 24 hours; each keyed create first
-  sweeps a few expired keys of any user through `sweep_expired_idempotency_keys`, a
+  row-level policy as the todos. Keys expire after 24 hours; keyed creates sweep
+  expired keys of any user as they go through `sweep_expired_idempotency_keys`, a
   function that runs as the tables' owner and may delete nothing but expired keys, so
   the table stays bounded without a scheduled job and the request role never sees
   another user's keys.
