@@ -77,7 +77,7 @@ KEY_LIFETIME: ColumnElement[Any] = literal_column("interval '24 hours'")
 # Every 64th keyed create of a process (the first included) first deletes up to 256
 # expired keys of any user (migration 0004's function, which runs as the owner): four
 # for each key added, so the table stays bounded with no job, while the others skip the
-# sweep's cost (about 1.4 ms, mostly planning its DELETE), and are not sent it at all. A
+# sweep's cost (about 1.4 ms, mostly planning its DELETE) and are sent without it. A
 # statement of its own in the same round trip and transaction, so the claim sees the
 # keys it swept as gone.
 SWEEP_EVERY = 64
@@ -206,13 +206,14 @@ class _TodoRow(UserDefinedType[Any]):
 
 def _create_once(user: Any) -> str:
     """A create under an Idempotency-Key. The key is claimed first, with the response
-    the todo will have, and the todo (its id chosen by the caller) is written only if
+    the todo will have, and the todo (its id chosen by the service) is written only if
     the claim succeeded. A duplicate running at the same time waits on the key's row
     and then claims nothing, so two todos can never come of one key. A key that claims
     nothing was used before: `replay` reads what it answered then, or releases it if
     it has expired. (Releasing there rather than taking the key over here lets every
     claim be `DO NOTHING`, and a claim of plain values is cheaper than one selected
-    from a derived row: together +10% at the database, measured with pgbench.)"""
+    from a derived row: with the sweep sent only when due, +15-19% at the database,
+    measured with pgbench.)"""
     todo_id: BindParameter[str] = bindparam("todo_id")
     title: BindParameter[str] = bindparam("new_title")
     description: BindParameter[str] = bindparam("new_description")
