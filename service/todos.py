@@ -219,8 +219,17 @@ def _create_once(user: Any) -> str:
     description: BindParameter[str] = bindparam("new_description")
     now = func.now()
     # The todo as it will be stored (the columns' defaults give the rest, at the same
-    # transaction time), in the table's column order.
-    todo = tuple_(todo_id, user, title, description, false(), now, now)
+    # transaction time), field by field in the table's order.
+    stored = {
+        "id": todo_id,
+        "user_id": user,
+        "title": title,
+        "description": description,
+        "is_completed": false(),
+        "created_at": now,
+        "updated_at": now,
+    }
+    todo = tuple_(*(stored[name] for name in _FIELDS))
     claim = (
         pg_insert(_keys)
         .values(
@@ -243,7 +252,7 @@ def _create_once(user: Any) -> str:
         .cte("created")
     )
     return _sql(
-        select(claim.c.todo_id, claim.c.body, _microseconds(now))
+        select(claim.c.body, _microseconds(now), claim.c.todo_id)
         .add_cte(claim)
         .add_cte(_new_user(user))
         .add_cte(created)
@@ -252,8 +261,8 @@ def _create_once(user: Any) -> str:
 
 def _replay(user: Any) -> str:
     """The answer an unexpired key was given, and the request it was given for. An
-    expired key is released in the same statement (so its row shows here neither way),
-    and the next claim of it creates afresh."""
+    expired key is deleted in the same statement and not read, so nothing comes back
+    and the next claim of that key creates afresh."""
     the_key = (_keys.c.user_id == user, _keys.c.key == bindparam("key"))
     expiry = func.now() - KEY_LIFETIME
     released = delete(_keys).where(*the_key, _keys.c.created_at <= expiry).cte("released")
@@ -401,17 +410,25 @@ async def _one(db: Database, user: UserId, statement: str, params: dict[str, Any
     return rows[0] if rows else None
 
 
-async def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
-    """The new todo. The caller's user row is made on their first write, in the same
-    statement."""
-    params = {
+def _new_todo(caller: Caller, data: TodoCreate) -> dict[str, Any]:
+    """What every create binds: the todo, and who the caller's users row names."""
+    return {
         "new_title": data.title,
         "new_description": data.description,
         "issuer": caller.issuer,
         "subject": caller.subject,
     }
-    body, version, todo_id = await _one(db, caller.id, STATEMENTS.create, params)
+
+
+def _created(row: Any) -> Created:
+    body, version, todo_id = row
     return Created(str(body), item_tag(version), str(todo_id))
+
+
+async def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
+    """The new todo. The caller's user row is made on their first write, in the same
+    statement."""
+    return _created(await _one(db, caller.id, STATEMENTS.create, _new_todo(caller, data)))
 
 
 def _fingerprint(data: TodoCreate) -> bytes:
@@ -426,10 +443,7 @@ async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) 
     key is refused. Keys are the caller's own."""
     fingerprint = _fingerprint(data)
     params = {
-        "new_title": data.title,
-        "new_description": data.description,
-        "issuer": caller.issuer,
-        "subject": caller.subject,
+        **_new_todo(caller, data),
         "key": key,
         "fingerprint": fingerprint,
         "todo_id": str(uuid.uuid4()),
@@ -443,8 +457,7 @@ async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) 
     for _ in range(2):
         claimed = await _one(db, caller.id, claim, params)
         if claimed is not None:
-            todo_id, body, version = claimed
-            return Created(str(body), item_tag(version), str(todo_id))
+            return _created(claimed)
         earlier = await _one(db, caller.id, STATEMENTS.replay, {"key": key})
         if earlier is not None:
             break
