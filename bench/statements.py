@@ -8,6 +8,7 @@ fastest is the ceiling.
 Scripts are made from the exact bytes: the statement is rendered by the driver with
 marker ids, and the markers become pgbench expressions."""
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,9 @@ import httpx
 import psycopg2
 from layout import SQL_TODO_ID, SQL_USER_ID, TEN, THOUSAND, Range, todo_id, user_id
 
-from service import todos
-from service.db import Database, create_engine
+from service.db import Database
 from service.settings import Settings
+from service.store import todos
 
 _USER_MARK = user_id(0xFFFFFFFF)
 _TODO_MARK = todo_id(0xFFFFFFFF)
@@ -51,7 +52,7 @@ def _envelope(items: str | None, count: int) -> bytes:
 
 READS: dict[str, list[Candidate]] = {
     "get": [
-        Candidate("the service's: the row as JSON and its ETag", todos.STATEMENTS.get, _text),
+        Candidate("the service's: the row as JSON and its ETag", todos.GET, _text),
         Candidate(
             "the row as JSON alone",
             f"SELECT CAST(row_to_json(todos) AS TEXT) FROM todos WHERE {_ONE}",
@@ -67,7 +68,7 @@ READS: dict[str, list[Candidate]] = {
     "list": [
         Candidate(
             "the service's: version, json_agg and count (the envelope in Python)",
-            todos.STATEMENTS.list_all,
+            todos.LIST,
             lambda row: _envelope(row[1], row[2]),
         ),
         Candidate(
@@ -97,21 +98,32 @@ READS: dict[str, list[Candidate]] = {
     ],
 }
 
+# What each read binds besides the caller (the list's limit is one more than a whole
+# list may hold, as the service sends it).
+LIST_PARAMS = {"limit": todos.WHOLE_LIST_LIMIT + 1}
+
 WRITES: dict[str, tuple[str, dict[str, Any]]] = {
     "create": (
-        todos.STATEMENTS.create,
+        todos.CREATE,
         {
-            "new_title": "Benchmark todo",
-            "new_description": "made under load",
+            "title": "Benchmark todo",
+            "description": "made under load",
             "issuer": None,
             "subject": None,
         },
     ),
     "patch": (
-        todos.STATEMENTS.patch[frozenset({"title", "is_completed"})],
-        {"new_title": "Renamed", "new_is_completed": True, "todo_id": _TODO_MARK},
+        todos.PATCH,
+        {
+            "title": "Renamed",
+            "description": None,
+            "description_given": False,
+            "is_completed": True,
+            "todo_id": _TODO_MARK,
+            "if_match": None,
+        },
     ),
-    "delete": (todos.STATEMENTS.remove, {"todo_id": _TODO_MARK}),
+    "delete": (todos.REMOVE, {"todo_id": _TODO_MARK, "if_match": None}),
 }
 
 
@@ -120,13 +132,12 @@ class Renderer:
     one query string, rendered by the driver."""
 
     def __init__(self, url: str) -> None:
-        settings = Settings(NEON_DATABASE_URL=url)
-        self.db = Database(create_engine(url, settings), settings)
+        self.db = Database(Settings(NEON_DATABASE_URL=url))
         self.connection = psycopg2.connect(url)
         self.connection.autocommit = True
 
     def render(self, statement: str, user: str, params: dict[str, Any]) -> str:
-        sql, values = self.db.request_sql(user, statement, {"user_id": user, **params})
+        sql, values = self.db.request_sql(uuid.UUID(user), statement, {"user_id": user, **params})
         with self.connection.cursor() as cursor:
             rendered: bytes = cursor.mogrify(sql, values)
         return rendered.decode()
@@ -139,7 +150,7 @@ class Renderer:
 
     def close(self) -> None:
         self.connection.close()
-        self.db.dispose()
+        self.db.close()
 
 
 def _script(sql: str, header: str) -> str:
@@ -156,7 +167,7 @@ def verify(renderer: Renderer, service: str, sample_todo: int, sample_owner: int
     failures = []
     cases: dict[str, list[tuple[int, dict[str, Any], str]]] = {
         "get": [(sample_owner, {"todo_id": todo_id(sample_todo)}, f"/{todo_id(sample_todo)}")],
-        "list": [(TEN, {}, ""), (THOUSAND, {}, "")],
+        "list": [(TEN, LIST_PARAMS, ""), (THOUSAND, LIST_PARAMS, "")],
     }
     for op, samples in cases.items():
         for owner, params, path in samples:
@@ -197,7 +208,7 @@ def write_scripts(
 
     for op, kind in (("get", "get"), ("list10", "list"), ("list1000", "list")):
         for index, candidate in enumerate(READS[kind]):
-            params = {"todo_id": _TODO_MARK} if kind == "get" else {}
+            params = {"todo_id": _TODO_MARK} if kind == "get" else LIST_PARAMS
             add(op, index, candidate.name, renderer.render(candidate.statement, _USER_MARK, params))
     for op, (statement, params) in WRITES.items():
         add(op, 0, "the service's", renderer.render(statement, _USER_MARK, params))

@@ -9,6 +9,9 @@ security does not bind. Everything else is the service as shipped. Served with
 from service import db
 from service.worker import build_app
 
-db._REQUEST_CONTEXT = "SELECT set_config('statement_timeout', %(_request_timeout)s, true);\n"
+db.REQUEST_CONTEXT = """\
+SELECT set_config('statement_timeout', %(_request_timeout)s, true),
+       set_config('TimeZone', 'UTC', true);
+"""
 
 __all__ = ["build_app"]

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from service.db import Database, create_engine
+from service.db import Database
 from service.errors import (
     InternalError,
     MethodNotAllowed,
@@ -63,16 +63,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Builds the app. Without `database` it connects to NEON_DATABASE_URL."""
     settings = settings or get_settings()
-    if database is None:
-        if not settings.database_url:
-            raise RuntimeError("NEON_DATABASE_URL is not set; `todo-service serve` sets it up")
-        database = Database(create_engine(settings.database_url, settings), settings)
-    db = database
+    db = database or Database(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        db.dispose()
+        db.close()
 
     # The contract is the hand-written openapi.yaml; FastAPI's generated one is off.
     app = FastAPI(
@@ -80,7 +76,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.db = db
     # The one thing identity needs to know: None is `header` mode. PyJWT and its
-    # cryptography are loaded only in `jwt` mode (about 12 MB a worker).
+    # cryptography are loaded only in `jwt` mode (bench/results/findings.md).
     app.state.token_verifier = None
     if settings.auth_mode == "jwt":
         from service.tokens import TokenVerifier
@@ -88,8 +84,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.token_verifier = TokenVerifier(settings)
     for router in ROUTERS:
         # The routes as they are: FastAPI's include_router keeps an included router
-        # live, re-checking its routes on every request (about a tenth of a get-by-id's
-        # time here), and these routes never change after this.
+        # live, re-checking its routes on every request (bench/results/findings.md),
+        # and these routes never change after this.
         app.router.routes.extend(router.routes)
     _install_error_handlers(app)
     # Outermost last. CORS is outermost so that even the last-resort 500 can be read by

@@ -3,8 +3,8 @@ NEON_DATABASE_URL is unset: started before serving, stopped on exit or SIGTERM.
 
 `serve` is the supervisor of the workers (service.worker) and idles for the service's
 whole life, so it loads only what supervising needs: the settings are validated in a
-forked child that exits (pydantic alone is 12 MB), the embedded PostgreSQL's code only
-when it is used, and the application never."""
+forked child that exits (pydantic is heavy: bench/results/findings.md), the embedded
+PostgreSQL's code only when it is used, and the application never."""
 
 import argparse
 import logging

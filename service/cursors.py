@@ -14,22 +14,12 @@ import hmac
 import struct
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+
+from service.store.todos import Position
 
 _VERSION = 1
 _PAYLOAD = struct.Struct(">Bq16s")
 _MAC_BYTES = 16
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    created_at_us: int
-    todo_id: uuid.UUID
-
-    @property
-    def created_at(self) -> datetime:
-        return _EPOCH + timedelta(microseconds=self.created_at_us)
 
 
 @dataclass(frozen=True, slots=True)

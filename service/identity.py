@@ -1,46 +1,27 @@
 """Who is calling: `current_user`, the one function every route depends on. In `header`
 mode the X-User-ID header names the caller (development and tests); in `jwt` mode a
 verified bearer token does, and X-User-ID is ignored. Below this module nothing knows
-which: the data layer sees a Caller."""
+which: the store sees a Caller."""
 
 import re
 import uuid
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, NewType
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from starlette.datastructures import Headers
 
 from service.errors import InvalidToken, InvalidUserContext, MissingToken, MissingUserContext
+from service.parsing import parse_uuid
+from service.store import Caller, UserId
 
 if TYPE_CHECKING:
     from service.tokens import TokenVerifier
 
-UserId = NewType("UserId", uuid.UUID)
-
 USER_HEADER = "x-user-id"
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # RFC 6750's b64token, the only thing a Bearer credential may be.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr](?: +(.*))?")
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The caller's user id; with a token, also the (issuer, subject) it was made from."""
-
-    id: UserId
-    issuer: str | None = None
-    subject: str | None = None
-
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    """Only the canonical 8-4-4-4-12 form, in any letter case: `uuid.UUID` alone would
-    also take braces, URNs and unhyphenated hex, which the contract does not."""
-    if not _UUID.fullmatch(value):
-        return None
-    return uuid.UUID(value)
 
 
 @lru_cache(maxsize=4096)

@@ -77,8 +77,9 @@ class ListedOriginsOnly:
 
 
 class RequestContext:
-    """Echoes a sane `X-Request-ID` or makes one, logs one line per request, and is the
-    last resort that turns anything unexpected into a bare 500 problem."""
+    """Echoes a sane `X-Request-ID` or makes one, logs one line per request, answers
+    HEAD with GET's headers and no body, and is the last resort that turns anything
+    unexpected into a bare 500 problem."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -92,6 +93,7 @@ class RequestContext:
         token = request_id.set(rid)
         status = 0
         started = time.perf_counter()
+        head = scope["method"] == "HEAD"
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -99,6 +101,8 @@ class RequestContext:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            elif head:
+                message = {**message, "body": b""}
             await send(message)
 
         try:

@@ -1,27 +1,11 @@
-"""SQLModel shapes of a todo: shared fields, the request and response shapes, the tables.
+"""SQLModel shapes of what a client sends: the shared fields, then create and update.
 
-Request shapes validate strictly (JSON types are not coerced, unknown fields are
-refused); the tables mirror the migrations, which are the schema's source of truth.
-"""
+They validate strictly: JSON types are not coerced, unknown fields are refused. The
+schema itself is the migrations'; the store reads and writes it in SQL."""
 
-import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, StringConstraints
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    ForeignKey,
-    LargeBinary,
-    String,
-    Text,
-    false,
-    func,
-)
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
 TITLE_MAX = 255
@@ -39,17 +23,36 @@ def _storable(value: str) -> str:
     return value
 
 
-# The contract's title pattern uses `\s`, which is ECMA-262's whitespace, not Python's
-# (str.isspace also counts U+001C..U+001F and U+0085, and leaves out U+FEFF).
-_SPEC_WHITESPACE = (
+# A title must have something to see. Whitespace is what the contract's pattern means by
+# `\s` (ECMA-262's, not Python's: str.isspace also counts U+001C..U+001F and U+0085,
+# and leaves out U+FEFF). Invisible are the Basic Multilingual Plane's other
+# default-ignorable code points (Unicode's "not shown unless specially"): zero-width
+# spaces and joiners, bidirectional marks, variation selectors, fillers. The contract's
+# Title pattern lists the same characters.
+_WHITESPACE = frozenset(
     "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
+_INVISIBLE = frozenset(
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u3164\uffa0"
+    + "".join(map(chr, range(0x180B, 0x1810)))
+    + "".join(map(chr, range(0x200B, 0x2010)))
+    + "".join(map(chr, range(0x202A, 0x202F)))
+    + "".join(map(chr, range(0x2060, 0x2070)))
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xFFF0, 0xFFF9)))
+)
+_BLANK = _WHITESPACE | _INVISIBLE
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip(_SPEC_WHITESPACE):
+    if _WHITESPACE.issuperset(value):
         raise ValueError("must contain at least one character that is not whitespace")
+    if _BLANK.issuperset(value):
+        raise ValueError(
+            "must contain at least one visible character: whitespace and invisible"
+            " formatting characters (such as U+200B ZERO WIDTH SPACE) do not count"
+        )
     return value
 
 
@@ -87,75 +90,3 @@ class TodoUpdate(SQLModel):
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(include=self.model_fields_set)
-
-
-class TodoPublic(TodoBase):
-    id: uuid.UUID
-    user_id: uuid.UUID
-    is_completed: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-def _timestamp() -> Any:
-    return Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
-    )
-
-
-class User(SQLModel, table=True):
-    __tablename__ = "users"
-
-    id: uuid.UUID = Field(sa_column=Column(PG_UUID(as_uuid=True), primary_key=True))
-    created_at: datetime = _timestamp()
-    # The token's (issuer, subject) in `jwt` mode; NULL in `header` mode.
-    issuer: str | None = Field(default=None, sa_column=Column(Text))
-    subject: str | None = Field(default=None, sa_column=Column(Text))
-    # Bumped by every write to the user's todos: the list's entity tag.
-    version: int = Field(
-        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
-    )
-
-
-class Todo(TodoBase, table=True):
-    __tablename__ = "todos"
-
-    id: uuid.UUID = Field(
-        sa_column=Column(
-            PG_UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()
-        )
-    )
-    user_id: uuid.UUID = Field(
-        sa_column=Column(
-            PG_UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-        )
-    )
-    title: str = Field(sa_column=Column(String(TITLE_MAX), nullable=False))
-    description: str | None = Field(default=None, sa_column=Column(String(DESCRIPTION_MAX)))
-    is_completed: bool = Field(
-        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
-    )
-    created_at: datetime = _timestamp()
-    updated_at: datetime = _timestamp()
-
-
-class IdempotencyKey(SQLModel, table=True):
-    """A POST's Idempotency-Key with its request's fingerprint and the response given."""
-
-    __tablename__ = "idempotency_keys"
-
-    user_id: uuid.UUID = Field(sa_column=Column(PG_UUID(as_uuid=True), primary_key=True))
-    key: str = Field(sa_column=Column(String(255), primary_key=True))
-    fingerprint: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    todo_id: uuid.UUID = Field(sa_column=Column(PG_UUID(as_uuid=True), nullable=False))
-    body: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = _timestamp()
-
-
-class SigningKey(SQLModel, table=True):
-    """Server-side secrets, by purpose (`cursor`: the page cursors' MAC key)."""
-
-    __tablename__ = "signing_keys"
-
-    purpose: str = Field(sa_column=Column(Text, primary_key=True))
-    secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -1,5 +1,6 @@
 """Request bytes, path segments, query parameters and headers into validated values,
-or one 422 listing every invalid field, each named as the client sent it."""
+or one 422 listing every invalid field, each named as the client sent it (a body not
+declared as JSON is 415)."""
 
 import json
 import re
@@ -12,11 +13,11 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlmodel import SQLModel
 from starlette.datastructures import QueryParams
+from starlette.requests import Request
 
 from service import cursors
 from service.cursors import PageRequest
-from service.errors import FieldError, validation_failed
-from service.identity import parse_uuid
+from service.errors import FieldError, UnsupportedMediaType, validation_failed
 from service.models import TodoUpdate
 
 Model = TypeVar("Model", bound=SQLModel)
@@ -28,6 +29,41 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
 PAGE_LIMIT_MAX = 1000
 _DIGITS = re.compile(r"[0-9]{1,7}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# A todo is a flat object; a few levels leave room for what a client may wrongly send
+# and still be told precisely what is wrong, while a parser never recurses deeper.
+MAX_JSON_DEPTH = 32
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    """Only the canonical 8-4-4-4-12 form, in any letter case: `uuid.UUID` alone would
+    also take braces, URNs and unhyphenated hex, which the contract does not."""
+    if not _UUID.fullmatch(value):
+        return None
+    return uuid.UUID(value)
+
+
+def _is_json(content_type: str) -> bool:
+    media, _, parameters = content_type.partition(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return False
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+async def json_body(request: Request) -> bytes:
+    """The body, once its declared type is JSON in UTF-8."""
+    if not _is_json(request.headers.get("content-type", "")):
+        raise UnsupportedMediaType(
+            "Send the body as JSON in UTF-8 with Content-Type: application/json."
+        )
+    return await request.body()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +138,38 @@ def _repeated_members(data: Any) -> list[FieldError]:
     return errors
 
 
+def _deeper_than(body: bytes, most: int) -> bool:
+    """Whether arrays and objects nest more than `most` levels anywhere in `body`."""
+    if body.count(b"[") + body.count(b"{") <= most:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > most:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 def _parse_json(body: bytes) -> tuple[Any, list[FieldError]]:
     """The parsed body, or why it is refused. A member named twice is refused, never
     resolved: a proxy that keeps the first and a service that keeps the last must not
     disagree about what was sent."""
+    if _deeper_than(body, MAX_JSON_DEPTH):
+        deep = f"must not nest arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+        return None, [FieldError(_BODY, deep)]
     repeats = False
 
     def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -127,7 +191,7 @@ def _parse_json(body: bytes) -> tuple[Any, list[FieldError]]:
         data = json.loads(body, object_pairs_hook=unique_members)
     except UnicodeDecodeError:
         return None, [FieldError(_BODY, "must be JSON encoded as UTF-8")]
-    except (ValueError, RecursionError) as error:
+    except ValueError as error:
         where = ""
         if isinstance(error, json.JSONDecodeError):
             where = f" (line {error.lineno}, column {error.colno}: {error.msg})"

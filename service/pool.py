@@ -1,14 +1,18 @@
-"""psycopg2's asynchronous connections, driven by the event loop: the hot path's pool.
+"""The worker's one pool of PostgreSQL connections: psycopg2's asynchronous
+connections, driven by the event loop.
 
 A statement is sent and its answer awaited on the loop itself (the socket registered
 with add_reader), so a request costs no thread hop. Still psycopg2 and libpq: only the
 waiting moved. Each statement is its own implicit transaction (asynchronous
 connections are always autocommit), which the request context relies on anyway.
 
-The pool holds at most `size` connections. Within one event loop (a uvicorn worker has
-exactly one) waiters queue in arrival order; across loops (a test client runs each
-request on a loop of its own) a thread-safe count keeps the bound, and a waiter polls
-for a free slot, which only ever happens in tests."""
+At most `size + overflow` connections are open at once, whatever holds them: a
+statement (`fetch`) or a stream that keeps one for its whole life (`lease`). Up to
+`size` idle ones are kept; an overflow connection is closed when it comes back.
+Within one event loop (a uvicorn worker has exactly one) waiters queue in arrival
+order; across loops (a test client runs each request on a loop of its own) a
+thread-safe count keeps the bound, and a waiter polls for a free place, which only
+ever happens in tests."""
 
 import asyncio
 import select
@@ -16,12 +20,16 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg2
 from psycopg2 import extensions
 
 _CONTENDED_POLL_SECONDS = 0.005
+
+Rows = list[tuple[Any, ...]]
 
 
 class PoolTimeout(Exception):
@@ -64,6 +72,14 @@ async def wait(connection: Any) -> None:
             raise psycopg2.OperationalError(f"unexpected poll state {state}")
 
 
+async def run(connection: Any, sql: str, parameters: dict[str, Any] | None = None) -> Rows:
+    """The rows of `sql`'s last statement (none for a command), in one round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        await wait(connection)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
 def _closed_by_the_server(connection: Any) -> bool:
     # An idle, healthy connection has nothing to read. One the server dropped (restart,
     # pg_terminate_backend, a scaled-to-zero compute) has an error message or EOF
@@ -71,24 +87,34 @@ def _closed_by_the_server(connection: Any) -> bool:
     return bool(connection.closed) or bool(select.select([connection], [], [], 0)[0])
 
 
+def _reusable_after(error: BaseException) -> bool:
+    # A statement's error leaves its connection idle and usable (its implicit
+    # transaction is over); a connection's error, or an interrupted wait, does not.
+    return isinstance(error, psycopg2.Error) and not isinstance(
+        error, psycopg2.OperationalError | psycopg2.InterfaceError
+    )
+
+
 class AsyncPool:
     def __init__(
         self,
         dsn: str,
         size: int,
+        overflow: int,
         timeout: float,
         recycle: float,
         connect_timeout: float,
         connect_args: dict[str, Any],
     ) -> None:
         self._dsn = dsn
-        self._size = size
+        self._keep = size
+        self._capacity = size + overflow
         self._timeout = timeout
         self._recycle = recycle
         self._connect_timeout = connect_timeout
         self._connect_args = connect_args
         self._idle: deque[tuple[Any, float]] = deque()
-        self._slots = threading.BoundedSemaphore(size)
+        self._slots = threading.BoundedSemaphore(self._capacity)
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._gates = weakref.WeakKeyDictionary()
 
@@ -96,7 +122,7 @@ class AsyncPool:
         loop = asyncio.get_running_loop()
         gate = self._gates.get(loop)
         if gate is None:
-            gate = self._gates[loop] = asyncio.Semaphore(self._size)
+            gate = self._gates[loop] = asyncio.Semaphore(self._capacity)
         return gate
 
     async def _slot(self, deadline: float) -> None:
@@ -127,7 +153,7 @@ class AsyncPool:
             connection.close()
 
     async def _enter(self) -> asyncio.Semaphore:
-        """A place among the `size` statements running at once, or PoolTimeout."""
+        """A place among the connections open at once, or PoolTimeout."""
         deadline = time.monotonic() + self._timeout
         gate = self._gate()
         try:
@@ -142,32 +168,57 @@ class AsyncPool:
             raise
         return gate
 
-    async def fetch(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows of `sql`'s last statement, sent in one round trip. The connection
-        goes back to the pool unless it failed or was interrupted, when it is closed."""
+    def _give_back(self, connection: Any, opened: float, reusable: bool) -> None:
+        idle = extensions.TRANSACTION_STATUS_IDLE
+        if (
+            reusable
+            and not connection.closed
+            and len(self._idle) < self._keep
+            and connection.get_transaction_status() == idle
+        ):
+            self._idle.append((connection, opened))
+        else:
+            connection.close()
+
+    async def fetch(self, sql: str, parameters: dict[str, Any]) -> tuple[Rows, list[str]]:
+        """The rows of `sql`'s last statement, sent in one round trip, and the notices
+        the server sent meanwhile (usually none)."""
         gate = await self._enter()
         try:
             connection, opened = self._take_idle() or (await self._open(), time.monotonic())
             reusable = False
             try:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, parameters)
-                    await wait(connection)
-                    rows: list[tuple[Any, ...]] = cursor.fetchall()
+                rows = await run(connection, sql, parameters)
+                notices: list[str] = connection.notices
+                if notices:
+                    connection.notices = []
                 reusable = True
-                return rows
-            except psycopg2.Error as error:
-                # A statement's error leaves its connection idle and usable (its
-                # implicit transaction is over); a connection's error does not.
-                reusable = not isinstance(
-                    error, psycopg2.OperationalError | psycopg2.InterfaceError
-                )
+                return rows, notices
+            except BaseException as error:
+                reusable = _reusable_after(error)
                 raise
             finally:
-                if reusable and not connection.closed:
-                    self._idle.append((connection, opened))
-                else:
-                    connection.close()
+                self._give_back(connection, opened, reusable)
+        finally:
+            self._slots.release()
+            gate.release()
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[Any]:
+        """One connection of the pool for as long as the block runs (a stream's
+        transaction). It goes back only if it ended idle, outside any transaction."""
+        gate = await self._enter()
+        try:
+            connection, opened = self._take_idle() or (await self._open(), time.monotonic())
+            reusable = False
+            try:
+                yield connection
+                reusable = True
+            except BaseException as error:
+                reusable = _reusable_after(error)
+                raise
+            finally:
+                self._give_back(connection, opened, reusable)
         finally:
             self._slots.release()
             gate.release()

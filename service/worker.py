@@ -13,7 +13,7 @@ import time
 from fastapi import FastAPI
 
 from service.app import create_app
-from service.db import Database, create_engine
+from service.db import Database
 from service.logs import configure_logging
 from service.settings import get_settings
 
@@ -39,8 +39,9 @@ def migrate_with_retry() -> None:
 def _reuse_freed_buffers() -> None:
     """A list's answer is a few hundred kilobytes, made fresh at every request. glibc
     maps buffers that large with mmap and gives them back when freed, so every request
-    faulted its pages in anew: ~150 us of a list of 1,000's ~2 ms. Kept on the heap
-    instead, and reused (at most 8 MB held free). Elsewhere than glibc, nothing to do."""
+    faulted its pages in anew (bench/results/findings.md, "List buffers kept on the
+    heap"). Kept on the heap instead, and reused (at most 8 MB held free). Elsewhere
+    than glibc, nothing to do."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None:
         m_trim_threshold, m_mmap_threshold = -1, -3
@@ -54,9 +55,7 @@ def build_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
     assert settings.database_url, "serve sets NEON_DATABASE_URL before starting workers"
-    database = Database(
-        create_engine(settings.database_url, settings), settings, schema_ready=False
-    )
+    database = Database(settings, schema_ready=False)
 
     def migrate_then_open() -> None:
         migrate_with_retry()

@@ -4,6 +4,7 @@ SQL audit's recorder, and the hook that feeds the conformance report."""
 import json
 import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,14 +18,15 @@ from fastapi.testclient import TestClient
 from run_logs import RunLogs
 from served import Serve, ServedService
 from sql_audit import StatementLog
-from sqlalchemy import text, true
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from service import migrations, todos
+from service import migrations
 from service.app import create_app
-from service.db import Database, create_engine, sqlalchemy_url
+from service.db import Database, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
 from service.settings import Settings
+from service.store import keys, todos
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO / "openapi.yaml"
@@ -111,10 +113,10 @@ def statement_log() -> StatementLog:
 def database(settings: Settings, statement_log: StatementLog) -> Iterator[Database]:
     assert settings.database_url
     migrations.upgrade(settings.database_url)
-    db = Database(create_engine(settings.database_url, settings), settings)
+    db = Database(settings)
     statement_log.attach(db)
     yield db
-    db.dispose()
+    db.close()
 
 
 @pytest.fixture(scope="session")
@@ -170,17 +172,28 @@ def jwt_client(postgres_url: str, better_auth: BetterAuth, database: Database) -
     return TestClient(app, raise_server_exceptions=False)
 
 
+# The application's user filter in the store's statements: `user_id = <the caller>` on
+# todos and keys, `id = <the caller>` on users.
+_USER_FILTER = re.compile(r"\b(?:user_id|id) = %\(user_id\)s")
+
+
 @contextmanager
 def unfiltered_service(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[TestClient]:
-    """The service with the first wall removed from every data-layer statement, on an
-    engine of its own: the SQL audit would rightly flag these statements."""
-    assert settings.database_url
-    monkeypatch.setattr(todos, "STATEMENTS", todos.Statements.build(true()))
-    db = Database(create_engine(settings.database_url, settings), settings)
+    """The service with the first wall removed from every store statement, on a pool of
+    its own: the SQL audit would rightly flag these statements."""
+    removed = 0
+    for module in (todos, keys):
+        for name, statement in vars(module).items():
+            if name.isupper() and isinstance(statement, str):
+                unfiltered, found = _USER_FILTER.subn("true", statement)
+                monkeypatch.setattr(module, name, unfiltered)
+                removed += found
+    assert removed >= 10, "the store's statements no longer filter as this fixture expects"
+    db = Database(settings)
     try:
         yield TestClient(create_app(settings, db), raise_server_exceptions=False)
     finally:
-        db.dispose()
+        db.close()
 
 
 @pytest.fixture

@@ -9,19 +9,31 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from service.db import Database
+from service.db import REQUEST_CONTEXT, Database
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
-# A cursor's query is judged as the query it is.
+# A cursor's query is judged as the query it is; transaction control names no table.
 _CURSOR = re.compile(r"^\s*DECLARE\s+\w+\s+(?:NO\s+SCROLL\s+)?CURSOR\s+FOR\s+", re.IGNORECASE)
+_TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK)\b[\w ]*$", re.IGNORECASE)
 
 
 @dataclass
 class StatementLog:
+    """Every query string a Database sent, as sent (before the driver put the values in),
+    its request context taken off the front."""
+
     statements: list[str] = field(default_factory=list)
 
     def attach(self, database: Database) -> None:
-        database.observers.append(self.statements.append)
+        send = database.request_sql
+
+        def recorded(user: Any, statement: str, parameters: dict[str, Any]) -> Any:
+            sql, values = send(user, statement, parameters)
+            assert sql.startswith(REQUEST_CONTEXT), "every statement goes in a request context"
+            self.statements.append(sql.removeprefix(REQUEST_CONTEXT))
+            return sql, values
+
+        database.request_sql = recorded  # type: ignore[method-assign]
 
 
 def _conjuncts(condition: Any) -> list[Any]:
@@ -64,9 +76,18 @@ def _touches_user_rows(node: Any) -> bool:
 _STATEMENTS = (exp.Select, exp.Update, exp.Delete, exp.Insert)
 
 
-def violations(statement: str) -> list[str]:
-    """Why this statement is not restricted to one user; empty when it is (or when it
-    touches no user's rows)."""
+def violations(sent: str) -> list[str]:
+    """Why these statements (one query string) are not each restricted to one user;
+    empty when they are (or when they touch no user's rows)."""
+    return [
+        problem
+        for statement in sent.split(";\n")
+        if not _TRANSACTION.match(statement)
+        for problem in _violations(statement)
+    ]
+
+
+def _violations(statement: str) -> list[str]:
     sql = _CURSOR.sub("", _PYFORMAT.sub(r":\1", statement))
     problems = []
     try:

@@ -15,7 +15,7 @@ from sql_audit import StatementLog
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from service import todos
+from service.store import todos
 
 
 def _etag(response: Response) -> str:
@@ -125,7 +125,7 @@ def test_a_304_for_the_list_does_not_read_the_list(
         answer = client.get(path, headers={**as_user(alice), "If-None-Match": etag})
         assert answer.status_code == 304
         sent = statement_log.statements[before:]
-        assert sent == [todos.STATEMENTS.list_version], "one index lookup, no read of todos"
+        assert sent == [todos.LIST_VERSION], "one index lookup, no read of todos"
         assert "todos" not in sent[0]
 
 

@@ -1,12 +1,15 @@
 """openapi.yaml is the source of truth: served byte for byte, rendered offline."""
 
 import re
+import uuid
 from typing import Any
 
 import pytest
 import yaml
+from api import TODOS, as_user
 from conftest import SPEC_PATH
 from fastapi.testclient import TestClient
+from httpx import Response
 from openapi_spec_validator import validate
 
 from service.errors import ServiceError
@@ -47,16 +50,22 @@ def test_every_operation_of_the_contract_is_documented() -> None:
         for method in item
         if method != "parameters"
     }
-    assert operations == {
-        ("POST", "/api/v1/todos"),
+    gets = {
         ("GET", "/api/v1/todos"),
         ("GET", "/api/v1/todos/{todo_id}"),
-        ("PATCH", "/api/v1/todos/{todo_id}"),
-        ("DELETE", "/api/v1/todos/{todo_id}"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),
         ("GET", "/openapi.yaml"),
         ("GET", "/docs"),
+    }
+    # HEAD wherever GET works (RFC 9110 9.3.2).
+    heads = {("HEAD", path) for _, path in gets}
+    assert operations == {
+        ("POST", "/api/v1/todos"),
+        ("PATCH", "/api/v1/todos/{todo_id}"),
+        ("DELETE", "/api/v1/todos/{todo_id}"),
+        *gets,
+        *heads,
     }
 
 
@@ -102,3 +111,25 @@ def test_every_code_the_service_answers_is_in_the_contract() -> None:
     answered = {kind.code for kind in subclasses(ServiceError)}
     documented = set(SPEC["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
     assert answered <= documented
+
+
+def _headers(response: Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k not in {"date", "x-request-id"}}
+
+
+@pytest.mark.req("FR-009", "FR-010", "FR-112")
+def test_head_answers_what_get_answers_without_a_body(client: TestClient, alice: str) -> None:
+    """RFC 9110: HEAD wherever GET works, with the same header fields and no content."""
+    todo = client.post(TODOS, json={"title": "headed"}, headers=as_user(alice)).json()
+    pages = f"{TODOS}?limit=1"
+    for path in (TODOS, f"{TODOS}/{todo['id']}", pages, "/health/live", "/openapi.yaml", "/docs"):
+        got = client.get(path, headers=as_user(alice))
+        head = client.head(path, headers=as_user(alice))
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        assert _headers(head) == _headers(got), path
+    etag = client.get(TODOS, headers=as_user(alice)).headers["etag"]
+    unchanged = client.head(TODOS, headers={**as_user(alice), "If-None-Match": etag})
+    assert (unchanged.status_code, unchanged.headers["etag"]) == (304, etag)
+    missing = client.head(f"{TODOS}/{uuid.uuid4()}", headers=as_user(alice))
+    assert (missing.status_code, missing.content) == (404, b"")
+    assert client.head(TODOS).status_code == 400

@@ -10,7 +10,7 @@ from api import TODOS, as_user, problem, todo_url
 from conftest import SPEC_PATH
 from fastapi.testclient import TestClient
 
-from service import todos
+from service.store import todos
 
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 PROBLEM_SCHEMA = {**SPEC["components"]["schemas"]["Problem"], "components": SPEC["components"]}

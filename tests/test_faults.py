@@ -2,6 +2,7 @@
 running service, a connection killed mid-request, a pool drained by slow requests, and
 the service itself stopped under load. Every wait here has a deadline."""
 
+import asyncio
 import threading
 import time
 import uuid
@@ -19,11 +20,11 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from served import Serve
 from sql_audit import StatementLog
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 
 from service.app import create_app
-from service.db import Database, create_engine
+from service.db import Database, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
 
 
@@ -32,6 +33,22 @@ def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"{what} within {seconds} s"
         time.sleep(0.05)
+
+
+def _service_connections(url: str) -> int:
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE application_name = 'todo-service'"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
 
 
 def _timed(call: Callable[[], Response]) -> tuple[Response, float]:
@@ -98,15 +115,16 @@ def test_the_first_requests_after_a_database_restart_succeed(
     spare_postgres: EmbeddedPostgres, statement_log: StatementLog, alice: str
 ) -> None:
     settings = make_settings(spare_postgres.url, TODO_DB_POOL_SIZE=4, TODO_DB_MAX_OVERFLOW=0)
-    engine = create_engine(spare_postgres.url, settings)
-    db = Database(engine, settings)
+    db = Database(settings)
     statement_log.attach(db)
     client = TestClient(create_app(settings, db), raise_server_exceptions=False)
     todo = create(client, alice, title="before the restart")
-    held = [engine.connect() for _ in range(4)]  # fills the pool with live connections
-    for conn in held:
-        conn.close()
-    assert engine.pool.checkedin() == 4  # type: ignore[attr-defined]
+
+    async def fill_the_pool() -> None:  # four at once: four live connections, kept idle
+        await asyncio.gather(*(db.ping() for _ in range(4)))
+
+    asyncio.run(fill_the_pool())
+    assert _service_connections(spare_postgres.url) == 4
 
     spare_postgres.stop()
     spare_postgres.start()
@@ -116,7 +134,7 @@ def test_the_first_requests_after_a_database_restart_succeed(
         )
     assert [a.status_code for a in answers] == [200] * 8
     assert client.post(TODOS, json={"title": "after"}, headers=as_user(alice)).status_code == 201
-    engine.dispose()
+    db.close()
 
 
 @pytest.mark.req("FR-006", "EC-1", "EC-5")
@@ -173,7 +191,7 @@ def test_slow_requests_drain_the_pool_and_others_get_503_after_the_pool_timeout(
         TODO_DB_POOL_TIMEOUT=1,
         TODO_DB_STATEMENT_TIMEOUT_MS=2500,
     )
-    db = Database(create_engine(postgres_url, settings), settings)
+    db = Database(settings)
     small = TestClient(create_app(settings, db), raise_server_exceptions=False)
 
     def patch() -> Response:
@@ -196,7 +214,7 @@ def test_slow_requests_drain_the_pool_and_others_get_503_after_the_pool_timeout(
             problem(answer, 503, "SERVICE_UNAVAILABLE")
             assert 2.4 < took < 5, f"a slow statement ran {took:.2f}s under a 2.5s timeout"
     assert small.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
-    db.dispose()
+    db.close()
 
 
 @pytest.mark.req("FR-006", "EC-5", "FR-008")

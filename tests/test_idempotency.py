@@ -15,7 +15,7 @@ from httpx import Response
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from service import todos
+from service.store import keys
 
 
 def _post(
@@ -171,7 +171,7 @@ def test_expired_keys_of_every_user_are_swept_so_the_table_stays_bounded(
         conn.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"))
     # Users who never come back: keyed creates sweep their expired keys, four for each
     # key added (up to 256 on every 64th).
-    for n in range(todos.SWEEP_EVERY):
+    for n in range(keys.SWEEP_EVERY):
         _post(client, alice, f"k{n}")
     with admin_engine.begin() as conn:
         left = conn.execute(
@@ -181,7 +181,7 @@ def test_expired_keys_of_every_user_are_swept_so_the_table_stays_bounded(
         ).scalar_one()
         total = conn.execute(text("SELECT count(*) FROM idempotency_keys")).scalar_one()
     assert left == 0
-    assert total == todos.SWEEP_EVERY
+    assert total == keys.SWEEP_EVERY
 
 
 @pytest.mark.req("FR-121", "FR-020")

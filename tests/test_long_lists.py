@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from service import todos
 from service.app import create_app
-from service.db import Database, create_engine
-from service.identity import UserId
+from service.db import Database
+from service.store import UserId, todos
 
 MANY = 2 * todos.WHOLE_LIST_LIMIT + 7
 
@@ -53,9 +52,9 @@ def _open_transactions(admin_engine: Engine) -> int:
 def one_connection(postgres_url: str) -> Iterator[TestClient]:
     """A service with a single pooled connection, so each request reuses the last one's."""
     settings = make_settings(postgres_url, TODO_DB_POOL_SIZE=1, TODO_DB_MAX_OVERFLOW=0)
-    db = Database(create_engine(postgres_url, settings), settings)
+    db = Database(settings)
     yield TestClient(create_app(settings, db), raise_server_exceptions=False)
-    db.dispose()
+    db.close()
 
 
 @pytest.mark.req("FR-009", "SC-002")
@@ -90,12 +89,28 @@ def test_a_stream_abandoned_midway_rolls_back_before_its_connection_is_reused(
 ) -> None:
     _give(admin_engine, alice, MANY)
     settings = make_settings(postgres_url, TODO_DB_POOL_SIZE=1, TODO_DB_MAX_OVERFLOW=0)
-    db = Database(create_engine(postgres_url, settings), settings)
-    _, pieces = todos.stream_all(db, UserId(uuid.UUID(alice)))
-    next(pieces)
-    assert _open_transactions(admin_engine) == 1  # the cursor's, while it is read
-    pieces.close()  # what a client that hangs up amounts to
+    db = Database(settings)
+
+    async def abandon_then_list() -> todos.Items | None:
+        _, batches = await todos.stream_all(db, UserId(uuid.UUID(alice)))
+        await anext(batches)
+        assert _open_transactions(admin_engine) == 1  # the cursor's, while it is read
+        await batches.aclose()  # what a client that hangs up amounts to
+        assert _open_transactions(admin_engine) == 0
+        return await todos.list_all(db, UserId(uuid.uuid4()))
+
+    assert asyncio.run(abandon_then_list()) == todos.Items(0, "[]", 0)
+    db.close()
+
+
+@pytest.mark.req("FR-009")
+def test_head_of_a_streamed_list_reads_no_list(
+    client: TestClient, admin_engine: Engine, alice: str
+) -> None:
+    _give(admin_engine, alice, MANY)
+    got = client.get(TODOS, headers=as_user(alice))
+    head = client.head(TODOS, headers=as_user(alice))
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["etag"] == got.headers["etag"]
+    assert "content-length" not in head.headers
     assert _open_transactions(admin_engine) == 0
-    listing = asyncio.run(todos.list_all(db, UserId(uuid.uuid4())))
-    assert listing.json == '{"items":[],"count":0}'
-    db.dispose()

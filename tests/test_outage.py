@@ -11,7 +11,7 @@ from httpx import Response
 from sql_audit import StatementLog
 
 from service.app import create_app
-from service.db import Database, create_engine
+from service.db import Database
 from service.embedded import EmbeddedPostgres
 
 SOME_ID = "0b9f1f6e-3c0a-4b8e-9b7e-6f3f3d2a1c55"
@@ -28,8 +28,7 @@ def test_outage_gives_503_and_the_same_process_recovers(
     spare_postgres: EmbeddedPostgres, statement_log: StatementLog, alice: str
 ) -> None:
     settings = make_settings(spare_postgres.url)
-    engine = create_engine(spare_postgres.url, settings)
-    db = Database(engine, settings)
+    db = Database(settings)
     statement_log.attach(db)
     client = TestClient(create_app(settings, db), raise_server_exceptions=False)
     todo = create(client, alice, title="before the outage")
@@ -60,7 +59,7 @@ def test_outage_gives_503_and_the_same_process_recovers(
     assert client.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
     assert client.post(TODOS, json={"title": "after"}, headers=as_user(alice)).status_code == 201
     assert client.get(TODOS, headers=as_user(alice)).json()["count"] == 2
-    engine.dispose()
+    db.close()
 
 
 @pytest.mark.req("FR-006", "EC-1")

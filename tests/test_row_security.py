@@ -1,23 +1,21 @@
 """The second wall: PostgreSQL's row-level policies hold on their own, with the
 application's user filter gone."""
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2
 import pytest
 from api import TODOS, as_user, create, todo_url
 from conftest import make_settings, unfiltered_service
 from fastapi.testclient import TestClient
-from sqlalchemy import exc, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from service.db import REQUEST_ROLE, Database, create_engine
+from service.db import Database
 from service.settings import Settings
-
-
-def _ids(rows: Any) -> set[str]:
-    return {str(row[0]) for row in rows}
 
 
 def _everything(admin_engine: Engine) -> list[tuple[Any, ...]]:
@@ -25,13 +23,30 @@ def _everything(admin_engine: Engine) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(text("SELECT * FROM todos ORDER BY id"))]
 
 
+class Caller:
+    """Statements sent exactly as the service sends them, in a request context for
+    one caller (None: a caller who owns no rows), on a Database of their own: these
+    tests send unfiltered statements on purpose, which the SQL audit would rightly flag."""
+
+    def __init__(self, db: Database, user: str | None) -> None:
+        self.db, self.user = db, None if user is None else uuid.UUID(user)
+
+    def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        return asyncio.run(self.db.fetch(self.user, sql, params))
+
+    def ids(self, sql: str, **params: Any) -> set[str]:
+        return {str(row[0]) for row in self.rows(sql, **params)}
+
+    def one(self, sql: str, **params: Any) -> Any:
+        [(value,)] = self.rows(sql, **params)
+        return value
+
+
 @pytest.fixture
-def unaudited(postgres_url: str, settings: Settings) -> Iterator[Database]:
-    """The service's Database on an engine of its own: these tests send unfiltered
-    statements on purpose, which the SQL audit would rightly flag."""
-    db = Database(create_engine(postgres_url, settings), settings)
+def unaudited(settings: Settings) -> Iterator[Database]:
+    db = Database(settings)
     yield db
-    db.dispose()
+    db.close()
 
 
 @pytest.fixture
@@ -45,14 +60,11 @@ def two_users(client: TestClient, alice: str, bob: str) -> tuple[set[str], set[s
 def test_requests_run_as_a_role_that_cannot_bypass_the_policies(
     unaudited: Database, admin_engine: Engine, alice: str
 ) -> None:
-    with unaudited.scope(uuid.UUID(alice)) as conn:
-        role = conn.execute(
-            text(
-                "SELECT current_user, rolsuper, rolbypassrls, current_setting('app.user_id')"
-                " FROM pg_roles WHERE rolname = current_user"
-            )
-        ).one()
-    assert tuple(role) == (REQUEST_ROLE, False, False, alice)
+    [role] = Caller(unaudited, alice).rows(
+        "SELECT current_user, rolsuper, rolbypassrls, current_setting('app.user_id')"
+        " FROM pg_roles WHERE rolname = current_user"
+    )
+    assert role == ("todo_app", False, False, alice)
     with admin_engine.begin() as conn:
         flags = conn.execute(
             text(
@@ -61,7 +73,7 @@ def test_requests_run_as_a_role_that_cannot_bypass_the_policies(
             )
         ).all()
         owns = conn.execute(
-            text("SELECT count(*) FROM pg_tables WHERE tableowner = :role"), {"role": REQUEST_ROLE}
+            text("SELECT count(*) FROM pg_tables WHERE tableowner = 'todo_app'")
         ).scalar_one()
     # FORCE: even the tables' owner is bound unless it holds BYPASSRLS.
     assert [tuple(f) for f in flags] == [("todos", True, True), ("users", True, True)]
@@ -76,12 +88,11 @@ def test_unfiltered_statements_touch_only_the_callers_rows(
     two_users: tuple[set[str], set[str]],
 ) -> None:
     mine, theirs = two_users
-    with unaudited.scope(uuid.UUID(alice)) as conn:
-        assert _ids(conn.execute(text("SELECT id FROM todos"))) == mine
-        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
-        updated = conn.execute(text("UPDATE todos SET title = 'rewritten' RETURNING id"))
-        assert _ids(updated) == mine
-        assert _ids(conn.execute(text("DELETE FROM todos RETURNING id"))) == mine
+    caller = Caller(unaudited, alice)
+    assert caller.ids("SELECT id FROM todos") == mine
+    assert caller.one("SELECT count(*) FROM users") == 1
+    assert caller.ids("UPDATE todos SET title = 'rewritten' RETURNING id") == mine
+    assert caller.ids("DELETE FROM todos RETURNING id") == mine
     left = _everything(admin_engine)
     assert {str(row[0]) for row in left} == theirs
     assert all(row[2].startswith("bob ") for row in left)
@@ -92,11 +103,11 @@ def test_with_no_caller_set_unfiltered_statements_touch_nothing(
     unaudited: Database, admin_engine: Engine, two_users: tuple[set[str], set[str]]
 ) -> None:
     before = _everything(admin_engine)
-    with unaudited.scope(None) as conn:
-        assert conn.execute(text("SELECT id FROM todos")).all() == []
-        assert conn.execute(text("SELECT id FROM users")).all() == []
-        assert conn.execute(text("UPDATE todos SET title = 'x' RETURNING id")).all() == []
-        assert conn.execute(text("DELETE FROM todos RETURNING id")).all() == []
+    nobody = Caller(unaudited, None)
+    assert nobody.rows("SELECT id FROM todos") == []
+    assert nobody.rows("SELECT id FROM users") == []
+    assert nobody.rows("UPDATE todos SET title = 'x' RETURNING id") == []
+    assert nobody.rows("DELETE FROM todos RETURNING id") == []
     assert _everything(admin_engine) == before
 
 
@@ -104,9 +115,9 @@ def test_with_no_caller_set_unfiltered_statements_touch_nothing(
 @pytest.mark.parametrize(
     "statement",
     [
-        "INSERT INTO todos (user_id, title) VALUES (:victim, 'planted')",
-        "UPDATE todos SET user_id = :victim",
-        "INSERT INTO users (id) VALUES (:stranger)",
+        "INSERT INTO todos (user_id, title) VALUES (%(victim)s, 'planted')",
+        "UPDATE todos SET user_id = %(victim)s",
+        "INSERT INTO users (id) VALUES (%(stranger)s)",
     ],
 )
 def test_writing_rows_for_another_user_is_refused(
@@ -118,12 +129,8 @@ def test_writing_rows_for_another_user_is_refused(
     statement: str,
 ) -> None:
     before = _everything(admin_engine)
-    params = {"victim": bob, "stranger": str(uuid.uuid4())}
-    with (
-        pytest.raises(exc.ProgrammingError, match="row-level security"),
-        unaudited.scope(uuid.UUID(alice)) as conn,
-    ):
-        conn.execute(text(statement), params)
+    with pytest.raises(psycopg2.Error, match="row-level security"):
+        Caller(unaudited, alice).rows(statement, victim=bob, stranger=str(uuid.uuid4()))
     assert _everything(admin_engine) == before
 
 
@@ -189,33 +196,17 @@ def test_idempotency_keys_are_under_the_same_wall(
         ).one()
     assert tuple(forced) == (True, True)
     before = _keys(admin_engine)
-    with unaudited.scope(uuid.UUID(alice)) as conn:
-        assert sorted(conn.execute(text("SELECT key FROM idempotency_keys")).scalars()) == [
-            "a1",
-            "a2",
-        ]
-        assert (
-            conn.execute(text("UPDATE idempotency_keys SET body = 'x' RETURNING key"))
-            .scalars()
-            .all()
-            != []
-        )
-        assert sorted(
-            conn.execute(text("DELETE FROM idempotency_keys RETURNING key")).scalars()
-        ) == ["a1", "a2"]
+    caller = Caller(unaudited, alice)
+    assert caller.ids("SELECT key FROM idempotency_keys") == {"a1", "a2"}
+    assert caller.ids("UPDATE idempotency_keys SET body = 'x' RETURNING key") == {"a1", "a2"}
+    assert caller.ids("DELETE FROM idempotency_keys RETURNING key") == {"a1", "a2"}
     assert [k for k in _keys(admin_engine) if k[0] == bob] == [k for k in before if k[0] == bob]
-    with unaudited.scope(None) as conn:
-        assert conn.execute(text("SELECT key FROM idempotency_keys")).all() == []
-    with (
-        pytest.raises(exc.ProgrammingError, match="row-level security"),
-        unaudited.scope(uuid.UUID(alice)) as conn,
-    ):
-        conn.execute(
-            text(
-                "INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)"
-                " VALUES (:bob, 'planted', '', gen_random_uuid(), '{}')"
-            ),
-            {"bob": bob},
+    assert Caller(unaudited, None).rows("SELECT key FROM idempotency_keys") == []
+    with pytest.raises(psycopg2.Error, match="row-level security"):
+        caller.rows(
+            "INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)"
+            " VALUES (%(bob)s, 'planted', '', gen_random_uuid(), '{}')",
+            bob=bob,
         )
 
 
@@ -230,16 +221,11 @@ def test_the_sweep_deletes_expired_keys_of_every_user_and_nothing_else(
                 " WHERE key <> 'a2'"
             )
         )
-    with unaudited.scope(uuid.UUID(alice)) as conn:
-        # The request role cannot see another user's keys, expired or not...
-        assert (
-            conn.execute(
-                text("SELECT key FROM idempotency_keys WHERE user_id <> :me"), {"me": alice}
-            ).all()
-            == []
-        )
-        # ...yet the sweep (running as the owner) removes every expired key, and only those.
-        assert conn.execute(text("SELECT sweep_expired_idempotency_keys(100)")).scalar_one() == 2
+    caller = Caller(unaudited, alice)
+    # The request role cannot see another user's keys, expired or not...
+    assert caller.rows("SELECT key FROM idempotency_keys WHERE user_id <> %(me)s", me=alice) == []
+    # ...yet the sweep (running as the owner) removes every expired key, and only those.
+    assert caller.one("SELECT sweep_expired_idempotency_keys(100)") == 2
     assert [k[1] for k in _keys(admin_engine)] == ["a2"]
 
 
@@ -247,14 +233,11 @@ def test_the_sweep_deletes_expired_keys_of_every_user_and_nothing_else(
 def test_the_request_role_may_read_the_cursor_key_and_nothing_more(
     unaudited: Database, admin_engine: Engine, alice: str
 ) -> None:
-    with unaudited.scope(uuid.UUID(alice)) as conn:
-        assert len(conn.execute(text("SELECT secret FROM signing_keys")).scalar_one()) == 32
+    caller = Caller(unaudited, alice)
+    assert len(caller.one("SELECT secret FROM signing_keys")) == 32
     for statement in ("UPDATE signing_keys SET secret = ''", "DELETE FROM signing_keys"):
-        with (
-            pytest.raises(exc.ProgrammingError, match="permission denied"),
-            unaudited.scope(uuid.UUID(alice)) as conn,
-        ):
-            conn.execute(text(statement))
+        with pytest.raises(psycopg2.Error, match="permission denied"):
+            caller.rows(statement)
 
 
 @pytest.mark.req("FR-112", "SC-005")
@@ -270,8 +253,7 @@ def test_a_write_bumps_only_its_callers_list_version(
             return {str(r[0]): r[1] for r in conn.execute(text("SELECT id, version FROM users"))}
 
     before = versions()
-    with unaudited.scope(uuid.UUID(alice)) as conn:
-        conn.execute(text("UPDATE todos SET title = 'again'"))
+    Caller(unaudited, alice).rows("UPDATE todos SET title = 'again'")
     after = versions()
     assert after[alice] == before[alice] + 1
     assert after[bob] == before[bob]

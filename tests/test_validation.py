@@ -39,6 +39,29 @@ def test_title_whitespace_is_the_contracts_ecma_262_whitespace(
     assert create(client, alice, title=title)["title"] == title
 
 
+@pytest.mark.req("FR-016", "SC-006")
+@pytest.mark.parametrize(
+    "title",
+    ["\u200b\u200b", "\u200d", " \u2060 ", "\ufe0f", "\u00ad\u200e", "\u3164", "\u180e\t"],
+)
+def test_a_title_of_invisible_formatting_characters_is_blank(
+    client: TestClient, alice: str, title: str
+) -> None:
+    """Nothing of it can be seen: whitespace and Unicode's default-ignorable code points
+    (zero-width spaces and joiners, marks, variation selectors, fillers) are not a title."""
+    response = client.post(TODOS, json={"title": title}, headers=as_user(alice))
+    assert "visible" in fields(response)["title"]
+    _nothing_stored(client, alice)
+
+
+@pytest.mark.req("FR-016")
+@pytest.mark.parametrize("title", ["a\u200b", "\u200d\U0001f468", "\u2060x\u2060", "\u0600"])
+def test_invisible_characters_beside_a_visible_one_are_kept_as_sent(
+    client: TestClient, alice: str, title: str
+) -> None:
+    assert create(client, alice, title=title)["title"] == title
+
+
 @pytest.mark.req("FR-016")
 def test_title_is_required_on_create(client: TestClient, alice: str) -> None:
     response = client.post(TODOS, json={"description": "no title"}, headers=as_user(alice))
@@ -162,6 +185,30 @@ def test_malformed_json_is_422_naming_the_body(client: TestClient, alice: str, r
     response = _post_raw(client, alice, raw)
     assert list(fields(response)) == ["body"]
     _nothing_stored(client, alice)
+
+
+@pytest.mark.req("FR-153", "FR-021", "SC-006")
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 30_000 + b"]" * 30_000,
+        b'{"title": ' + b"[" * 40 + b"]" * 40 + b"}",
+        b'{"title": "x", "description": ' + b'{"a":' * 33 + b"1" + b"}" * 33 + b"}",
+    ],
+)
+def test_json_nested_too_deep_is_422_saying_so(client: TestClient, alice: str, raw: bytes) -> None:
+    """Valid JSON, only too deep: the answer says what to fix, not "invalid JSON"."""
+    message = fields(_post_raw(client, alice, raw))["body"]
+    assert "levels deep" in message and "valid JSON" not in message
+    _nothing_stored(client, alice)
+
+
+@pytest.mark.req("FR-153")
+def test_json_nested_as_deep_as_allowed_is_only_judged_by_its_fields(
+    client: TestClient, alice: str
+) -> None:
+    raw = b'{"title": ' + b"[" * 31 + b"]" * 31 + b"}"
+    assert fields(_post_raw(client, alice, raw)) == {"title": "must be a string"}
 
 
 @pytest.mark.req("FR-021")

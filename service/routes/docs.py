@@ -30,21 +30,21 @@ _PAGE = """<!doctype html>
 """
 
 
-@router.get("/openapi.yaml")
+@router.api_route("/openapi.yaml", methods=["GET", "HEAD"])
 async def openapi_document() -> Response:
     return Response(SPEC, media_type="application/yaml")
 
 
-@router.get("/docs")
+@router.api_route("/docs", methods=["GET", "HEAD"])
 async def docs() -> HTMLResponse:
     return HTMLResponse(_PAGE)
 
 
-@router.get("/docs/swagger-ui-bundle.js")
+@router.api_route("/docs/swagger-ui-bundle.js", methods=["GET", "HEAD"])
 async def docs_script() -> FileResponse:
     return FileResponse(_ASSETS / "swagger-ui-bundle.js", media_type="text/javascript")
 
 
-@router.get("/docs/swagger-ui.css")
+@router.api_route("/docs/swagger-ui.css", methods=["GET", "HEAD"])
 async def docs_style() -> FileResponse:
     return FileResponse(_ASSETS / "swagger-ui.css", media_type="text/css")

@@ -3,17 +3,20 @@
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.routes.responses import database, json_response
+from service.db import Database
 
 router = APIRouter(prefix="/health")
 
+_OK = b'{"status":"ok"}'
 
-@router.get("/live")
+
+@router.api_route("/live", methods=["GET", "HEAD"])
 async def live() -> Response:
-    return json_response({"status": "ok"})
+    return Response(_OK, media_type="application/json")
 
 
-@router.get("/ready")
+@router.api_route("/ready", methods=["GET", "HEAD"])
 async def ready(request: Request) -> Response:
-    await database(request).ping()
-    return json_response({"status": "ok"})
+    db: Database = request.app.state.db
+    await db.ping()
+    return Response(_OK, media_type="application/json")

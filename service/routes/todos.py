@@ -1,52 +1,52 @@
 """/api/v1/todos: each handler checks the body's type, then who is calling, then the
-input, then asks the data layer, in the contract's order of checks.
+input, then asks the store, in the contract's order of checks; and it makes the store's
+answer HTTP: entity tags with 304 and 412, the list's body, cursors and Link.
 
 The handlers take the request itself rather than FastAPI dependencies and call the
 same functions in that order: solving dependencies cost more than the statement on
-these hot paths (see the README's performance section)."""
+these hot paths (bench/results/findings.md)."""
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from service import todos
-from service.errors import NotFound, UnsupportedMediaType
-from service.etags import parse_condition
+from service import cursors
+from service.db import Database
+from service.errors import IdempotencyKeyReused, NotFound, PreconditionFailed
 from service.identity import current_user
 from service.models import TodoCreate, TodoUpdate
-from service.parsing import parse_page, parse_request, parse_todo_id, wants_page
-from service.routes.responses import database, json_text
+from service.parsing import json_body, parse_page, parse_request, parse_todo_id, wants_page
+from service.routes import lists
+from service.routes.etags import item_tag, list_tag, parse_condition
+from service.store import keys, todos
 
 PREFIX = "/api/v1/todos"
 router = APIRouter(prefix=PREFIX)
 
 # Answers depend on who asks, and must be revalidated (with the ETag) before reuse.
 _READ = {"Cache-Control": "private, no-cache"}
+_JSON = "application/json"
 
 
-def _is_json(content_type: str) -> bool:
-    media, _, parameters = content_type.partition(";")
-    media = media.strip().lower()
-    if media != "application/json" and not (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        return False
-    for parameter in parameters.split(";"):
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
-            return False
-    return True
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
 
 
-async def json_body(request: Request) -> bytes:
-    if not _is_json(request.headers.get("content-type", "")):
-        raise UnsupportedMediaType(
-            "Send the body as JSON in UTF-8 with Content-Type: application/json."
-        )
-    return await request.body()
+def _json(body: str, headers: dict[str, str], status: int = 200) -> Response:
+    """A body PostgreSQL already wrote as JSON."""
+    return Response(body, status, headers, _JSON)
 
 
 def _not_found() -> NotFound:
     return NotFound("No todo with this id exists for this user.")
+
+
+def _unwritten(why: todos.Unwritten) -> NotFound | PreconditionFailed:
+    if why is todos.Unwritten.STALE:
+        return PreconditionFailed(
+            "The todo changed since the ETag given in If-Match; read it again and retry."
+        )
+    return _not_found()
 
 
 def _not_modified(etag: str) -> Response:
@@ -57,57 +57,73 @@ def _not_modified(etag: str) -> Response:
 async def create_todo(request: Request) -> Response:
     body = await json_body(request)
     caller = await current_user(request)
-    db = database(request)
     parsed = parse_request(
         TodoCreate, body, idempotency_key=request.headers.getlist("idempotency-key")
     )
+    db = _db(request)
     if parsed.idempotency_key is None:
         created = await todos.create(db, caller, parsed.body)
     else:
-        created = await todos.create_once(db, caller, parsed.body, parsed.idempotency_key)
-    headers = {"Location": f"{PREFIX}/{created.todo_id}", "ETag": created.etag}
+        answer = await keys.create_once(db, caller, parsed.body, parsed.idempotency_key)
+        if isinstance(answer, keys.Reused):
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used for a different request; use a new key."
+            )
+        created = answer
+    headers = {"Location": f"{PREFIX}/{created.todo_id}", "ETag": item_tag(created.version)}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return json_text(created.json, 201, headers)
+    return _json(created.json, headers, 201)
 
 
-@router.get("")
+@router.api_route("", methods=["GET", "HEAD"])
 async def list_todos(request: Request) -> Response:
     caller = await current_user(request)
-    db = database(request)
+    db = _db(request)
     unless = parse_condition(request.headers.getlist("if-none-match"))
-    if wants_page(request.query_params):
-        key = await db.cursor_key()
-        wanted = parse_page(request.query_params, key)
-        page = await todos.page(db, caller.id, wanted, key, unless)
-        if page.json is None:
-            return _not_modified(page.etag)
-        headers = {**_READ, "ETag": page.etag}
-        if page.next_cursor is not None:
-            following = f"{PREFIX}?limit={wanted.limit}&cursor={page.next_cursor}"
-            headers["Link"] = f'<{following}>; rel="next"'
-        return json_text(page.json, headers=headers)
-    listing = await todos.list_all(db, caller.id, unless)
-    if listing.not_modified:
-        return _not_modified(listing.etag)
-    if listing.json is not None:
-        return json_text(listing.json, headers={**_READ, "ETag": listing.etag})
+    paged = wants_page(request.query_params)
+    key = await db.cursor_key() if paged else b""
+    wanted = parse_page(request.query_params, key) if paged else None
+    if unless is not None:
+        # The list's version alone: one index lookup, and the list is never read.
+        etag = list_tag(caller.id, await todos.list_version(db, caller.id))
+        if unless.matches(etag, weak_comparison=True):
+            return _not_modified(etag)
+    if wanted is not None:
+        items = await todos.page(db, caller.id, wanted.limit, wanted.after)
+        following = None if items.last is None else cursors.encode(key, items.last)
+        headers = {**_READ, "ETag": list_tag(caller.id, items.version)}
+        if following is not None:
+            headers["Link"] = lists.next_link(PREFIX, wanted.limit, following)
+        return _json(lists.page(items, following), headers)
+    whole = await todos.list_all(db, caller.id)
+    if whole is not None:
+        return _json(lists.whole(whole), {**_READ, "ETag": list_tag(caller.id, whole.version)})
     # Too long to hold whole: streamed. The first batch is read before the status line
     # goes out, so an outage is still a clean 503 here.
-    etag, pieces = await db.call(todos.stream_all, db, caller.id)
-    return StreamingResponse(pieces, media_type="application/json", headers={**_READ, "ETag": etag})
+    version, batches = await todos.stream_all(db, caller.id)
+    headers = {**_READ, "ETag": list_tag(caller.id, version)}
+    if request.method == "HEAD":
+        # The same headers, without reading the whole list for a body nobody gets (nor
+        # a Content-Length, which a streamed answer does not have either).
+        await batches.aclose()
+        head = Response(headers=headers, media_type=_JSON)
+        del head.headers["content-length"]
+        return head
+    return StreamingResponse(lists.streamed(batches), media_type=_JSON, headers=headers)
 
 
-@router.get("/{todo_id}")
+@router.api_route("/{todo_id}", methods=["GET", "HEAD"])
 async def get_todo(todo_id: str, request: Request) -> Response:
     caller = await current_user(request)
-    found = await todos.get(database(request), caller.id, parse_todo_id(todo_id))
+    found = await todos.get(_db(request), caller.id, parse_todo_id(todo_id))
     if found is None:
         raise _not_found()
+    etag = item_tag(found.version)
     unless = parse_condition(request.headers.getlist("if-none-match"))
-    if unless is not None and unless.matches(found.etag, weak_comparison=True):
-        return _not_modified(found.etag)
-    return json_text(found.json, headers={**_READ, "ETag": found.etag})
+    if unless is not None and unless.matches(etag, weak_comparison=True):
+        return _not_modified(etag)
+    return _json(found.json, {**_READ, "ETag": etag})
 
 
 def _if_match(request: Request) -> list[int] | None:
@@ -125,17 +141,19 @@ async def update_todo(todo_id: str, request: Request) -> Response:
     caller = await current_user(request)
     parsed = parse_request(TodoUpdate, body, todo_id)
     assert parsed.todo_id is not None
-    db = database(request)
-    todo = await todos.patch(db, caller.id, parsed.todo_id, parsed.body, _if_match(request))
-    if todo is None:
-        raise _not_found()
-    return json_text(todo.json, headers={"ETag": todo.etag})
+    written = await todos.patch(
+        _db(request), caller.id, parsed.todo_id, parsed.body, _if_match(request)
+    )
+    if isinstance(written, todos.Unwritten):
+        raise _unwritten(written)
+    return _json(written.json, {"ETag": item_tag(written.version)})
 
 
 @router.delete("/{todo_id}", status_code=204)
 async def delete_todo(todo_id: str, request: Request) -> Response:
     caller = await current_user(request)
     todo = parse_todo_id(todo_id)
-    if not await todos.remove(database(request), caller.id, todo, _if_match(request)):
-        raise _not_found()
+    refused = await todos.remove(_db(request), caller.id, todo, _if_match(request))
+    if refused is not None:
+        raise _unwritten(refused)
     return Response(status_code=204)

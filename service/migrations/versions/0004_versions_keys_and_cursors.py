@@ -94,8 +94,8 @@ def _idempotency_keys() -> None:
     )
     # The sweep finds expired keys by age, and must find "none" at once: a BRIN index
     # cannot (pages not yet summarized are always candidates, so each sweep read the
-    # whole recent table: 29 ms at 300,000 keys, a fifth of a keyed create's cost
-    # spread over the creates), a btree can, for ~2% of an insert.
+    # whole recent table), a btree can, for little more per insert
+    # (bench/results/findings.md).
     op.execute(
         "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at)"
     )
@@ -124,9 +124,9 @@ def _idempotency_keys() -> None:
         """
     )
     # The oldest first, read in the age index's order, so a sweep stops after `most`
-    # keys; keys that other sweeps hold are skipped, never waited for. (Plain SQL: measured
-    # here at a quarter of the cost of the same DELETE in PL/pgSQL, which replans it at
-    # every call under the function's own search_path.)
+    # keys; keys that other sweeps hold are skipped, never waited for. (Plain SQL: the same
+    # DELETE in PL/pgSQL is replanned at every call under the function's own search_path;
+    # bench/results/findings.md.)
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION sweep_expired_idempotency_keys(most integer)

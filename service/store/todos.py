@@ -1,0 +1,275 @@
+"""The caller's todos: create, read, list (whole, streamed or a page), update, delete.
+
+Conditional writes are one statement: the version check and the write happen together,
+so no race slips between them. Every write bumps the caller's list version in the same
+statement (migration 0004's triggers), so the list's version is one row away."""
+
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from service.db import Database
+from service.models import TodoCreate, TodoUpdate
+from service.store import Caller, Created, Stored, UserId
+
+# Lists up to this long are built whole by PostgreSQL in one round trip; longer ones are
+# streamed in batches this size, so memory stays flat however many todos a user has.
+WHOLE_LIST_LIMIT = 2000
+
+# The users row is made on the caller's first write, with a token's (issuer, subject).
+CREATE = """\
+WITH new_user AS (
+    INSERT INTO users (id, issuer, subject)
+    VALUES (%(user_id)s, %(issuer)s, %(subject)s)
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO todos (user_id, title, description)
+VALUES (%(user_id)s, %(title)s, %(description)s)
+RETURNING row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id"""
+
+GET = """\
+SELECT row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint
+FROM todos
+WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
+
+# An absent field keeps its value (title and is_completed are never null; description
+# may be set to null, hence its flag), and updated_at moves strictly forward even if two
+# updates share a clock tick or the clock steps back. With `if_match` (the versions
+# If-Match names; null: any), only a todo at one of them is written, in the same step
+# as the check. Whether the todo exists at all comes back too: a todo the caller cannot
+# see is missing, never stale.
+PATCH = """\
+WITH changed AS (
+    UPDATE todos
+    SET title = coalesce(%(title)s, title),
+        description = CASE WHEN %(description_given)s THEN %(description)s ELSE description END,
+        is_completed = coalesce(%(is_completed)s, is_completed),
+        updated_at = greatest(now(), updated_at + interval '1 microsecond')
+    WHERE user_id = %(user_id)s AND id = %(todo_id)s
+      AND (%(if_match)s::bigint[] IS NULL
+           OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[]))
+    RETURNING row_to_json(todos)::text AS todo,
+              (extract(epoch FROM updated_at) * 1000000)::bigint AS version
+)
+SELECT changed.todo, changed.version,
+       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+FROM (SELECT 1) AS one LEFT JOIN changed ON true"""
+
+REMOVE = """\
+WITH gone AS (
+    DELETE FROM todos
+    WHERE user_id = %(user_id)s AND id = %(todo_id)s
+      AND (%(if_match)s::bigint[] IS NULL
+           OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[]))
+    RETURNING id
+)
+SELECT gone.id, EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+FROM (SELECT 1) AS one LEFT JOIN gone ON true"""
+
+# The caller's list version: 0 for a user who never wrote (no users row).
+LIST_VERSION = """\
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0)"""
+
+# The list version, and at most `limit` todos newest first (the index's order) as one
+# JSON array, and their count.
+LIST = """\
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       json_agg(t)::text,
+       count(*)
+FROM (
+    SELECT id, user_id, title, description, is_completed, created_at, updated_at
+    FROM todos
+    WHERE user_id = %(user_id)s
+    ORDER BY created_at DESC, id DESC
+    LIMIT %(limit)s
+) AS t"""
+
+STREAM = """\
+SELECT row_to_json(t)::text, coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0)
+FROM (
+    SELECT id, user_id, title, description, is_completed, created_at, updated_at
+    FROM todos
+    WHERE user_id = %(user_id)s
+    ORDER BY created_at DESC, id DESC
+) AS t"""
+
+# One page: the list version, then `limit` todos after a position (from the start when
+# none is given) as a JSON array, their count, the last one's position, and whether any
+# todo follows it (one row more than the page is read to know). A position names a
+# place in the order, never a todo: it reaches only the caller's own.
+PAGE = """\
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.todo) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max((extract(epoch FROM (w.todo).created_at) * 1000000)::bigint)
+           FILTER (WHERE w.n = %(limit)s),
+       max((w.todo).id::text) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT t AS todo, row_number() OVER () AS n
+    FROM (
+        SELECT id, user_id, title, description, is_completed, created_at, updated_at
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(after_id)s::uuid IS NULL
+               OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY created_at DESC, id DESC
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w"""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Unwritten(Enum):
+    """Why a write to one todo did not happen."""
+
+    MISSING = "the caller has no such todo"
+    STALE = "the todo is at none of the versions the condition names"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A todo's place in the list's order (created_at in microseconds, then id), which
+    never changes."""
+
+    created_at_us: int
+    todo_id: uuid.UUID
+
+    @property
+    def created_at(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.created_at_us)
+
+
+@dataclass(frozen=True, slots=True)
+class Items:
+    """Some of the caller's todos as a JSON array, with the list version; for a page,
+    `last` is where the next page starts, None on the last page."""
+
+    version: int
+    json: str
+    count: int
+    last: Position | None = None
+
+
+async def _one(db: Database, user: UserId, statement: str, **params: Any) -> Any:
+    rows = await db.fetch(user, statement, {"user_id": str(user), **params})
+    return rows[0] if rows else None
+
+
+async def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
+    body, version, todo_id = await _one(
+        db,
+        caller.id,
+        CREATE,
+        title=data.title,
+        description=data.description,
+        issuer=caller.issuer,
+        subject=caller.subject,
+    )
+    return Created(body, version, str(todo_id))
+
+
+async def get(db: Database, user: UserId, todo_id: uuid.UUID) -> Stored | None:
+    row = await _one(db, user, GET, todo_id=str(todo_id))
+    return None if row is None else Stored(*row)
+
+
+def _changes(changes: TodoUpdate) -> dict[str, Any]:
+    given = changes.changes()
+    return {
+        "title": given.get("title"),
+        "description": given.get("description"),
+        "description_given": "description" in given,
+        "is_completed": given.get("is_completed"),
+    }
+
+
+async def patch(
+    db: Database,
+    user: UserId,
+    todo_id: uuid.UUID,
+    changes: TodoUpdate,
+    if_match: list[int] | None = None,
+) -> Stored | Unwritten:
+    """The updated todo. With `if_match` (versions), written only if its current
+    version is one of them."""
+    params = _changes(changes)
+    body, version, found = await _one(
+        db, user, PATCH, todo_id=str(todo_id), if_match=if_match, **params
+    )
+    if body is not None:
+        return Stored(body, version)
+    return _why(if_match, found)
+
+
+async def remove(
+    db: Database, user: UserId, todo_id: uuid.UUID, if_match: list[int] | None = None
+) -> Unwritten | None:
+    """None once the todo is deleted; with `if_match`, as in `patch`."""
+    gone, found = await _one(db, user, REMOVE, todo_id=str(todo_id), if_match=if_match)
+    if gone is not None:
+        return None
+    return _why(if_match, found)
+
+
+def _why(if_match: list[int] | None, found: bool) -> Unwritten:
+    # `found` is read in the statement's snapshot: a todo deleted by a write that this
+    # one waited for is still found there, and without a condition it is missing.
+    return Unwritten.STALE if found and if_match is not None else Unwritten.MISSING
+
+
+async def list_version(db: Database, user: UserId) -> int:
+    (version,) = await _one(db, user, LIST_VERSION)
+    return int(version)
+
+
+async def list_all(db: Database, user: UserId) -> Items | None:
+    """Every todo of the caller, newest first; None when there are more than
+    WHOLE_LIST_LIMIT: stream them."""
+    version, items, count = await _one(db, user, LIST, limit=WHOLE_LIST_LIMIT + 1)
+    if count > WHOLE_LIST_LIMIT:
+        return None
+    return Items(version, items or "[]", count)
+
+
+async def stream_all(db: Database, user: UserId) -> tuple[int, AsyncGenerator[list[str], None]]:
+    """The list version and the same todos as `list_all`, as JSON, in batches from one
+    snapshot. The first batch is read before this returns, so an outage surfaces
+    before anything is answered."""
+    rows = db.stream(user, STREAM, {"user_id": str(user)}, WHOLE_LIST_LIMIT)
+    try:
+        first: list[tuple[Any, ...]] = await anext(rows, [])
+    except BaseException:
+        await rows.aclose()
+        raise
+    version = first[0][1] if first else 0
+
+    async def batches() -> AsyncGenerator[list[str], None]:
+        try:
+            yield [row[0] for row in first]
+            async for batch in rows:
+                yield [row[0] for row in batch]
+        finally:
+            await rows.aclose()
+
+    return version, batches()
+
+
+async def page(db: Database, user: UserId, limit: int, after: Position | None) -> Items:
+    """`limit` todos after `after` (from the start when None), newest first. A todo's
+    place never changes, so a walk through the pages meets every todo that exists
+    throughout it exactly once, whatever is created or deleted meanwhile."""
+    version, items, count, last_at, last_id, more = await _one(
+        db,
+        user,
+        PAGE,
+        limit=limit,
+        after_created_at=None if after is None else after.created_at,
+        after_id=None if after is None else str(after.todo_id),
+    )
+    last = Position(last_at, uuid.UUID(last_id)) if more else None
+    return Items(version, items or "[]", count, last)
