@@ -41,13 +41,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff and mypy (strict); the spec through Redocly (redocly.yaml, then its built-in
-    recommended ruleset alone) and openapi-spec-validator; the breaking-change guard
-    against the released contract."""
+    """ruff, mypy (strict) and vulture (dead code, allow-list in pyproject.toml); the spec
+    through Redocly (redocly.yaml, then its built-in recommended ruleset alone) and
+    openapi-spec-validator; the breaking-change guard against the released contract."""
     _install(session, "test", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("vulture")
     session.run("openapi-spec-validator", "openapi.yaml")
     session.run("python", "contracts/breaking.py")
     _npm_ci(session)
