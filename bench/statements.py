@@ -116,14 +116,11 @@ WRITES: dict[str, tuple[str, dict[str, Any]]] = {
         todos.PATCH,
         {
             "title": "Renamed",
-            "description": None,
-            "description_given": False,
             "is_completed": True,
             "todo_id": _TODO_MARK,
-            "if_match": None,
         },
     ),
-    "delete": (todos.REMOVE, {"todo_id": _TODO_MARK, "if_match": None}),
+    "delete": (todos.REMOVE, {"todo_id": _TODO_MARK}),
 }
 
 
@@ -154,10 +151,14 @@ class Renderer:
 
 
 def _script(sql: str, header: str) -> str:
-    sql = sql.replace(f"'{_USER_MARK}'", f"({SQL_USER_ID.format(k=':u')})")
-    sql = sql.replace(f"'{_TODO_MARK}'", f"({SQL_TODO_ID.format(n=':n')})")
-    # The context and the statement stay one query string: one round trip, as sent.
+    # The context and the statement stay one query string: one round trip, as sent. The
+    # markers become pgbench expressions: text where the context sets the caller, uuid
+    # where the statement compares or stores an id.
     context, statement = sql.split(";\n", 1)
+    user, todo = SQL_USER_ID.format(k=":u"), SQL_TODO_ID.format(n=":n")
+    context = context.replace(f"'{_USER_MARK}'", f"({user})")
+    statement = statement.replace(f"'{_USER_MARK}'", f"({user})::uuid")
+    statement = statement.replace(f"'{_TODO_MARK}'", f"({todo})::uuid")
     return f"{header}\n{context} \\;\n{statement.rstrip().rstrip(';')};\n"
 
 

@@ -17,7 +17,7 @@ from better_auth import BetterAuth
 from fastapi.testclient import TestClient
 from run_logs import RunLogs
 from served import Serve, ServedService
-from sql_audit import StatementLog
+from sql_audit import StatementLog, statements
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -182,12 +182,11 @@ def unfiltered_service(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> I
     """The service with the first wall removed from every store statement, on a pool of
     its own: the SQL audit would rightly flag these statements."""
     removed = 0
-    for module in (todos, keys):
-        for name, statement in vars(module).items():
-            if name.isupper() and isinstance(statement, str):
-                unfiltered, found = _USER_FILTER.subn("true", statement)
-                monkeypatch.setattr(module, name, unfiltered)
-                removed += found
+    for name, statement in {**statements(todos), **statements(keys)}.items():
+        module, constant = name.rsplit(".", 1)
+        unfiltered, found = _USER_FILTER.subn("true", statement)
+        monkeypatch.setattr(f"{module}.{constant}", unfiltered)
+        removed += found
     assert removed >= 10, "the store's statements no longer filter as this fixture expects"
     db = Database(settings)
     try:

@@ -4,17 +4,45 @@ restricted to one user."""
 
 import re
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
+from service import db
 from service.db import REQUEST_CONTEXT, Database
+from service.store import keys, todos
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 # A cursor's query is judged as the query it is; transaction control names no table.
 _CURSOR = re.compile(r"^\s*DECLARE\s+\w+\s+(?:NO\s+SCROLL\s+)?CURSOR\s+FOR\s+", re.IGNORECASE)
 _TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK)\b[\w ]*$", re.IGNORECASE)
+
+
+def statements(module: ModuleType) -> dict[str, str]:
+    """A module's statements, by name: its public upper-case string constants (the
+    private ones are parts the public ones are composed of)."""
+    return {
+        f"{module.__name__}.{name}": value
+        for name, value in vars(module).items()
+        if name.isupper() and not name.startswith("_") and isinstance(value, str)
+    }
+
+
+def sendable() -> dict[str, str]:
+    """Every query string the service may send after its request context, by name: each
+    store statement alone, or as the store and the Database compose them (a sweep before
+    a claim, a stream's cursor around its query), and the Database's own."""
+    forms = {**statements(todos), **statements(keys)}
+    del forms["service.store.keys.SWEEP"], forms["service.store.todos.STREAM"]
+    return {
+        **forms,
+        "service.store.keys.CLAIM, after a sweep": keys.SWEEP + keys.CLAIM,
+        "service.store.todos.STREAM, through a cursor": db.OPEN_STREAM + todos.STREAM,
+        "service.db.PING": db.PING,
+        "service.db.CURSOR_KEY": db.CURSOR_KEY,
+    }
 
 
 @dataclass

@@ -35,39 +35,57 @@ SELECT row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::big
 FROM todos
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 
-# An absent field keeps its value (title and is_completed are never null; description
-# may be set to null, hence its flag), and updated_at moves strictly forward even if two
-# updates share a clock tick or the clock steps back. With `if_match` (the versions
-# If-Match names; null: any), only a todo at one of them is written, in the same step
-# as the check. Whether the todo exists at all comes back too: a todo the caller cannot
-# see is missing, never stale.
-PATCH = """\
-WITH changed AS (
-    UPDATE todos
-    SET title = coalesce(%(title)s, title),
-        description = CASE WHEN %(description_given)s THEN %(description)s ELSE description END,
-        is_completed = coalesce(%(is_completed)s, is_completed),
-        updated_at = greatest(now(), updated_at + interval '1 microsecond')
-    WHERE user_id = %(user_id)s AND id = %(todo_id)s
-      AND (%(if_match)s::bigint[] IS NULL
-           OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[]))
-    RETURNING row_to_json(todos)::text AS todo,
-              (extract(epoch FROM updated_at) * 1000000)::bigint AS version
-)
-SELECT changed.todo, changed.version,
-       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
-FROM (SELECT 1) AS one LEFT JOIN changed ON true"""
 
-REMOVE = """\
-WITH gone AS (
-    DELETE FROM todos
-    WHERE user_id = %(user_id)s AND id = %(todo_id)s
-      AND (%(if_match)s::bigint[] IS NULL
-           OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[]))
-    RETURNING id
+# A PATCH: an absent title or is_completed keeps its value (neither is ever null), and
+# updated_at moves strictly forward even if two updates share a clock tick or the clock
+# steps back. The description, which may be set to null, is written only by the
+# statements that name it: assigning it to itself cost 2-4% of a PATCH at the database
+# (bench/results/findings.md).
+def _patched(description: bool) -> str:
+    described = "\n    description = %(description)s," if description else ""
+    return f"""\
+UPDATE todos
+SET title = coalesce(%(title)s, title),{described}
+    is_completed = coalesce(%(is_completed)s, is_completed),
+    updated_at = greatest(now(), updated_at + interval '1 microsecond')
+WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
+
+
+_DELETED = """\
+DELETE FROM todos
+WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
+# If-Match: only a todo at one of the versions it names, checked in the same step as
+# the write.
+_IF_MATCH = """
+  AND (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[])"""
+_THE_TODO = """
+RETURNING row_to_json(todos)::text AS todo,
+          (extract(epoch FROM updated_at) * 1000000)::bigint AS version"""
+
+
+def _or_whether_it_exists(write: str, outcome: str) -> str:
+    """A conditional write, and whether the todo exists at all: a todo the caller
+    cannot see is missing, never stale."""
+    return f"""\
+WITH written AS (
+{write}
 )
-SELECT gone.id, EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
-FROM (SELECT 1) AS one LEFT JOIN gone ON true"""
+SELECT {outcome},
+       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+FROM (SELECT 1) AS one LEFT JOIN written ON true"""
+
+
+# Composed from the parts above; statements.sql has each whole.
+PATCH = _patched(description=False) + _THE_TODO
+PATCH_DESCRIPTION = _patched(description=True) + _THE_TODO
+PATCH_IF = _or_whether_it_exists(
+    _patched(description=False) + _IF_MATCH + _THE_TODO, "written.todo, written.version"
+)
+PATCH_DESCRIPTION_IF = _or_whether_it_exists(
+    _patched(description=True) + _IF_MATCH + _THE_TODO, "written.todo, written.version"
+)
+REMOVE = _DELETED + "\nRETURNING id"
+REMOVE_IF = _or_whether_it_exists(_DELETED + _IF_MATCH + "\nRETURNING id", "written.id")
 
 # The caller's list version: 0 for a user who never wrote (no users row).
 LIST_VERSION = """\
@@ -178,16 +196,6 @@ async def get(db: Database, user: UserId, todo_id: uuid.UUID) -> Stored | None:
     return None if row is None else Stored(*row)
 
 
-def _changes(changes: TodoUpdate) -> dict[str, Any]:
-    given = changes.changes()
-    return {
-        "title": given.get("title"),
-        "description": given.get("description"),
-        "description_given": "description" in given,
-        "is_completed": given.get("is_completed"),
-    }
-
-
 async def patch(
     db: Database,
     user: UserId,
@@ -197,29 +205,35 @@ async def patch(
 ) -> Stored | Unwritten:
     """The updated todo. With `if_match` (versions), written only if its current
     version is one of them."""
-    params = _changes(changes)
-    body, version, found = await _one(
-        db, user, PATCH, todo_id=str(todo_id), if_match=if_match, **params
-    )
+    given = changes.changes()
+    params = {
+        "todo_id": str(todo_id),
+        "title": given.get("title"),
+        "description": given.get("description"),
+        "is_completed": given.get("is_completed"),
+    }
+    describes = "description" in given
+    if if_match is None:
+        row = await _one(db, user, PATCH_DESCRIPTION if describes else PATCH, **params)
+        return Unwritten.MISSING if row is None else Stored(*row)
+    conditional = PATCH_DESCRIPTION_IF if describes else PATCH_IF
+    body, version, found = await _one(db, user, conditional, if_match=if_match, **params)
     if body is not None:
         return Stored(body, version)
-    return _why(if_match, found)
+    return Unwritten.STALE if found else Unwritten.MISSING
 
 
 async def remove(
     db: Database, user: UserId, todo_id: uuid.UUID, if_match: list[int] | None = None
 ) -> Unwritten | None:
     """None once the todo is deleted; with `if_match`, as in `patch`."""
-    gone, found = await _one(db, user, REMOVE, todo_id=str(todo_id), if_match=if_match)
+    if if_match is None:
+        gone = await _one(db, user, REMOVE, todo_id=str(todo_id))
+        return Unwritten.MISSING if gone is None else None
+    gone, found = await _one(db, user, REMOVE_IF, todo_id=str(todo_id), if_match=if_match)
     if gone is not None:
         return None
-    return _why(if_match, found)
-
-
-def _why(if_match: list[int] | None, found: bool) -> Unwritten:
-    # `found` is read in the statement's snapshot: a todo deleted by a write that this
-    # one waited for is still found there, and without a condition it is missing.
-    return Unwritten.STALE if found and if_match is not None else Unwritten.MISSING
+    return Unwritten.STALE if found else Unwritten.MISSING
 
 
 async def list_version(db: Database, user: UserId) -> int:
