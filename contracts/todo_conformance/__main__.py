@@ -1,0 +1,3 @@
+from todo_conformance.cli import main
+
+main()

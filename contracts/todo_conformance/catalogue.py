@@ -1,0 +1,61 @@
+"""The requirements the kit answers for (the project's contracts/requirements.yaml,
+packaged with the kit), and the contract it checks against."""
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    text: str
+    since: str
+    unobservable: str | None
+
+
+def requirements() -> list[Requirement]:
+    raw = (resources.files("todo_conformance") / "requirements.yaml").read_text()
+    return [
+        Requirement(r["id"], r["text"], str(r["since"]), r.get("unobservable"))
+        for r in yaml.safe_load(raw)["requirements"]
+    ]
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`1.1.0` or `1.1` as (1, 1), for comparing a contract's version with an id's."""
+    numbers = []
+    for part in version.split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        numbers.append(int(digits or 0))
+    return tuple(numbers)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The OpenAPI document checked against: the one the target serves at
+    /openapi.yaml, or the one given with --contract."""
+
+    document: dict[str, Any]
+    sha256: str
+    source: str
+
+    @classmethod
+    def parse(cls, raw: bytes, source: str) -> "Contract":
+        document = yaml.safe_load(raw)
+        if not isinstance(document, dict) or "paths" not in document:
+            raise ValueError(f"{source} is not an OpenAPI document")
+        return cls(document, hashlib.sha256(raw).hexdigest(), source)
+
+    @property
+    def version(self) -> str:
+        return str(self.document.get("info", {}).get("version", "0"))
+
+    def at_least(self, version: str) -> bool:
+        return version_tuple(self.version) >= version_tuple(version)
+
+    def declares(self, method: str, path: str) -> bool:
+        return method.lower() in self.document.get("paths", {}).get(path, {})

@@ -1,0 +1,237 @@
+"""What a check is, what it can reach (the Context), and how it ends.
+
+A check proves one thing about the target and names the requirement ids it proves. It
+passes by returning; it fails by raising Failed (the target broke the contract: what
+was expected, what came, the exchange that shows it); it ends in error by raising
+Broken (the kit could not check: a prerequisite the target did not provide, a lost
+connection); it is not applicable by raising Inapplicable (with the reason). Every
+expectation is stated from the requirements, never guessed from one implementation."""
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from todo_conformance.catalogue import Contract
+from todo_conformance.ledger import TODOS as TODOS
+from todo_conformance.ledger import Ledger
+from todo_conformance.target import Exchange, Headers, Target
+from todo_conformance.users import User
+
+T = TypeVar("T")
+PROBLEM = "application/problem+json"
+# How many times a request refused for its rate is sent again after Retry-After.
+_PATIENCE = 20
+MARK = "todo-conformance"
+
+
+class Failed(Exception):
+    def __init__(self, reason: str, *exchanges: Exchange) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exchanges = list(exchanges)
+
+
+class Broken(Exception):
+    """The kit could not check."""
+
+
+class Inapplicable(Exception):
+    """Not applicable to this target or run, and why."""
+
+
+@dataclass(frozen=True)
+class Options:
+    mode: str  # "header" or "bearer"
+    read_only: bool = False
+    origin: str | None = None
+    quota: int | None = None
+    metrics_url: str | None = None
+
+
+@dataclass
+class Context:
+    target: Target
+    contract: Contract
+    users: dict[str, User]
+    ledger: Ledger
+    options: Options
+    run_id: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    # -- who ---------------------------------------------------------------------------
+
+    @property
+    def main(self) -> User:
+        return self.users["main"]
+
+    @property
+    def alt(self) -> User:
+        return self.users["alt"]
+
+    @property
+    def third(self) -> User:
+        return self.users["third"]
+
+    @property
+    def bearer(self) -> bool:
+        return self.options.mode == "bearer"
+
+    # -- what ----------------------------------------------------------------------------
+
+    def title(self, text: str = "") -> str:
+        """A title carrying the run id, as every todo the kit makes does."""
+        return f"[{MARK} {self.run_id}] {text}".rstrip()
+
+    def mine(self, title: str) -> bool:
+        return title.startswith(f"[{MARK} ")
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        user: User | None = None,
+        *,
+        headers: Headers = (),
+        json: Any = None,
+        body: bytes | None = None,
+        patient: bool = True,
+    ) -> Exchange:
+        """A request as `user` (None: no identity at all), recording what it creates.
+        A target that limits its callers' rate is waited for (Retry-After) and asked
+        again, unless the check wants to see the 429 itself (`patient=False`)."""
+        identity = user.identity() if user is not None else []
+        for _ in range(_PATIENCE):
+            answer = self.target.request(
+                method,
+                path,
+                headers=[*identity, *headers],
+                json_body=json,
+                body=body,
+                user=None if user is None else user.name,
+            )
+            self.ledger.note(answer)
+            wait = answer.header("retry-after") or ""
+            if not (patient and answer.status == 429 and wait.isdigit()):
+                return answer
+            time.sleep(min(int(wait), 60))
+        return answer
+
+    def create(self, user: User, text: str = "todo", **fields: Any) -> dict[str, Any]:
+        """A todo the check needs, made by `user`; the kit cannot check without it."""
+        made = self.send("POST", TODOS, user, json={"title": self.title(text), **fields})
+        body = made.json_or_none()
+        if made.status != 201 or not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise Broken(f"could not create a todo to check with: POST answered {made.status}")
+        return body
+
+    def read(self, user: User, todo_id: str) -> Exchange:
+        return self.send("GET", f"{TODOS}/{todo_id}", user)
+
+    def listed(self, user: User, query: str = "") -> list[dict[str, Any]]:
+        answer = self.send("GET", TODOS + query, user)
+        body = answer.json_or_none()
+        if (
+            answer.status != 200
+            or not isinstance(body, dict)
+            or not isinstance(body.get("items"), list)
+        ):
+            raise Broken(f"could not read {user.name}'s list: GET answered {answer.status}")
+        return list(body["items"])
+
+    def parallel(self, call: Callable[[int], T], count: int) -> list[T]:
+        """`call(0)` to `call(count - 1)`, all at once."""
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(call, range(count)))
+
+
+def missing_id() -> str:
+    return str(uuid.uuid4())
+
+
+def todo_path(todo_id: str) -> str:
+    return f"{TODOS}/{todo_id}"
+
+
+def expect(condition: bool, reason: str, *exchanges: Exchange) -> None:
+    if not condition:
+        raise Failed(reason, *exchanges)
+
+
+def problem(exchange: Exchange) -> dict[str, Any] | None:
+    """The body as problem details, or None when it is not one (FR-020 says so; other
+    checks judge only what is inside the shape)."""
+    body = exchange.json_or_none()
+    if exchange.media_type != PROBLEM or not isinstance(body, dict):
+        return None
+    return body
+
+
+def expect_problem(exchange: Exchange, status: int, code: str | None, what: str) -> dict[str, Any]:
+    """`status`, and `code` when the body is problem details at all (whether it is, is
+    FR-020's check: a body of another shape does not fail this one)."""
+    expect(exchange.status == status, f"{what}: expected {status}, got {exchange.status}", exchange)
+    body = problem(exchange) or {}
+    if code is not None and "code" in body:
+        expect(
+            body["code"] == code,
+            f"{what}: expected code {code}, got {body.get('code')!r}",
+            exchange,
+        )
+    return body
+
+
+def named_fields(exchange: Exchange) -> set[str]:
+    """The fields a validation problem names (none when the body has no `errors`)."""
+    body = problem(exchange) or {}
+    errors = body.get("errors")
+    if not isinstance(errors, list):
+        return set()
+    return {e["field"] for e in errors if isinstance(e, dict) and isinstance(e.get("field"), str)}
+
+
+def expect_invalid(exchange: Exchange, field_name: str, what: str) -> None:
+    """422 VALIDATION_ERROR naming `field_name` (when it names fields at all)."""
+    expect_problem(exchange, 422, "VALIDATION_ERROR", what)
+    names = named_fields(exchange)
+    expect(
+        not names or field_name in names,
+        f"{what}: expected the error to name {field_name!r}, it names {sorted(names)}",
+        exchange,
+    )
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ids: tuple[str, ...]
+    run: Callable[[Context], None]
+    since: str
+    writes: bool
+    modes: frozenset[str]
+    needs: str | None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+
+REGISTRY: list[Check] = []
+
+
+def check(
+    *ids: str,
+    since: str = "1.0",
+    writes: bool = True,
+    modes: tuple[str, ...] = ("header", "bearer"),
+    needs: str | None = None,
+) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+    """Registers a check; its docstring's first paragraph is its name in the reports."""
+
+    def register(run: Callable[[Context], None]) -> Callable[[Context], None]:
+        name = " ".join((run.__doc__ or run.__name__).split("\n\n")[0].split())
+        REGISTRY.append(Check(name, ids, run, since, writes, frozenset(modes), needs))
+        return run
+
+    return register

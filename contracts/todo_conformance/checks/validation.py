@@ -1,0 +1,431 @@
+"""Who may call, what may be sent, and how refusals look (v1, and 1.2's bounds)."""
+
+from typing import Any
+
+from todo_conformance.checks import (
+    PROBLEM,
+    TODOS,
+    Context,
+    Failed,
+    check,
+    expect,
+    expect_invalid,
+    expect_problem,
+    missing_id,
+    named_fields,
+    problem,
+    todo_path,
+)
+from todo_conformance.target import Exchange
+
+NOT_UUIDS = (
+    "not-a-uuid",
+    "123",
+    "0b9f1f6e3c0a4b8e9b7e6f3f3d2a1c55",
+    "{0b9f1f6e-3c0a-4b8e-9b7e-6f3f3d2a1c55}",
+)
+BLANK = ("", " ", "\t\n", "\u3000\u00a0")
+# What no error body may ever carry (the HTTP contract: no stack trace, SQL, driver
+# message or connection string).
+LEAKS = ("Traceback (most recent call last)", "psycopg", "postgresql://", "postgres://", "SQLSTATE")
+
+
+def _operations(ctx: Context, todo_id: str) -> list[tuple[str, str, Any]]:
+    """Every operation on todos, with a body it would accept."""
+    return [
+        ("POST", TODOS, {"title": ctx.title("ok")}),
+        ("GET", TODOS, None),
+        ("GET", todo_path(todo_id), None),
+        ("PATCH", todo_path(todo_id), {"is_completed": True}),
+        ("DELETE", todo_path(todo_id), None),
+    ]
+
+
+@check("FR-015", modes=("header",))
+def a_request_without_a_usable_user_id_is_400(ctx: Context) -> None:
+    """header mode: every operation without X-User-ID, with it empty, or not a UUID, is 400, and
+    nothing is created"""
+    todo = ctx.create(ctx.main, "guarded")
+    before = len(ctx.listed(ctx.main))
+    for method, path, body in _operations(ctx, todo["id"]):
+        for headers in (
+            [],
+            [("X-User-ID", "")],
+            [("X-User-ID", "alice")],
+            [("X-User-ID", "12345")],
+        ):
+            answer = ctx.send(method, path, None, headers=headers, json=body)
+            expect(
+                answer.status == 400,
+                f"{method} {path} with {headers or 'no X-User-ID'}: {answer.status}, not 400",
+                answer,
+            )
+    expect(
+        len(ctx.listed(ctx.main)) == before, "a request without a user changed the caller's list"
+    )
+    expect(
+        ctx.read(ctx.main, todo["id"]).json_or_none() == todo,
+        "a request without a user changed a todo",
+    )
+
+
+@check("EC-2", modes=("header",))
+def no_user_context_is_missing_user_context(ctx: Context) -> None:
+    """header mode: no or empty X-User-ID is 400 MISSING_USER_CONTEXT; one that is no UUID, 400
+    INVALID_USER_CONTEXT"""
+    for headers, code in (
+        ([], "MISSING_USER_CONTEXT"),
+        ([("X-User-ID", "")], "MISSING_USER_CONTEXT"),
+        ([("X-User-ID", "alice")], "INVALID_USER_CONTEXT"),
+    ):
+        answer = ctx.send("GET", TODOS, None, headers=headers)
+        expect_problem(answer, 400, code, f"GET with {headers or 'no X-User-ID'}")
+
+
+@check("FR-015", modes=("bearer",))
+def a_request_without_a_token_is_refused(ctx: Context) -> None:
+    """bearer mode: every operation without a token is 401 (in place of v1's 400), and nothing is
+    created"""
+    todo = ctx.create(ctx.main, "guarded")
+    before = len(ctx.listed(ctx.main))
+    for method, path, body in _operations(ctx, todo["id"]):
+        answer = ctx.send(method, path, None, json=body)
+        expect(
+            answer.status == 401,
+            f"{method} {path} without a token: {answer.status}, not 401",
+            answer,
+        )
+    expect(len(ctx.listed(ctx.main)) == before, "a request without a token changed the list")
+
+
+@check("FR-015", "FR-019")
+def the_user_is_checked_before_the_input(ctx: Context) -> None:
+    """The order of checks: who is calling (400/401) before validation (422) and lookup (404)"""
+    refused = 401 if ctx.bearer else 400
+    for method, path, body in (
+        ("POST", TODOS, {"title": ""}),
+        ("GET", todo_path("not-a-uuid"), None),
+        ("PATCH", todo_path(missing_id()), {"title": ""}),
+        ("DELETE", todo_path(missing_id()), None),
+    ):
+        answer = ctx.send(method, path, None, json=body)
+        expect(
+            answer.status == refused,
+            f"{method} {path} with no user and bad input: {answer.status}, not {refused}",
+            answer,
+        )
+
+
+@check("FR-016")
+def a_title_needs_a_character_that_is_not_whitespace(ctx: Context) -> None:
+    """A title that is missing, null or only whitespace is 422 naming title, on create and on
+    update"""
+    todo = ctx.create(ctx.main, "titled")
+    for title in BLANK:
+        made = ctx.send("POST", TODOS, ctx.main, json={"title": title})
+        expect_invalid(made, "title", f"create with title {title!r}")
+        changed = ctx.send("PATCH", todo_path(todo["id"]), ctx.main, json={"title": title})
+        expect_invalid(changed, "title", f"update with title {title!r}")
+    expect_invalid(
+        ctx.send("POST", TODOS, ctx.main, json={"description": "x"}),
+        "title",
+        "a create without a title",
+    )
+    expect_invalid(
+        ctx.send("PATCH", todo_path(todo["id"]), ctx.main, json={"title": None}),
+        "title",
+        "title: null",
+    )
+    expect_invalid(ctx.send("POST", TODOS, ctx.main, json={"title": 123}), "title", "title: 123")
+    expect(
+        ctx.read(ctx.main, todo["id"]).json_or_none() == todo, "a refused update changed the todo"
+    )
+
+
+@check("FR-016", since="1.2")
+def a_title_of_invisible_characters_is_blank(ctx: Context) -> None:
+    """A title of only invisible formatting characters (zero-width spaces, joiners, marks) is blank:
+    422"""
+    for title in ("\u200b\u200b", "\u200d", " \u2060 ", "\ufe0f"):
+        made = ctx.send("POST", TODOS, ctx.main, json={"title": title})
+        expect_invalid(made, "title", f"create with title {title!r}")
+    kept = ctx.create(ctx.main, "a\u200b")
+    expect(
+        kept["title"].endswith("a\u200b"), "a visible title with an invisible character was changed"
+    )
+
+
+@check("FR-016", "FR-018")
+def text_without_nul_or_lone_surrogates(ctx: Context) -> None:
+    """U+0000 and unpaired surrogates are 422 naming the field, never stored, never a 500"""
+    for field, raw in (
+        ("title", b'{"title": "a\\u0000b"}'),
+        ("title", b'{"title": "\\ud800"}'),
+        ("description", b'{"title": "ok", "description": "x\\u0000"}'),
+        ("description", b'{"title": "ok", "description": "\\udfff"}'),
+    ):
+        answer = ctx.send(
+            "POST", TODOS, ctx.main, body=raw, headers=[("Content-Type", "application/json")]
+        )
+        expect_invalid(answer, field, f"a create with {raw.decode()}")
+
+
+@check("FR-017")
+def a_title_has_at_most_255_characters(ctx: Context) -> None:
+    """A title of 255 characters (not bytes) is kept; 256 is 422 naming title, on create and
+    update"""
+    prefix = ctx.title()
+    longest = prefix + "é" * (255 - len(prefix))
+    kept = ctx.create(ctx.main, "", title=longest)
+    expect(kept["title"] == longest, "a 255-character title was not kept as sent")
+    made = ctx.send("POST", TODOS, ctx.main, json={"title": longest + "é"})
+    expect_invalid(made, "title", "a 256-character title on create")
+    changed = ctx.send("PATCH", todo_path(kept["id"]), ctx.main, json={"title": longest + "x"})
+    expect_invalid(changed, "title", "a 256-character title on update")
+
+
+@check("FR-018")
+def a_description_has_at_most_2000_characters(ctx: Context) -> None:
+    """A description of 2,000 characters is kept; 2,001 is 422 naming description"""
+    kept = ctx.create(ctx.main, "long", description="é" * 2000)
+    expect(kept["description"] == "é" * 2000, "a 2,000-character description was not kept")
+    made = ctx.send("POST", TODOS, ctx.main, json={"title": ctx.title(), "description": "é" * 2001})
+    expect_invalid(made, "description", "a 2,001-character description")
+    changed = ctx.send("PATCH", todo_path(kept["id"]), ctx.main, json={"description": 5})
+    expect_invalid(changed, "description", "description: 5")
+
+
+@check("FR-019")
+def a_todo_id_must_be_a_uuid(ctx: Context) -> None:
+    """A todo id in the path that is not a UUID is 422 naming todo_id, for GET, PATCH and DELETE"""
+    for bad in NOT_UUIDS:
+        for method, body in (("GET", None), ("PATCH", {"is_completed": True}), ("DELETE", None)):
+            answer = ctx.send(method, todo_path(bad), ctx.main, json=body)
+            expect_invalid(answer, "todo_id", f"{method} with the id {bad!r}")
+
+
+@check("EC-3")
+def a_todo_id_that_is_no_uuid_is_a_validation_error(ctx: Context) -> None:
+    """Todo id not a UUID: 422 VALIDATION_ERROR naming the id"""
+    answer = ctx.send("GET", todo_path("not-a-uuid"), ctx.main)
+    expect_invalid(answer, "todo_id", "GET /api/v1/todos/not-a-uuid")
+
+
+@check("FR-008", "FR-011")
+def unknown_fields_and_wrong_types_are_refused(ctx: Context) -> None:
+    """Unknown fields and values of the wrong JSON type are 422, on create and on update"""
+    todo = ctx.create(ctx.main, "strict")
+    path = todo_path(todo["id"])
+    expect_invalid(
+        ctx.send("POST", TODOS, ctx.main, json={"title": ctx.title(), "colour": "red"}),
+        "colour",
+        "a create with an unknown field",
+    )
+    for value in ("true", 1, None):
+        expect_invalid(
+            ctx.send("PATCH", path, ctx.main, json={"is_completed": value}),
+            "is_completed",
+            f"is_completed: {value!r}",
+        )
+    expect_invalid(
+        ctx.send("PATCH", path, ctx.main, json={"colour": "red"}),
+        "colour",
+        "an update with an unknown field",
+    )
+    expect_problem(
+        ctx.send("PATCH", path, ctx.main, json={}), 422, "VALIDATION_ERROR", "an empty update"
+    )
+    expect(
+        ctx.read(ctx.main, todo["id"]).json_or_none() == todo, "a refused update changed the todo"
+    )
+
+
+@check("SC-006", "FR-020")
+def every_invalid_field_is_listed_at_once(ctx: Context) -> None:
+    """A request with several invalid fields gets one 422 listing each, with a message saying what
+    to fix"""
+    answer = ctx.send(
+        "POST", TODOS, ctx.main, json={"title": "x" * 300, "description": "y" * 2100, "colour": 1}
+    )
+    body = expect_problem(answer, 422, "VALIDATION_ERROR", "three invalid fields")
+    errors = body.get("errors")
+    if not isinstance(errors, list):
+        raise Failed("the problem has no errors list", answer)
+    expect(
+        {"title", "description", "colour"} <= named_fields(answer),
+        f"not every invalid field is listed: {sorted(named_fields(answer))}",
+        answer,
+    )
+    expect(
+        all(isinstance(e.get("message"), str) and e["message"].strip() for e in errors),
+        "an error has no message",
+        answer,
+    )
+    expect(
+        isinstance(body.get("detail"), str) and body["detail"].strip(),
+        "the problem has no detail",
+        answer,
+    )
+
+
+@check("FR-021")
+def malformed_json_is_a_validation_error(ctx: Context) -> None:
+    """Malformed JSON, or a body that is not an object, is 422 naming the body, never a 500"""
+    for raw in (b"{", b"not json", b'{"title": "x",}', b"\xff\xfe", b"", b"[]", b"null"):
+        answer = ctx.send(
+            "POST", TODOS, ctx.main, body=raw, headers=[("Content-Type", "application/json")]
+        )
+        expect_invalid(answer, "body", f"a body of {raw!r}")
+
+
+def _error_answers(ctx: Context) -> list[tuple[Exchange, int, str]]:
+    """An answer of every kind of refusal, with the status and code it must have."""
+    big = b'{"title": "' + b"x" * (70 * 1024) + b'"}'
+    return [
+        (ctx.send("GET", todo_path(missing_id()), ctx.main), 404, "NOT_FOUND"),
+        (ctx.send("GET", "/api/v1/no-such-route", ctx.main), 404, "NOT_FOUND"),
+        (ctx.send("POST", TODOS, ctx.main, json={"title": "x" * 300}), 422, "VALIDATION_ERROR"),
+        (ctx.send("PUT", TODOS, ctx.main, json={"title": "x"}), 405, "METHOD_NOT_ALLOWED"),
+        (
+            ctx.send(
+                "POST", TODOS, ctx.main, body=big, headers=[("Content-Type", "application/json")]
+            ),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            ctx.send(
+                "POST",
+                TODOS,
+                ctx.main,
+                body=b"title=x",
+                headers=[("Content-Type", "application/x-www-form-urlencoded")],
+            ),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            ctx.send("GET", TODOS, None, headers=[] if ctx.bearer else [("X-User-ID", "alice")]),
+            401 if ctx.bearer else 400,
+            "MISSING_TOKEN" if ctx.bearer else "INVALID_USER_CONTEXT",
+        ),
+    ]
+
+
+@check("FR-021")
+def refusals_are_distinct_in_status_and_code(ctx: Context) -> None:
+    """Not found, validation, wrong method, too large, wrong type and no user are each their own
+    status and code"""
+    for answer, status, code in _error_answers(ctx):
+        expect_problem(answer, status, code, f"{answer.method} {answer.url}")
+    allow = ctx.send("PUT", TODOS, ctx.main, json={"title": "x"}).header("allow") or ""
+    methods = {m.strip().upper() for m in allow.split(",") if m.strip()}
+    expect({"GET", "POST"} <= methods and "PUT" not in methods, f"405's Allow is {allow!r}")
+
+
+@check("FR-020")
+def every_error_is_problem_details(ctx: Context) -> None:
+    """Every error is RFC 9457 problem details with type, title, status, detail and code, and no
+    internals"""
+    for answer, _, _ in _error_answers(ctx):
+        what = f"{answer.method} {answer.url} ({answer.status})"
+        expect(
+            answer.media_type == PROBLEM,
+            f"{what}: content type {answer.media_type!r}, not {PROBLEM}",
+            answer,
+        )
+        body = problem(answer)
+        expect(body is not None, f"{what}: the body is not a JSON object", answer)
+        assert body is not None
+        for member, kind in (
+            ("type", str),
+            ("title", str),
+            ("status", int),
+            ("detail", str),
+            ("code", str),
+        ):
+            expect(
+                isinstance(body.get(member), kind),
+                f"{what}: no {member} of type {kind.__name__}",
+                answer,
+            )
+        expect(
+            body["status"] == answer.status,
+            f"{what}: status member {body['status']} differs",
+            answer,
+        )
+        errors = body.get("errors")
+        if errors is not None:
+            expect(
+                isinstance(errors, list)
+                and all(isinstance(e, dict) and {"field", "message"} <= set(e) for e in errors),
+                f"{what}: errors are not [{{field, message}}]",
+                answer,
+            )
+        text = answer.body.decode("utf-8", "replace")
+        for leak in LEAKS:
+            expect(leak not in text, f"{what}: the body carries {leak!r}", answer)
+
+
+@check("FR-153", "FR-021", since="1.2")
+def json_nested_too_deep_is_422_saying_so(ctx: Context) -> None:
+    """JSON nested thousands of levels deep is 422 naming the body, never a 500 or a hang"""
+    for raw in (b"[" * 30_000 + b"]" * 30_000, b'{"title": ' + b"[" * 200 + b"]" * 200 + b"}"):
+        answer = ctx.send(
+            "POST", TODOS, ctx.main, body=raw, headers=[("Content-Type", "application/json")]
+        )
+        expect_problem(
+            answer, 422, "VALIDATION_ERROR", f"a body nested {raw.count(b'[')} levels deep"
+        )
+
+
+@check("FR-153", since="1.2", writes=False)
+def the_contract_bounds_every_input(ctx: Context) -> None:
+    """The served contract bounds every input: strings (maxLength, enum, const or pattern), arrays
+    (maxItems), integers (bounds and format)"""
+    document = ctx.contract.document
+    loose: set[str] = set()
+    for path, item in document.get("paths", {}).items():
+        for n, parameter in enumerate(item.get("parameters", [])):
+            loose |= _unbounded(document, parameter, f"{path} parameter {n}", set())
+        for method, operation in item.items():
+            if isinstance(operation, dict) and method != "parameters":
+                where = f"{method.upper()} {path}"
+                for n, parameter in enumerate(operation.get("parameters", [])):
+                    loose |= _unbounded(document, parameter, f"{where} parameter {n}", set())
+                body = operation.get("requestBody")
+                if body is not None:
+                    loose |= _unbounded(document, body, f"{where} body", set())
+    expect(not loose, "unbounded inputs in the served contract: " + "; ".join(sorted(loose)[:10]))
+
+
+def _unbounded(document: dict[str, Any], node: Any, where: str, seen: set[str]) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, list):
+        for n, item in enumerate(node):
+            found |= _unbounded(document, item, f"{where}/{n}", seen)
+        return found
+    if not isinstance(node, dict):
+        return found
+    if "$ref" in node:
+        ref = node["$ref"]
+        if ref in seen or not ref.startswith("#/"):
+            return found
+        target: Any = document
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _unbounded(document, target, f"{where} ({ref})", seen | {ref})
+    kinds = node.get("type")
+    kinds = set(kinds) if isinstance(kinds, list) else {kinds}
+    enumerated = bool({"enum", "const"} & set(node))
+    if "string" in kinds and not ({"maxLength", "pattern"} & set(node) or enumerated):
+        found.add(where)
+    if "array" in kinds and "maxItems" not in node:
+        found.add(where)
+    bounded = "minimum" in node and "maximum" in node and "format" in node
+    if "integer" in kinds and not (bounded or enumerated):
+        found.add(where)
+    for key, value in node.items():
+        if key not in {"example", "examples", "description"}:
+            found |= _unbounded(document, value, f"{where}/{key}", seen)
+    return found

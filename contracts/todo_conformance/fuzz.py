@@ -1,0 +1,300 @@
+"""Schemathesis inside the kit (FR-146): every check it has, on the contract's view for
+the run's identity mode, with two of the kit's users (so its object-level authorization
+check replays one user's reads as the other), positive and negative data, stateful
+sequences through the contract's links. Its findings come back under the requirement
+each breaks; every todo it made goes into the ledger, to be deleted with the rest."""
+
+import base64
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from todo_conformance.checks import Context
+from todo_conformance.results import FAIL, CheckResult
+from todo_conformance.target import Exchange
+
+# A finding, by schemathesis's check, is the breach of these requirements. Findings on a
+# body or a parameter are told apart below.
+BY_CHECK: dict[str, tuple[str, ...]] = {
+    "not_a_server_error": ("FR-021",),
+    "status_code_conformance": ("FR-021",),
+    "unsupported_method": ("FR-021",),
+    "allow_header_conformance": ("FR-021",),
+    "content_type_conformance": ("FR-020",),
+    "use_after_free": ("FR-012",),
+    "ensure_resource_availability": ("FR-010",),
+    "ignored_auth": ("FR-103",),
+    "object_level_authorization": ("FR-013", "SC-005"),
+    "max_response_time": ("SC-001",),
+}
+# An undocumented or missing response header, by its name.
+BY_HEADER = {
+    "etag": ("FR-111",),
+    "location": ("FR-008",),
+    "www-authenticate": ("FR-103",),
+    "link": ("FR-131",),
+    "ratelimit": ("FR-152",),
+    "ratelimit-policy": ("FR-152",),
+    "retry-after": ("FR-152",),
+}
+# A schema-valid request refused, by operation.
+BY_OPERATION = {
+    "POST /api/v1/todos": ("FR-008",),
+    "GET /api/v1/todos": ("FR-009",),
+    "HEAD /api/v1/todos": ("FR-009",),
+    "GET /api/v1/todos/{todo_id}": ("FR-010",),
+    "HEAD /api/v1/todos/{todo_id}": ("FR-010",),
+    "PATCH /api/v1/todos/{todo_id}": ("FR-011",),
+    "DELETE /api/v1/todos/{todo_id}": ("FR-012",),
+}
+# Invalid input accepted, by where it was invalid.
+BY_COMPONENT = {
+    "path_parameters": ("FR-019",),
+    "query": ("FR-133",),
+    "headers": ("FR-015",),
+    "body": ("FR-016", "FR-017", "FR-018"),
+}
+# What a well-formed request may rightly be answered besides 2xx: 404 for an id that is
+# not there, 412 for an If-Match naming another version, 409 and 429 for limits.
+EXPECTED_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
+
+
+def _ids(
+    check: str, failure: dict[str, Any], case: dict[str, Any], response: dict[str, Any]
+) -> tuple[str, ...]:
+    if check in BY_CHECK:
+        return BY_CHECK[check]
+    message = str(failure.get("message", "")).lower()
+    if check in {"response_headers_conformance", "missing_required_header"}:
+        for header, ids in BY_HEADER.items():
+            if header in message:
+                return ids
+        return ("FR-015",) if "x-user-id" in message else ("FR-020",)
+    if check == "response_schema_conformance":
+        media = (response.get("headers", {}).get("content-type") or [""])[0]
+        return ("FR-020",) if "problem" in media else ("FR-001",)
+    if check == "positive_data_acceptance":
+        return BY_OPERATION.get(str(failure.get("operation")), ("FR-021",))
+    if check == "negative_data_rejection":
+        components = (case.get("meta") or {}).get("components") or {}
+        negative = [k for k, v in components.items() if (v or {}).get("mode") == "negative"]
+        for component in negative:
+            if component in BY_COMPONENT:
+                return BY_COMPONENT[component]
+        return ("FR-021",)
+    return ("FR-021",)
+
+
+def mode_view(document: dict[str, Any], mode: str) -> dict[str, Any]:
+    """What a deployment in `mode` promises: its one way in is the only security
+    scheme, and X-User-ID is no parameter (header mode: it is that scheme's header;
+    bearer mode: it is ignored)."""
+    view = copy.deepcopy(document)
+    components = view.setdefault("components", {})
+    if mode == "header":
+        scheme = {"userIdHeader": {"type": "apiKey", "in": "header", "name": "X-User-ID"}}
+    else:
+        scheme = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+    components["securitySchemes"] = scheme
+    way_in: list[dict[str, list[str]]] = [{next(iter(scheme)): []}]
+    view["security"] = way_in
+    parameters = components.get("parameters", {})
+    user = {key for key, p in parameters.items() if _is_user(p)}
+    for key in user:
+        del parameters[key]
+    refs = {f"#/components/parameters/{key}" for key in user}
+    for item in view.get("paths", {}).values():
+        if "parameters" in item:
+            item["parameters"] = [p for p in item["parameters"] if not _is_user(p, refs)]
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            if "parameters" in operation:
+                operation["parameters"] = [
+                    p for p in operation["parameters"] if not _is_user(p, refs)
+                ]
+            if operation.get("security"):
+                operation["security"] = way_in
+            for response in operation.get("responses", {}).values():
+                for link in response.get("links", {}).values():
+                    link.get("parameters", {}).pop("header.X-User-ID", None)
+    return view
+
+
+def _is_user(parameter: Any, refs: set[str] = frozenset()) -> bool:  # type: ignore[assignment]
+    if not isinstance(parameter, dict):
+        return False
+    return parameter.get("$ref") in refs or str(parameter.get("name", "")).lower() == "x-user-id"
+
+
+def _config(directory: Path) -> Path:
+    path = directory / "schemathesis.toml"
+    statuses = ", ".join(f'"{s}"' for s in EXPECTED_STATUSES)
+    path.write_text(f"[checks.positive_data_acceptance]\nexpected-statuses = [{statuses}]\n")
+    return path
+
+
+class Fuzzer:
+    def __init__(self, examples: int, seed: int, max_rps: float | None) -> None:
+        self.examples = examples
+        self.seed = seed
+        self.max_rps = max_rps
+
+    def command(self, ctx: Context, directory: Path) -> list[str]:
+        view = directory / "contract.yaml"
+        view.write_text(
+            yaml.safe_dump(mode_view(ctx.contract.document, ctx.options.mode), sort_keys=False)
+        )
+        auth = directory / "users.json"
+        users = [ctx.main, ctx.alt]
+        auth.write_text(
+            json.dumps(
+                {
+                    "auth": [
+                        {
+                            "name": u.name,
+                            "fixedHeaders": [{"name": n, "value": v} for n, v in u.identity()],
+                        }
+                        for u in users
+                    ]
+                }
+            )
+        )
+        program = Path(sys.executable).with_name("schemathesis")
+        command = [
+            str(program) if program.exists() else shutil.which("schemathesis") or "schemathesis",
+            "--config-file", str(_config(directory)),
+            "run", str(view),
+            "--url", ctx.target.base_url,
+            "--auth-wfc", str(auth),
+            "--checks", "all",
+            "--mode", "all",
+            # One worker: Python 3.11.7's ast.parse is not thread-safe.
+            "--workers", "1",
+            "--phases", "examples,coverage,fuzzing,stateful",
+            "--max-examples", str(self.examples),
+            "--seed", str(self.seed),
+            "--generation-database", "none",
+            "--output-sanitize", "false",
+            "--report", "ndjson",
+            "--report-ndjson-path", str(directory / "events.ndjson"),
+        ]  # fmt: skip
+        if ctx.options.mode == "header":
+            # The header names a caller; it is no authentication to find ignored.
+            command += ["--exclude-checks", "ignored_auth"]
+        if ctx.options.read_only:
+            command += ["--include-method", "GET", "--include-method", "HEAD"]
+        if self.max_rps:
+            command += ["--rate-limit", f"{max(1, int(self.max_rps))}/s"]
+        return command
+
+    def __call__(self, ctx: Context) -> list[CheckResult]:
+        directory = Path(tempfile.mkdtemp(prefix="todo-conformance-fuzz-"))
+        env = {
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "todo_conformance.fuzz_hooks",
+            "TODO_CONFORMANCE_MARK": ctx.title(),
+        }
+        process = subprocess.Popen(
+            self.command(ctx, directory),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=1800)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
+            results = self._read(ctx, directory / "events.ndjson")
+            shutil.rmtree(directory, ignore_errors=True)
+        summary = [line for line in output.splitlines() if line.strip()][-25:]
+        ctx.notes["fuzz"] = {"exit_status": process.returncode, "summary": summary}
+        return results
+
+    def _read(self, ctx: Context, events: Path) -> list[CheckResult]:
+        """The findings, and every todo a 201 named (into the ledger)."""
+        if not events.exists():
+            return []
+        found: dict[tuple[str, str, str], CheckResult] = {}
+        for line in events.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # the last line of a run cut short
+            finished = event.get("ScenarioFinished")
+            if not finished:
+                continue
+            recorder = finished["recorder"]
+            cases, interactions = recorder.get("cases", {}), recorder.get("interactions", {})
+            for case_id, interaction in interactions.items():
+                case = cases.get(case_id, {}).get("value", {})
+                ctx.ledger.note(_exchange(interaction, case.get("auth_identity")))
+            for case_id, results in recorder.get("checks", {}).items():
+                for result in results:
+                    if result.get("status") != "failure":
+                        continue
+                    failure = (result.get("failure_info") or {}).get("failure", {})
+                    case = cases.get(case_id, {}).get("value", {})
+                    interaction = interactions.get(case_id, {})
+                    if interaction and not _valid_http(interaction):
+                        continue
+                    ids = _ids(result["name"], failure, case, interaction.get("response") or {})
+                    key = (result["name"], str(failure.get("operation")), str(failure.get("title")))
+                    if key not in found:
+                        title = failure.get("title", result["name"])
+                        found[key] = CheckResult(
+                            f"fuzz: {title} on {failure.get('operation')}",
+                            ids,
+                            FAIL,
+                            str(failure.get("message", ""))[:1000],
+                            exchanges=[_exchange(interaction, None).shown()] if interaction else [],
+                        )
+        return list(found.values())
+
+
+def _exchange(interaction: dict[str, Any], user: str | None) -> Exchange:
+    """A recorded interaction as the kit's own exchanges are kept, for the reports."""
+    request = interaction["request"]
+    response = interaction.get("response") or {}
+    return Exchange(
+        request["method"],
+        request["uri"],
+        [(k, v.encode("latin-1")) for k, vs in request.get("headers", {}).items() for v in vs],
+        _raw(request.get("body")),
+        int(response.get("status_code") or 0),
+        httpx.Headers([(k, v) for k, vs in response.get("headers", {}).items() for v in vs]),
+        _raw(response.get("content")),
+        float(response.get("elapsed") or 0),
+        user,
+    )
+
+
+def _valid_http(interaction: dict[str, Any]) -> bool:
+    """Whether the request was HTTP at all: a field value with a control character
+    (RFC 9110 5.5) may be refused by the server before the contract is reached, in
+    whatever shape its HTTP layer has."""
+    for values in interaction["request"].get("headers", {}).values():
+        for value in values:
+            if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+                return False
+    return True
+
+
+def _raw(content: Any) -> bytes:
+    if not isinstance(content, dict) or "$base64" not in content:
+        return b""
+    return base64.b64decode(content["$base64"])
