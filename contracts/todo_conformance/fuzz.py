@@ -8,6 +8,7 @@ import base64
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,6 @@ from todo_conformance.target import Exchange
 # A finding, by schemathesis's check, is the breach of these requirements. Findings on a
 # body or a parameter are told apart below.
 BY_CHECK: dict[str, tuple[str, ...]] = {
-    "not_a_server_error": ("FR-021",),
     "status_code_conformance": ("FR-021",),
     "unsupported_method": ("FR-021",),
     "allow_header_conformance": ("FR-021",),
@@ -57,13 +57,23 @@ BY_OPERATION = {
     "PATCH /api/v1/todos/{todo_id}": ("FR-011",),
     "DELETE /api/v1/todos/{todo_id}": ("FR-012",),
 }
-# Invalid input accepted, by where it was invalid.
-BY_COMPONENT = {
-    "path_parameters": ("FR-019",),
-    "query": ("FR-133",),
-    "headers": ("FR-015",),
-    "body": ("FR-016", "FR-017", "FR-018"),
-}
+# Invalid input accepted (or answered with a 500), by what the finding names, in the
+# order tried: the first the message mentions wins.
+BY_INPUT = (
+    ("x-user-id", ("FR-015",)),
+    ("idempotency-key", ("FR-121",)),
+    ("if-match", ("FR-113",)),
+    ("if-none-match", ("FR-112",)),
+    ("todo_id", ("FR-019",)),
+    ("`limit`", ("FR-133",)),
+    ("`cursor`", ("FR-133",)),
+    ("title: string larger than maxlength", ("FR-017",)),
+    ("title", ("FR-016",)),
+    ("description", ("FR-018",)),
+)
+# ... or, when the message names nothing, by the part of the request made invalid.
+BY_COMPONENT = {"path": ("FR-019",), "query": ("FR-133",)}
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # What a well-formed request may rightly be answered besides 2xx: 404 for an id that is
 # not there, 412 for an If-Match naming another version, 409 and 429 for limits.
 EXPECTED_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
@@ -72,33 +82,45 @@ EXPECTED_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5x
 def _ids(
     check: str, failure: dict[str, Any], case: dict[str, Any], response: dict[str, Any]
 ) -> tuple[str, ...]:
+    message = str(failure.get("message", "")).lower()
+    if check in {"not_a_server_error", "negative_data_rejection"}:
+        return _input_ids(message, case)
     if check in BY_CHECK:
         return BY_CHECK[check]
-    message = str(failure.get("message", "")).lower()
     if check in {"response_headers_conformance", "missing_required_header"}:
         for header, ids in BY_HEADER.items():
             if header in message:
                 return ids
         return ("FR-015",) if "x-user-id" in message else ("FR-020",)
     if check == "response_schema_conformance":
-        media = (response.get("headers", {}).get("content-type") or [""])[0]
-        return ("FR-020",) if "problem" in media else ("FR-001",)
+        return ("FR-020",) if int(response.get("status_code") or 0) >= 400 else ("FR-001",)
     if check == "positive_data_acceptance":
         return BY_OPERATION.get(str(failure.get("operation")), ("FR-021",))
-    if check == "negative_data_rejection":
-        components = (case.get("meta") or {}).get("components") or {}
-        negative = [k for k, v in components.items() if (v or {}).get("mode") == "negative"]
-        for component in negative:
-            if component in BY_COMPONENT:
-                return BY_COMPONENT[component]
-        return ("FR-021",)
+    return ("FR-021",)
+
+
+def _input_ids(message: str, case: dict[str, Any]) -> tuple[str, ...]:
+    """A finding about invalid input: the requirement of the input it names, or of the
+    part of the request made invalid; otherwise a validation error not told apart
+    from a server failure (FR-021)."""
+    for named, ids in BY_INPUT:
+        if named in message:
+            return ids
+    components = (case.get("meta") or {}).get("components") or {}
+    for component, state in components.items():
+        if (state or {}).get("mode") == "negative" and component in BY_COMPONENT:
+            return BY_COMPONENT[component]
+    todo_id = (case.get("path_parameters") or {}).get("todo_id")
+    if isinstance(todo_id, str) and not _UUID.match(todo_id):
+        return ("FR-019",)
     return ("FR-021",)
 
 
 def mode_view(document: dict[str, Any], mode: str) -> dict[str, Any]:
     """What a deployment in `mode` promises: its one way in is the only security
-    scheme, and X-User-ID is no parameter (header mode: it is that scheme's header;
-    bearer mode: it is ignored)."""
+    scheme, on the operations that identify their caller (those the contract secures,
+    or, in a contract without security schemes, those taking X-User-ID), and X-User-ID
+    is no parameter (header mode: it is that scheme's header; bearer mode: ignored)."""
     view = copy.deepcopy(document)
     components = view.setdefault("components", {})
     if mode == "header":
@@ -107,24 +129,26 @@ def mode_view(document: dict[str, Any], mode: str) -> dict[str, Any]:
         scheme = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
     components["securitySchemes"] = scheme
     way_in: list[dict[str, list[str]]] = [{next(iter(scheme)): []}]
-    view["security"] = way_in
+    secured_by_default = bool(view.pop("security", None))
     parameters = components.get("parameters", {})
     user = {key for key, p in parameters.items() if _is_user(p)}
     for key in user:
         del parameters[key]
     refs = {f"#/components/parameters/{key}" for key in user}
     for item in view.get("paths", {}).values():
+        shared = item.get("parameters", [])
+        item_names_user = any(_is_user(p, refs) for p in shared)
         if "parameters" in item:
-            item["parameters"] = [p for p in item["parameters"] if not _is_user(p, refs)]
-        for operation in item.values():
-            if not isinstance(operation, dict):
+            item["parameters"] = [p for p in shared if not _is_user(p, refs)]
+        for key, operation in item.items():
+            if key == "parameters" or not isinstance(operation, dict):
                 continue
+            own = operation.get("parameters", [])
+            names_user = item_names_user or any(_is_user(p, refs) for p in own)
             if "parameters" in operation:
-                operation["parameters"] = [
-                    p for p in operation["parameters"] if not _is_user(p, refs)
-                ]
-            if operation.get("security"):
-                operation["security"] = way_in
+                operation["parameters"] = [p for p in own if not _is_user(p, refs)]
+            secured = operation.get("security", secured_by_default or None)
+            operation["security"] = way_in if (secured or names_user) else []
             for response in operation.get("responses", {}).values():
                 for link in response.get("links", {}).values():
                     link.get("parameters", {}).pop("header.X-User-ID", None)

@@ -102,7 +102,8 @@ def the_lists_etag_changes_with_any_of_its_todos(ctx: Context) -> None:
     changed = _list_etag(ctx)
     expect(changed != created, "the list's ETag did not change when a todo changed")
     ctx.send("DELETE", todo_path(todo["id"]), ctx.main)
-    expect(_list_etag(ctx) != changed, "the list's ETag did not change when a todo was deleted")
+    if ctx.read(ctx.main, todo["id"]).status == 404:  # deleted (whether it is: FR-012)
+        expect(_list_etag(ctx) != changed, "the list's ETag did not change when a todo was deleted")
     ctx.create(ctx.alt, "someone else's")
     expect(_list_etag(ctx) == _list_etag(ctx), "the list's ETag is not stable")
 
@@ -198,6 +199,8 @@ def a_repeated_member_or_key_is_refused_and_changes_nothing(ctx: Context) -> Non
             "POST", TODOS, ctx.main, body=raw, headers=[("Content-Type", "application/json")]
         )
         body = expect_problem(answer, 422, None, f"a body naming {member!r} twice")
+        if not body:
+            continue  # not problem details: what it names is FR-020's to judge
         said = (
             " ".join(
                 str(e.get("field", "")) + " " + str(e.get("message", ""))

@@ -131,11 +131,7 @@ def a_create_over_the_quota_is_409_and_exactly_one_fits(ctx: Context) -> None:
     quota = ctx.options.quota or 0
     if not 2 <= quota <= MOST_TO_SPEND:
         raise Inapplicable(f"a quota of {quota} leaves no race to run, or is too large to fill")
-    user = ctx.alt
-    for todo in ctx.listed(user):
-        if not ctx.mine(str(todo.get("title", ""))):
-            raise Broken(f"user {user.name} holds todos the kit did not make: give it its own")
-        ctx.send("DELETE", todo_path(todo["id"]), user)
+    user = ctx.own_user("quota")
     key = str(uuid.uuid4())
     keyed = ctx.send(
         "POST", TODOS, user, headers=[("Idempotency-Key", key)], json={"title": ctx.title("kept")}

@@ -7,6 +7,7 @@ from todo_conformance.checks import (
     TODOS,
     Context,
     Failed,
+    Inapplicable,
     check,
     expect,
     expect_invalid,
@@ -98,13 +99,13 @@ def a_request_without_a_token_is_refused(ctx: Context) -> None:
     expect(len(ctx.listed(ctx.main)) == before, "a request without a token changed the list")
 
 
-@check("FR-015", "FR-019")
+@check("FR-015")
 def the_user_is_checked_before_the_input(ctx: Context) -> None:
-    """The order of checks: who is calling (400/401) before validation (422) and lookup (404)"""
+    """The order of checks: who is calling (400/401) before validation (422) and lookup
+    (404)"""
     refused = 401 if ctx.bearer else 400
     for method, path, body in (
         ("POST", TODOS, {"title": ""}),
-        ("GET", todo_path("not-a-uuid"), None),
         ("PATCH", todo_path(missing_id()), {"title": ""}),
         ("DELETE", todo_path(missing_id()), None),
     ):
@@ -240,14 +241,16 @@ def unknown_fields_and_wrong_types_are_refused(ctx: Context) -> None:
     )
 
 
-@check("SC-006", "FR-020")
+@check("SC-006")
 def every_invalid_field_is_listed_at_once(ctx: Context) -> None:
     """A request with several invalid fields gets one 422 listing each, with a message saying what
     to fix"""
     answer = ctx.send(
-        "POST", TODOS, ctx.main, json={"title": "x" * 300, "description": "y" * 2100, "colour": 1}
+        "POST", TODOS, ctx.main, json={"title": 123, "description": "y" * 2100, "colour": 1}
     )
     body = expect_problem(answer, 422, "VALIDATION_ERROR", "three invalid fields")
+    if problem(answer) is None:
+        raise Inapplicable("the 422 is not problem details, whose errors it would list (FR-020)")
     errors = body.get("errors")
     if not isinstance(errors, list):
         raise Failed("the problem has no errors list", answer)
@@ -284,7 +287,7 @@ def _error_answers(ctx: Context) -> list[tuple[Exchange, int, str]]:
     return [
         (ctx.send("GET", todo_path(missing_id()), ctx.main), 404, "NOT_FOUND"),
         (ctx.send("GET", "/api/v1/no-such-route", ctx.main), 404, "NOT_FOUND"),
-        (ctx.send("POST", TODOS, ctx.main, json={"title": "x" * 300}), 422, "VALIDATION_ERROR"),
+        (ctx.send("POST", TODOS, ctx.main, json={"title": 123}), 422, "VALIDATION_ERROR"),
         (ctx.send("PUT", TODOS, ctx.main, json={"title": "x"}), 405, "METHOD_NOT_ALLOWED"),
         (
             ctx.send(
@@ -328,6 +331,8 @@ def every_error_is_problem_details(ctx: Context) -> None:
     """Every error is RFC 9457 problem details with type, title, status, detail and code, and no
     internals"""
     for answer, _, _ in _error_answers(ctx):
+        if answer.status < 400:
+            continue  # not refused at all: the check of what it should have been says so
         what = f"{answer.method} {answer.url} ({answer.status})"
         expect(
             answer.media_type == PROBLEM,
@@ -367,7 +372,7 @@ def every_error_is_problem_details(ctx: Context) -> None:
             expect(leak not in text, f"{what}: the body carries {leak!r}", answer)
 
 
-@check("FR-153", "FR-021", since="1.2")
+@check("FR-153", since="1.2")
 def json_nested_too_deep_is_422_saying_so(ctx: Context) -> None:
     """JSON nested thousands of levels deep is 422 naming the body, never a 500 or a hang"""
     for raw in (b"[" * 30_000 + b"]" * 30_000, b'{"title": ' + b"[" * 200 + b"]" * 200 + b"}"):

@@ -1,0 +1,281 @@
+"""Deliberately broken implementations of the contract, one defect each, for the
+conformance kit's own tests (FR-148): the service as shipped, with the defect named by
+BROKEN_DEFECT put in. Served by `uvicorn --factory broken_service:build`.
+
+Each defect is made where a real implementation would make it: in a statement, in
+validation, or in what goes over the wire."""
+
+import json
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import psycopg2
+from fastapi import FastAPI
+from starlette.middleware import Middleware as StarletteMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import db, models
+from service.app import create_app
+from service.db import Database, libpq_url
+from service.settings import get_settings
+from service.store import Created, keys, todos
+
+Middleware = Callable[[ASGIApp], ASGIApp]
+_ID_PATH = re.compile(r"^/api/v1/todos/(?P<id>[^/]+)$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_FILTER = re.compile(r"\buser_id = %\(user_id\)s AND ")
+
+
+def _no_second_wall() -> None:
+    """Requests run as the login role, which row-level security does not bind."""
+    db.REQUEST_CONTEXT = db.REQUEST_CONTEXT.replace(
+        "set_config('role', 'todo_app', true),\n       ", ""
+    )
+
+
+def _unfiltered(*names: str) -> None:
+    _no_second_wall()
+    for name in names:
+        setattr(todos, name, _FILTER.sub("", getattr(todos, name)))
+
+
+def _rewrite_response(
+    change: Callable[[Scope, int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]],
+) -> Middleware:
+    """A middleware that holds each answer whole and sends `change(...)` of it."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start: dict[str, Any] = {}
+            chunks: list[bytes] = []
+
+            async def hold(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    start.update(message)
+                else:
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body"):
+                        headers = {k.decode(): v.decode() for k, v in start["headers"]}
+                        status, headers, body = change(
+                            scope, start["status"], headers, b"".join(chunks)
+                        )
+                        headers["content-length"] = str(len(body))
+                        pairs = [(k.encode(), v.encode()) for k, v in headers.items()]
+                        await send(
+                            {"type": "http.response.start", "status": status, "headers": pairs}
+                        )
+                        await send({"type": "http.response.body", "body": body})
+
+            await app(scope, receive, hold)
+
+        return middleware
+
+    return wrap
+
+
+def _rewrite_request(change: Callable[[Scope, bytes], tuple[Scope, bytes]]) -> Middleware:
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            scope, body = change(scope, body)
+            sent = False
+
+            async def replay() -> Message:
+                nonlocal sent
+                if sent:
+                    return {"type": "http.disconnect"}
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await app(scope, replay, send)
+
+        return middleware
+
+    return wrap
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _forbidden_not_missing() -> Middleware:
+    url = libpq_url(os.environ["NEON_DATABASE_URL"])
+
+    def exists(todo_id: str) -> bool:
+        with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM todos WHERE id = %s", (todo_id,))
+            return cursor.fetchone() is not None
+
+    def change(
+        scope: Scope, status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        found = _ID_PATH.match(scope["path"])
+        if status == 404 and found and _UUID.match(found["id"]) and exists(found["id"]):
+            problem = {"type": "/problems/forbidden", "title": "Forbidden", "status": 403,
+                       "detail": "This todo is someone else's.", "code": "FORBIDDEN"}  # fmt: skip
+            return 403, headers, json.dumps(problem).encode()
+        return status, headers, body
+
+    return _rewrite_response(change)
+
+
+def _default_user(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not any(k == b"x-user-id" for k, _ in scope["headers"]):
+            scope = {
+                **scope,
+                "headers": [
+                    *scope["headers"],
+                    (b"x-user-id", b"00000000-0000-4000-8000-000000000001"),
+                ],
+            }
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def _truncated_titles(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+    data = _json_body(body)
+    if isinstance(data, dict) and isinstance(data.get("title"), str) and len(data["title"]) > 255:
+        data["title"] = data["title"][:255]
+        return scope, json.dumps(data).encode()
+    return scope, body
+
+
+def _bad_id_is_500(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        found = _ID_PATH.match(scope.get("path", ""))
+        if found and not _UUID.match(found["id"]):
+            raise RuntimeError("not a UUID")
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def _frozen_updated_at(
+    scope: Scope, status: int, headers: dict[str, str], body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    data = _json_body(body) if headers.get("content-type") == "application/json" else None
+    items = data.get("items") if isinstance(data, dict) and "items" in data else [data]
+    changed = False
+    for todo in items or []:
+        if isinstance(todo, dict) and "updated_at" in todo:
+            todo["updated_at"] = todo["created_at"]
+            changed = True
+    return status, headers, json.dumps(data).encode() if changed else body
+
+
+def _not_problems(
+    scope: Scope, status: int, headers: dict[str, str], body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    if headers.get("content-type") != "application/problem+json":
+        return status, headers, body
+    detail = (_json_body(body) or {}).get("detail", "error")
+    headers["content-type"] = "application/json"
+    return status, headers, json.dumps({"error": detail}).encode()
+
+
+def _empty_is_null(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+    data = _json_body(body)
+    if isinstance(data, dict) and data.get("description") == "":
+        data["description"] = None
+        return scope, json.dumps(data).encode()
+    return scope, body
+
+
+def _replays_create_again() -> None:
+    once = keys.create_once
+
+    async def create_once(database: Database, caller: Any, data: Any, key: str) -> Any:
+        made = await once(database, caller, data, key)
+        if isinstance(made, Created) and made.replayed:
+            fresh = await todos.create(database, caller, data)
+            return Created(fresh.json, fresh.version, fresh.todo_id, replayed=True)
+        return made
+
+    keys.create_once = create_once  # type: ignore[assignment]
+
+
+def _stale_etags() -> None:
+    for module in (todos, keys):
+        for name, statement in vars(module).items():
+            if name.isupper() and isinstance(statement, str):
+                changed = statement.replace(
+                    "extract(epoch FROM updated_at)", "extract(epoch FROM created_at)"
+                )
+                setattr(module, name, changed)
+
+
+def _blank_titles() -> None:
+    models._WHITESPACE = frozenset()  # type: ignore[attr-defined]
+    models._BLANK = frozenset()  # type: ignore[attr-defined]
+
+
+def _oldest_first() -> None:
+    for name in ("LIST", "STREAM"):
+        setattr(
+            todos, name, getattr(todos, name).replace("created_at DESC, id DESC", "created_at, id")
+        )
+
+
+def _delete_keeps_the_row() -> None:
+    todos.REMOVE = "SELECT id FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s"
+
+
+def _page_skips() -> None:
+    todos.PAGE = todos.PAGE.replace(
+        "LIMIT %(limit)s + 1",
+        "LIMIT %(limit)s + 1 OFFSET CASE WHEN %(after_id)s::uuid IS NULL THEN 0 ELSE 1 END",
+    )
+
+
+# Each defect: what it changes in the service, and the middleware it adds (if any).
+DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
+    "foreign-readable": (lambda: _unfiltered("GET"), None),
+    "foreign-writable": (lambda: _unfiltered("PATCH", "PATCH_DESCRIPTION"), None),
+    "foreign-deletable": (lambda: _unfiltered("REMOVE"), None),
+    "forbidden-not-missing": (None, None),
+    "default-user": (None, _default_user),
+    "blank-title": (_blank_titles, None),
+    "long-title": (None, _rewrite_request(_truncated_titles)),
+    "bad-id-500": (None, _bad_id_is_500),
+    "oldest-first": (_oldest_first, None),
+    "frozen-updated-at": (None, _rewrite_response(_frozen_updated_at)),
+    "delete-keeps-row": (_delete_keeps_the_row, None),
+    "not-problems": (None, _rewrite_response(_not_problems)),
+    "empty-is-null": (None, _rewrite_request(_empty_is_null)),
+    "stale-etag": (_stale_etags, None),
+    "replay-creates-again": (_replays_create_again, None),
+    "page-skips": (_page_skips, None),
+}
+
+
+def build() -> FastAPI:
+    defect = os.environ["BROKEN_DEFECT"]
+    change, middleware = DEFECTS[defect]
+    if change is not None:
+        change()
+    if defect == "forbidden-not-missing":
+        middleware = _forbidden_not_missing()
+    app = create_app(get_settings())
+    if middleware is not None:
+        # Innermost, inside the service's own middleware: what it does wrong still goes
+        # out through the request id, the access log and the last-resort 500.
+        app.user_middleware.append(StarletteMiddleware(middleware))
+    return app
