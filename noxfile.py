@@ -42,8 +42,9 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff, mypy (strict) and vulture (dead code, allow-list in pyproject.toml); the spec
-    through Redocly (redocly.yaml, then its built-in recommended ruleset alone) and
-    openapi-spec-validator; the breaking-change guard against the released contract."""
+    through Redocly (redocly.yaml, then its built-in recommended ruleset alone),
+    openapi-spec-validator and Spectral's OWASP API Security Top 10 ruleset (no error);
+    the breaking-change guard against every released contract."""
     _install(session, "test", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -61,6 +62,11 @@ def lint(session: nox.Session) -> None:
         shutil.copy("openapi.yaml", bare)
         with session.chdir(bare):
             session.run(redocly, "lint", "openapi.yaml", external=True, env=NODE_ENV)
+    spectral = str(Path("node_modules/.bin/spectral").resolve())
+    session.run(
+        spectral, "lint", "openapi.yaml", "--ruleset", ".spectral.yaml",
+        "--fail-severity", "error", external=True, env=NODE_ENV,
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON)

@@ -1,12 +1,14 @@
-"""The breaking-change guard: compares openapi.yaml with the last released contract
-(contracts/openapi.baseline.yaml) and fails on a change that would break an existing
-client, unless info.version has a new major number.
+"""The breaking-change guard: compares openapi.yaml with every released contract
+(contracts/released/) and fails on a change that would break an existing client,
+unless info.version has a new major number.
 
 Breaking: a removed path, operation or response field; a removed accepted request
-field or parameter; a new required request field or parameter; a narrowed type
-(fewer JSON types or enum values, a tighter length or bound).
+field or parameter; a new required request field or parameter; a request input
+narrowed (fewer JSON types or enum values, a tighter length or bound). A response
+narrowed is not breaking: a client that accepted more still accepts what it gets
+(1.2 bounds every string, array and integer it answers, for the OWASP API4 rules).
 
-Usage: python contracts/breaking.py [CURRENT [BASELINE]]
+Usage: python contracts/breaking.py [CURRENT [RELEASED ...]]
 """
 
 import sys
@@ -18,6 +20,17 @@ import yaml
 HERE = Path(__file__).resolve().parent
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 _TIGHTER_IF_LOWER = ("maxLength", "maximum", "maxItems", "maxProperties")
+# Inputs 1.2 bounds (FR-153, the OWASP API4 rules) that accepted nothing more before in
+# fact, or only what no client sends: each reason is why the narrowing breaks none.
+BOUNDED_INPUTS = {
+    "parameter todo_id: maxLength": "its pattern already held it to a UUID's 36 characters",
+    "parameter x-user-id: maxLength": "its pattern already held it to a UUID's 36 characters",
+    "parameter cursor: maxLength": "a cursor is what next_cursor handed out (54 characters);"
+    " anything else was always refused",
+    "parameter if-match: maxLength": "8 KiB holds hundreds of entity tags: more is no client's",
+    "parameter if-none-match: maxLength": "8 KiB holds hundreds of entity tags: more is no"
+    " client's",
+}
 _TIGHTER_IF_HIGHER = ("minLength", "minimum", "minItems", "minProperties")
 
 Spec = dict[str, Any]
@@ -37,12 +50,8 @@ def _types(schema: dict[str, Any]) -> set[str]:
     return set(kind) if isinstance(kind, list) else ({kind} if kind else set())
 
 
-def _compare_schemas(  # noqa: PLR0912 -- one branch per kind of narrowing
-    old_spec: Spec, new_spec: Spec, old: Any, new: Any, where: str, request: bool
-) -> list[str]:
-    old, new = _resolve(old_spec, old), _resolve(new_spec, new)
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return []
+def _narrowed(old: dict[str, Any], new: dict[str, Any], where: str) -> list[str]:
+    """How an input's schema accepts less than it did."""
     problems = []
     if _types(old) - _types(new) and _types(new):
         problems.append(
@@ -51,11 +60,25 @@ def _compare_schemas(  # noqa: PLR0912 -- one branch per kind of narrowing
     if "enum" in old and set(old["enum"]) - set(new.get("enum") or old["enum"]):
         problems.append(f"{where}: enum values removed")
     for key in _TIGHTER_IF_LOWER:
-        if key in new and new[key] < old.get(key, float("inf")):
+        accepted = any(
+            where.endswith(bound.rsplit(":", 1)[0]) and bound.endswith(key)
+            for bound in BOUNDED_INPUTS
+        )
+        if key in new and new[key] < old.get(key, float("inf")) and not accepted:
             problems.append(f"{where}: {key} lowered to {new[key]}")
     for key in _TIGHTER_IF_HIGHER:
         if key in new and new[key] > old.get(key, float("-inf")):
             problems.append(f"{where}: {key} raised to {new[key]}")
+    return problems
+
+
+def _compare_schemas(
+    old_spec: Spec, new_spec: Spec, old: Any, new: Any, where: str, request: bool
+) -> list[str]:
+    old, new = _resolve(old_spec, old), _resolve(new_spec, new)
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    problems = _narrowed(old, new, where) if request else []
     old_props, new_props = old.get("properties", {}), new.get("properties", {})
     for name in old_props:
         if name not in new_props:
@@ -165,23 +188,32 @@ def verdict(old_spec: Spec, new_spec: Spec) -> tuple[bool, list[str]]:
     return (not problems or _major(new_spec) > _major(old_spec)), problems
 
 
+RELEASED = sorted((HERE / "released").glob("openapi-*.yaml"))
+
+
 def main(argv: list[str]) -> int:
     current = Path(argv[1]) if len(argv) > 1 else HERE.parent / "openapi.yaml"
-    baseline = Path(argv[2]) if len(argv) > 2 else HERE / "openapi.baseline.yaml"
-    ok, problems = verdict(
-        yaml.safe_load(baseline.read_text()), yaml.safe_load(current.read_text())
-    )
-    for problem in problems:
-        print(f"breaking: {problem}")
-    if not ok:
-        print("FAIL: breaking changes need a new major number in info.version")
-        return 1
-    print(
-        "ok: no breaking change"
-        if not problems
-        else "ok: breaking changes under a new major version"
-    )
-    return 0
+    released = [Path(a) for a in argv[2:]] or RELEASED
+    failed = False
+    for baseline in released:
+        ok, problems = verdict(
+            yaml.safe_load(baseline.read_text()), yaml.safe_load(current.read_text())
+        )
+        for problem in problems:
+            print(f"breaking ({baseline.name}): {problem}")
+        if not ok:
+            print(f"FAIL against {baseline.name}: breaking changes need a new major version")
+            failed = True
+        else:
+            print(
+                f"ok against {baseline.name}: "
+                + (
+                    "no breaking change"
+                    if not problems
+                    else "breaking changes under a new major version"
+                )
+            )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,15 +10,18 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from service import limits
 from service.db import Database
 from service.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
+    RateLimited,
     ServiceError,
+    ServiceUnavailable,
     problem_response,
 )
-from service.middleware import BodyLimit, ListedOriginsOnly, RequestContext
+from service.middleware import BodyLimit, ListedOriginsOnly, RateLimitHeaders, RequestContext
 from service.routes import docs, health, todos
 from service.settings import Settings, get_settings
 
@@ -40,9 +43,18 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, db: Database) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> Response:
+        if error.status < 500 and limits.owed() is not None:
+            # Refused before it reached the store (a 422): still a step of the caller's
+            # limit, which a caller over it hears instead.
+            try:
+                await db.settle_rate_limit()
+            except RateLimited as limited:
+                error = limited
+            except ServiceUnavailable:
+                pass  # the limit cannot be asked; the refusal stands as it is
         return problem_response(error)
 
     @app.exception_handler(HTTPException)
@@ -75,6 +87,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         title="Todo Service API", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.db = db
+    app.state.quota = settings.max_todos_per_user
     # The one thing identity needs to know: None is `header` mode. PyJWT and its
     # cryptography are loaded only in `jwt` mode (bench/results/findings.md).
     app.state.token_verifier = None
@@ -87,11 +100,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # live, re-checking its routes on every request (bench/results/findings.md),
         # and these routes never change after this.
         app.router.routes.extend(router.routes)
-    _install_error_handlers(app)
+    _install_error_handlers(app, db)
     # Outermost last. CORS is outermost so that even the last-resort 500 can be read by
     # a browser frontend.
     app.add_middleware(BodyLimit, limit=BODY_LIMIT)
+    if settings.rate_limit is not None:
+        app.add_middleware(RateLimitHeaders, policy=settings.rate_limit)
     app.add_middleware(RequestContext)
     if settings.cors_origin_list:
-        app.add_middleware(ListedOriginsOnly, origins=settings.cors_origin_list)
+        app.add_middleware(
+            ListedOriginsOnly,
+            origins=settings.cors_origin_list,
+            rate_limited=settings.rate_limit is not None,
+        )
     return app

@@ -1,6 +1,7 @@
 """The one place statements reach PostgreSQL: each one sent with its request context in
 the same round trip, on the worker's one pool, and outages turned into 503."""
 
+import re
 import threading
 import uuid
 from collections.abc import AsyncGenerator
@@ -9,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from service.errors import ServiceUnavailable
+from service import limits
+from service.errors import RateLimited, ServiceUnavailable
 from service.pool import AsyncPool, PoolTimeout, Rows, run
 from service.settings import Settings
 
@@ -26,6 +28,14 @@ SELECT set_config('role', 'todo_app', true),
        set_config('statement_timeout', %(_request_timeout)s, true),
        set_config('TimeZone', 'UTC', true);
 """
+
+# With TODO_RATE_LIMIT, a request's first statement also takes a step of its caller's
+# limit (migration 0005's function), right after the context and in the same round
+# trip. Allowed, the step says what is left in a notice; refused, it fails (SQLSTATE
+# TD429) and nothing after it runs.
+RATE_LIMIT_STEP = "SELECT rate_limit_step(%(_rate_quota)s, %(_rate_window)s);\n"
+_RATE_LIMITED = "TD429"
+_ALLOWANCE = re.compile(r"rate-limit (\d+) (\d+)")
 
 # A stream reads its statement through a cursor, in a transaction of its own, so a long
 # answer comes from one snapshot and is never whole in memory. BEGIN after the request
@@ -106,30 +116,65 @@ class Database:
         )
         self._timeout_ms = str(settings.statement_timeout_ms)
         self._retry_after = settings.retry_after_seconds
+        self._rate = settings.rate_limit
         self._cursor_key: bytes | None = None
         self._schema_ready = threading.Event()
         if schema_ready:
             self._schema_ready.set()
 
     def request_sql(
-        self, user: UserKey, statement: str, parameters: dict[str, Any]
+        self, user: UserKey, statement: str, parameters: dict[str, Any], step: bool = False
     ) -> tuple[str, dict[str, Any]]:
-        """What is sent for `statement`: the request context first, in one string."""
-        context = {
+        """What is sent for `statement`: the request context first (and the rate limit's
+        step, when it is due), in one string."""
+        context: dict[str, str | int] = {
             "_request_user": "" if user is None else str(user),
             "_request_timeout": self._timeout_ms,
         }
+        if step and self._rate is not None:
+            context["_rate_quota"], context["_rate_window"] = self._rate.quota, self._rate.window
+            return REQUEST_CONTEXT + RATE_LIMIT_STEP + statement, {**parameters, **context}
         return REQUEST_CONTEXT + statement, {**parameters, **context}
 
     async def fetch(self, user: UserKey, statement: str, parameters: dict[str, Any]) -> Rows:
-        sql, values = self.request_sql(user, statement, parameters)
+        step = self._rate is not None and limits.take(user)
+        sql, values = self.request_sql(user, statement, parameters, step)
         if not self._schema_ready.is_set():
             raise self.unavailable()
         try:
-            rows, _ = await self._pool.fetch(sql, values)
+            rows, notices = await self._pool.fetch(sql, values, listen=step)
         except _OUTAGES as error:
             raise self.unavailable() from error
+        except psycopg2.Error as error:
+            if error.pgcode == _RATE_LIMITED:
+                raise self._refused(error) from None
+            raise
+        if step:
+            self._heard(notices)
         return rows
+
+    async def settle_rate_limit(self) -> None:
+        """Takes the step a request still owes, on its own (a request answered before it
+        reached the store)."""
+        owed = limits.owed()
+        if self._rate is not None and owed is not None:
+            await self.fetch(owed, PING, {})
+
+    def _heard(self, notices: list[str]) -> None:
+        for notice in notices:
+            found = _ALLOWANCE.search(notice)
+            if found:
+                limits.record(limits.Allowance(int(found[1]), int(found[2])))
+
+    def _refused(self, error: psycopg2.Error) -> RateLimited:
+        wait = int(error.diag.message_detail or 1)
+        limits.record(limits.Allowance(0, wait))
+        assert self._rate is not None
+        return RateLimited(
+            f"Too many requests: a caller may send {self._rate.quota} every"
+            f" {self._rate.window} seconds; retry in {wait} s.",
+            retry_after=wait,
+        )
 
     async def stream(
         self, user: UserKey, statement: str, parameters: dict[str, Any], batch: int

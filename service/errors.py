@@ -114,6 +114,30 @@ class PreconditionFailed(ServiceError):
     slug = "precondition-failed"
 
 
+@dataclass
+class QuotaExceeded(ServiceError):
+    limit: int = 0
+    status = 409
+    code = "QUOTA_EXCEEDED"
+    title = "Quota exceeded"
+    slug = "quota-exceeded"
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "limit": self.limit}
+
+
+@dataclass
+class RateLimited(ServiceError):
+    retry_after: int = 1
+    status = 429
+    code = "RATE_LIMITED"
+    title = "Rate limited"
+    slug = "rate-limited"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class IdempotencyKeyReused(ServiceError):
     status = 422
     code = "IDEMPOTENCY_KEY_REUSED"
@@ -162,11 +186,29 @@ class ServiceUnavailable(ServiceError):
         return {"Retry-After": str(self.retry_after)}
 
 
+# Bounds on what a refusal echoes of the request (FR-153): a body of 64 KiB can name
+# thousands of members, each as long as it likes.
+ERRORS_LISTED = 100
+NAME_ECHOED = 200
+MESSAGE_ECHOED = 500
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "\u2026"
+
+
 def validation_failed(errors: list[FieldError]) -> ValidationFailed:
     count = len(errors)
     noun = "field" if count == 1 else "fields"
-    listed = "; ".join(f"{e.field}: {e.message}" for e in errors)
-    return ValidationFailed(f"The request has {count} invalid {noun}: {listed}.", errors=errors)
+    shown = [
+        FieldError(_cut(e.field, NAME_ECHOED), _cut(e.message, MESSAGE_ECHOED))
+        for e in errors[:ERRORS_LISTED]
+    ]
+    listed = "; ".join(f"{e.field}: {e.message}" for e in shown)
+    more = f"; and {count - len(shown)} more" if count > len(shown) else ""
+    return ValidationFailed(
+        f"The request has {count} invalid {noun}: {listed}{more}.", errors=shown
+    )
 
 
 def problem_response(error: ServiceError) -> Response:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from starlette.datastructures import Headers
 
+from service import limits
 from service.errors import InvalidToken, InvalidUserContext, MissingToken, MissingUserContext
 from service.parsing import parse_uuid
 from service.store import Caller, UserId
@@ -66,8 +67,13 @@ def bearer_token(headers: Headers) -> str:
 
 
 async def current_user(request: Request) -> Caller:
+    """The caller, who from here on owes a step of their rate limit (if one is set)."""
     verifier: TokenVerifier | None = request.app.state.token_verifier
     if verifier is None:
-        return _from_header(request.headers)
-    verified = await verifier.verify(bearer_token(request.headers))
-    return Caller(owner_id(verified.issuer, verified.subject), verified.issuer, verified.subject)
+        caller = _from_header(request.headers)
+    else:
+        verified = await verifier.verify(bearer_token(request.headers))
+        subject = verified.subject
+        caller = Caller(owner_id(verified.issuer, subject), verified.issuer, subject)
+    limits.owe(caller.id)
+    return caller

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import limits
 from service.errors import InternalError, PayloadTooLarge, problem_response
 from service.logs import request_id
+from service.settings import RatePolicy
 
 access_log = logging.getLogger("service.access")
 log = logging.getLogger("service")
@@ -46,6 +48,8 @@ CORS_EXPOSED_HEADERS = (
     "Idempotent-Replayed",
     "X-Request-ID",
 )
+# ... and, with TODO_RATE_LIMIT set, what is left of the caller's limit.
+RATE_LIMIT_HEADERS = ("RateLimit", "RateLimit-Policy")
 
 
 class ListedOriginsOnly:
@@ -54,15 +58,16 @@ class ListedOriginsOnly:
     adds its exposed headers to every response. An unlisted origin here gets no CORS
     header at all; its preflight is a request like any other (405)."""
 
-    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, origins: Sequence[str], rate_limited: bool) -> None:
         self.app = app
         self.origins = {origin.encode("latin-1") for origin in origins}
+        exposed = CORS_EXPOSED_HEADERS + (RATE_LIMIT_HEADERS if rate_limited else ())
         self.cors = CORSMiddleware(
             app,
             allow_origins=list(origins),
             allow_methods=CORS_METHODS,
             allow_headers=CORS_REQUEST_HEADERS,
-            expose_headers=CORS_EXPOSED_HEADERS,
+            expose_headers=exposed,
             allow_credentials=False,
             max_age=600,
         )
@@ -155,3 +160,38 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class RateLimitHeaders:
+    """With TODO_RATE_LIMIT: every answer to an identified caller says the policy and
+    what is left of it, as draft-ietf-httpapi-ratelimit-headers-11 spells them
+    (`RateLimit-Policy: "user";q=600;w=60`, `RateLimit: "user";r=599;t=1`)."""
+
+    def __init__(self, app: ASGIApp, policy: RatePolicy) -> None:
+        self.app = app
+        self.policy = f'"user";q={policy.quota};w={policy.window}'.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tokens = limits.begin()
+
+        async def send_with_limit(message: Message) -> None:
+            allowance = limits.allowance()
+            if message["type"] == "http.response.start" and allowance is not None:
+                said = f'"user";r={allowance.remaining};t={allowance.reset}'.encode()
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"ratelimit-policy", self.policy),
+                        (b"ratelimit", said),
+                    ],
+                }
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_limit)
+        finally:
+            limits.end(tokens)

@@ -180,18 +180,23 @@ class AsyncPool:
         else:
             connection.close()
 
-    async def fetch(self, sql: str, parameters: dict[str, Any]) -> tuple[Rows, list[str]]:
-        """The rows of `sql`'s last statement, sent in one round trip, and the notices
-        the server sent meanwhile (usually none)."""
+    async def fetch(
+        self, sql: str, parameters: dict[str, Any], listen: bool = False
+    ) -> tuple[Rows, list[str]]:
+        """The rows of `sql`'s last statement, sent in one round trip; and, when asked
+        to `listen`, the notices the server sent with them."""
         gate = await self._enter()
         try:
             connection, opened = self._take_idle() or (await self._open(), time.monotonic())
             reusable = False
             try:
                 rows = await run(connection, sql, parameters)
-                notices: list[str] = connection.notices
-                if notices:
-                    connection.notices = []
+                notices: list[str] = []
+                if listen:
+                    # psycopg2 hands an asynchronous connection's notices over at its
+                    # next poll; this one reads nothing more from the socket.
+                    connection.poll()
+                    notices, connection.notices = connection.notices, []
                 reusable = True
                 return rows, notices
             except BaseException as error:

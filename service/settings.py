@@ -1,14 +1,27 @@
 """Every environment variable the service reads, typed, with its default."""
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # HS256 keys shorter than the hash's output are brute-forceable (RFC 7518 §3.2).
 JWT_SECRET_MIN_BYTES = 32
+# The contract's bound on how many todos a user may be allowed (Problem.limit).
+QUOTA_MAX = 1_000_000
+_RATE = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*")
+
+
+@dataclass(frozen=True)
+class RatePolicy:
+    """`quota` requests per caller in any `window` seconds (TODO_RATE_LIMIT=quota/window)."""
+
+    quota: int
+    window: int
 
 
 class Settings(BaseSettings):
@@ -38,6 +51,12 @@ class Settings(BaseSettings):
     # Comma-separated exact origins; empty means no CORS headers at all.
     cors_origins: str = Field(default="", alias="TODO_CORS_ORIGINS")
 
+    # Bounded consumption; unset, neither is checked, nor costs a statement.
+    max_todos_per_user: int | None = Field(
+        default=None, ge=1, le=QUOTA_MAX, alias="TODO_MAX_TODOS_PER_USER"
+    )
+    rate_limit: RatePolicy | None = Field(default=None, alias="TODO_RATE_LIMIT")
+
     log_level: str = Field(default="INFO", alias="TODO_LOG_LEVEL")
 
     @field_validator("jwt_secret")
@@ -46,6 +65,21 @@ class Settings(BaseSettings):
         if secret is not None and len(secret.get_secret_value().encode()) < JWT_SECRET_MIN_BYTES:
             raise ValueError(f"must be at least {JWT_SECRET_MIN_BYTES} bytes")
         return secret
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _quota_per_window(cls, value: Any) -> RatePolicy | None:
+        if value is None or isinstance(value, RatePolicy) or value == "":
+            return value or None
+        found = _RATE.fullmatch(str(value))
+        if found is None or int(found[1]) < 1 or int(found[2]) < 1:
+            raise ValueError("must be requests/seconds, such as 600/60")
+        return RatePolicy(int(found[1]), int(found[2]))
+
+    @field_validator("max_todos_per_user", mode="before")
+    @classmethod
+    def _unset_when_blank(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("jwt_issuer", "jwt_audience", "jwt_jwks_url")
     @classmethod

@@ -202,10 +202,13 @@ def _empty_is_null(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
 def _replays_create_again() -> None:
     once = keys.create_once
 
-    async def create_once(database: Database, caller: Any, data: Any, key: str) -> Any:
-        made = await once(database, caller, data, key)
+    async def create_once(
+        database: Database, caller: Any, data: Any, key: str, quota: int | None = None
+    ) -> Any:
+        made = await once(database, caller, data, key, quota)
         if isinstance(made, Created) and made.replayed:
             fresh = await todos.create(database, caller, data)
+            assert isinstance(fresh, Created)
             return Created(fresh.json, fresh.version, fresh.todo_id, replayed=True)
         return made
 
@@ -223,8 +226,8 @@ def _stale_etags() -> None:
 
 
 def _blank_titles() -> None:
-    models._WHITESPACE = frozenset()  # type: ignore[attr-defined]
-    models._BLANK = frozenset()  # type: ignore[attr-defined]
+    models._WHITESPACE = frozenset()
+    models._BLANK = frozenset()
 
 
 def _oldest_first() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from service import db
-from service.db import REQUEST_CONTEXT, Database
+from service import db, store
+from service.db import RATE_LIMIT_STEP, REQUEST_CONTEXT, Database
 from service.store import keys, todos
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
@@ -21,12 +21,16 @@ _TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK)\b[\w ]*$", re.IGNORECASE
 
 
 def statements(module: ModuleType) -> dict[str, str]:
-    """A module's statements, by name: its public upper-case string constants (the
-    private ones are parts the public ones are composed of)."""
+    """A module's statements, by name: the public upper-case string constants it
+    defines (the private ones, and those it imports from the store's package, are parts
+    the statements are composed of)."""
     return {
         f"{module.__name__}.{name}": value
         for name, value in vars(module).items()
-        if name.isupper() and not name.startswith("_") and isinstance(value, str)
+        if name.isupper()
+        and not name.startswith("_")
+        and isinstance(value, str)
+        and getattr(store, name, None) is not value
     }
 
 
@@ -51,14 +55,21 @@ class StatementLog:
     its request context taken off the front."""
 
     statements: list[str] = field(default_factory=list)
+    # How many of them also took a step of their caller's rate limit.
+    steps: int = 0
 
     def attach(self, database: Database) -> None:
         send = database.request_sql
 
-        def recorded(user: Any, statement: str, parameters: dict[str, Any]) -> Any:
-            sql, values = send(user, statement, parameters)
+        def recorded(
+            user: Any, statement: str, parameters: dict[str, Any], step: bool = False
+        ) -> tuple[str, dict[str, Any]]:
+            sql, values = send(user, statement, parameters, step)
             assert sql.startswith(REQUEST_CONTEXT), "every statement goes in a request context"
-            self.statements.append(sql.removeprefix(REQUEST_CONTEXT))
+            sent = sql.removeprefix(REQUEST_CONTEXT)
+            if sent.startswith(RATE_LIMIT_STEP):
+                self.steps += 1
+            self.statements.append(sent.removeprefix(RATE_LIMIT_STEP))
             return sql, values
 
         database.request_sql = recorded  # type: ignore[method-assign]

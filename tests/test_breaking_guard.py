@@ -14,9 +14,13 @@ assert _spec is not None and _spec.loader is not None
 breaking = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(breaking)
 
-BASELINE: dict[str, Any] = yaml.safe_load(
-    (REPO / "contracts" / "openapi.baseline.yaml").read_text()
-)
+RELEASED = {
+    version: yaml.safe_load(
+        (REPO / "contracts" / "released" / f"openapi-{version}.yaml").read_text()
+    )
+    for version in ("1.0.0", "1.1.0")
+}
+BASELINE = RELEASED["1.0.0"]
 CURRENT: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 
 
@@ -26,10 +30,23 @@ def _changed(change: Any) -> dict[str, Any]:
     return spec
 
 
-@pytest.mark.req("FR-020")
-def test_the_current_contract_does_not_break_the_released_one() -> None:
-    ok, problems = breaking.verdict(BASELINE, CURRENT)
+@pytest.mark.req("FR-020", "FR-153")
+@pytest.mark.parametrize("version", RELEASED)
+def test_the_current_contract_breaks_no_released_one(version: str) -> None:
+    ok, problems = breaking.verdict(RELEASED[version], CURRENT)
     assert ok, problems
+    assert problems == [], "a change breaking a client, even under a new major version"
+
+
+@pytest.mark.req("FR-153")
+def test_an_answer_bounded_more_tightly_breaks_no_client() -> None:
+    """A client that accepted more still accepts what it gets: narrowing a response is
+    not breaking, narrowing an input is."""
+
+    def tighter(schemas: dict[str, Any], spec: dict[str, Any]) -> None:
+        schemas["Todo"]["properties"]["title"]["maxLength"] = 100
+
+    assert breaking.verdict(BASELINE, _changed(tighter)) == (True, [])
 
 
 @pytest.mark.req("FR-020")

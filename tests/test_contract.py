@@ -91,8 +91,8 @@ def test_the_contract_declares_both_ways_in() -> None:
 
 
 @pytest.mark.req("FR-107", "FR-020")
-def test_the_contract_is_version_1_1_and_lists_every_problem_code() -> None:
-    assert SPEC["info"]["version"].startswith("1.1.")
+def test_the_contract_is_version_1_2_and_lists_every_problem_code() -> None:
+    assert SPEC["info"]["version"].startswith("1.2.")
     codes = set(SPEC["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
     assert {
         "MISSING_TOKEN",
@@ -100,6 +100,8 @@ def test_the_contract_is_version_1_1_and_lists_every_problem_code() -> None:
         "TOKEN_EXPIRED",
         "PRECONDITION_FAILED",
         "IDEMPOTENCY_KEY_REUSED",
+        "QUOTA_EXCEEDED",
+        "RATE_LIMITED",
     } <= codes
 
 

@@ -3,14 +3,18 @@ service sent during the whole run is restricted to one user; and every statement
 sent is one written out as SQL in the repository."""
 
 import re
+import uuid
 
 import pytest
 from api import TODOS, as_user, create, todo_url
+from conftest import make_settings
 from fastapi.testclient import TestClient
 from sql_audit import StatementLog, sendable, violations
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from service.app import create_app
+from service.db import Database
 from service.store import todos
 
 KINDS = {
@@ -103,7 +107,12 @@ def _seed_a_long_list(admin_engine: Engine, user: str) -> None:
 @pytest.mark.audit_last
 @pytest.mark.req("FR-013", "SC-005", "FR-113", "FR-121", "FR-131")
 def test_every_statement_sent_is_written_out_in_the_repository_and_restricted_to_one_user(
-    client: TestClient, admin_engine: Engine, statement_log: StatementLog, alice: str, bob: str
+    client: TestClient,
+    admin_engine: Engine,
+    statement_log: StatementLog,
+    postgres_url: str,
+    alice: str,
+    bob: str,
 ) -> None:
     # Drive every operation once, so the audit stands even when run alone.
     kept = create(client, alice, title="kept")
@@ -129,6 +138,18 @@ def test_every_statement_sent_is_written_out_in_the_repository_and_restricted_to
     _seed_a_long_list(admin_engine, bob)
     assert client.get(TODOS, headers=as_user(bob)).json()["count"] > todos.WHOLE_LIST_LIMIT
     assert client.get("/health/ready").status_code == 200
+    # And with a quota and a rate limit, whose statements and step are their own.
+    settings = make_settings(postgres_url, TODO_MAX_TODOS_PER_USER=1, TODO_RATE_LIMIT="100/60")
+    limited = Database(settings)
+    statement_log.attach(limited)
+    steps = statement_log.steps
+    bounded = TestClient(create_app(settings, limited), raise_server_exceptions=False)
+    carol = str(uuid.uuid4())
+    create(bounded, carol, title="within the quota")
+    keyed = {**as_user(carol), "Idempotency-Key": "q"}
+    assert bounded.post(TODOS, json={"title": "over it"}, headers=keyed).status_code == 409
+    assert statement_log.steps - steps == 2
+    limited.close()
 
     forms = sendable()
     sent = set(statement_log.statements)

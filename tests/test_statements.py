@@ -18,8 +18,9 @@ _HEADER = """\
 -- service/db.py and service/store/ by tests/test_statements.py (which fails when this
 -- file and the code differ; REGENERATE_STATEMENTS=1 writes it anew).
 --
--- Each is sent after service.db.REQUEST_CONTEXT, in one query string: one round trip,
--- one transaction. A stream then sends FETCH_STREAM until no row comes back, then
+-- Each is sent after service.db.REQUEST_CONTEXT (and, with TODO_RATE_LIMIT, a request's
+-- first one after RATE_LIMIT_STEP too), in one query string: one round trip, one
+-- transaction. A stream then sends FETCH_STREAM until no row comes back, then
 -- CLOSE_STREAM, on the same connection. %(name)s marks a value the driver puts in.
 """
 
@@ -28,6 +29,7 @@ def render() -> str:
     parts = [_HEADER]
     alone = {
         "service.db.REQUEST_CONTEXT": db.REQUEST_CONTEXT,
+        "service.db.RATE_LIMIT_STEP": db.RATE_LIMIT_STEP,
         "service.db.FETCH_STREAM": db.FETCH_STREAM,
         "service.db.CLOSE_STREAM": db.CLOSE_STREAM,
     }

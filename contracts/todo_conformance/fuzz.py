@@ -161,10 +161,14 @@ def _is_user(parameter: Any, refs: set[str] = frozenset()) -> bool:  # type: ign
     return parameter.get("$ref") in refs or str(parameter.get("name", "")).lower() == "x-user-id"
 
 
-def _config(directory: Path) -> Path:
+def _config(directory: Path, read_only: bool) -> Path:
     path = directory / "schemathesis.toml"
     statuses = ", ".join(f'"{s}"' for s in EXPECTED_STATUSES)
-    path.write_text(f"[checks.positive_data_acceptance]\nexpected-statuses = [{statuses}]\n")
+    text = f"[checks.positive_data_acceptance]\nexpected-statuses = [{statuses}]\n"
+    if read_only:
+        # The coverage phase also tries the methods a path does not declare.
+        text += "\n[phases.coverage]\nunexpected-methods = []\n"
+    path.write_text(text)
     return path
 
 
@@ -197,7 +201,7 @@ class Fuzzer:
         program = Path(sys.executable).with_name("schemathesis")
         command = [
             str(program) if program.exists() else shutil.which("schemathesis") or "schemathesis",
-            "--config-file", str(_config(directory)),
+            "--config-file", str(_config(directory, ctx.options.read_only)),
             "run", str(view),
             "--url", ctx.target.base_url,
             "--auth-wfc", str(auth),
@@ -213,11 +217,16 @@ class Fuzzer:
             "--report", "ndjson",
             "--report-ndjson-path", str(directory / "events.ndjson"),
         ]  # fmt: skip
+        excluded = []
         if ctx.options.mode == "header":
             # The header names a caller; it is no authentication to find ignored.
-            command += ["--exclude-checks", "ignored_auth"]
+            excluded.append("ignored_auth")
         if ctx.options.read_only:
+            # Reads only: no write operation, and no probing with undeclared methods.
             command += ["--include-method", "GET", "--include-method", "HEAD"]
+            excluded.append("unsupported_method")
+        if excluded:
+            command += ["--exclude-checks", ",".join(excluded)]
         if self.max_rps:
             command += ["--rate-limit", f"{max(1, int(self.max_rps))}/s"]
         return command

@@ -201,6 +201,8 @@ def execute(run: Run, target: Target, interrupted: Callable[[], bool]) -> Outcom
         return Outcome(
             meta, _every_requirement(ERROR, f"a user could not sign in: {why}", run.only), None
         )
+    # Who the kit was, so that an operator can look for anything left behind.
+    meta["users"] = {name: user.expected_id for name, user in users.items()}
     ledger = Ledger()
     ctx = Context(target, contract, users, ledger, run.options, run_id)
     results: list[CheckResult] = []

@@ -11,6 +11,10 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from service.errors import FieldError, validation_failed
+
+# Room for hundreds of entity tags; the contract bounds the header to this (FR-153).
+CONDITION_MAX = 8192
 # One element of an entity-tag list: [W/] DQUOTE *etagc DQUOTE.
 _ELEMENT = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*(?:,|$)')
 _ITEM = re.compile(r"[0-9]{1,18}")
@@ -45,12 +49,14 @@ class Condition:
         return [int(tag) for tag in self._opaque(weak_comparison) if _ITEM.fullmatch(tag)]
 
 
-def parse_condition(values: list[str]) -> Condition | None:
+def parse_condition(values: list[str], header: str) -> Condition | None:
     """None when the header is absent. Repeated lines are one list (RFC 9110 §5.3);
     elements that are not entity-tags are ignored, so they match nothing."""
     if not values:
         return None
     joined = ",".join(values)
+    if len(joined) > CONDITION_MAX:
+        raise validation_failed([FieldError(header, f"must be at most {CONDITION_MAX} characters")])
     if joined.strip() == "*":
         return Condition(any=True, strong=(), weak=())
     strong: list[str] = []

@@ -11,13 +11,13 @@ from starlette.responses import Response, StreamingResponse
 
 from service import cursors
 from service.db import Database
-from service.errors import IdempotencyKeyReused, NotFound, PreconditionFailed
+from service.errors import IdempotencyKeyReused, NotFound, PreconditionFailed, QuotaExceeded
 from service.identity import current_user
 from service.models import TodoCreate, TodoUpdate
 from service.parsing import json_body, parse_page, parse_request, parse_todo_id, wants_page
 from service.routes import lists
 from service.routes.etags import item_tag, list_tag, parse_condition
-from service.store import keys, todos
+from service.store import Created, OverQuota, keys, todos
 
 PREFIX = "/api/v1/todos"
 router = APIRouter(prefix=PREFIX)
@@ -61,15 +61,20 @@ async def create_todo(request: Request) -> Response:
         TodoCreate, body, idempotency_key=request.headers.getlist("idempotency-key")
     )
     db = _db(request)
+    quota: int | None = request.app.state.quota
+    created: Created | keys.Reused | OverQuota
     if parsed.idempotency_key is None:
-        created = await todos.create(db, caller, parsed.body)
+        created = await todos.create(db, caller, parsed.body, quota)
     else:
-        answer = await keys.create_once(db, caller, parsed.body, parsed.idempotency_key)
-        if isinstance(answer, keys.Reused):
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was already used for a different request; use a new key."
-            )
-        created = answer
+        created = await keys.create_once(db, caller, parsed.body, parsed.idempotency_key, quota)
+    if isinstance(created, keys.Reused):
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for a different request; use a new key."
+        )
+    if isinstance(created, OverQuota):
+        raise QuotaExceeded(
+            f"A user may hold at most {quota} todos; delete one to make room.", limit=quota or 0
+        )
     headers = {"Location": f"{PREFIX}/{created.todo_id}", "ETag": item_tag(created.version)}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -80,7 +85,7 @@ async def create_todo(request: Request) -> Response:
 async def list_todos(request: Request) -> Response:
     caller = await current_user(request)
     db = _db(request)
-    unless = parse_condition(request.headers.getlist("if-none-match"))
+    unless = parse_condition(request.headers.getlist("if-none-match"), "If-None-Match")
     paged = wants_page(request.query_params)
     key = await db.cursor_key() if paged else b""
     wanted = parse_page(request.query_params, key) if paged else None
@@ -116,11 +121,12 @@ async def list_todos(request: Request) -> Response:
 @router.api_route("/{todo_id}", methods=["GET", "HEAD"])
 async def get_todo(todo_id: str, request: Request) -> Response:
     caller = await current_user(request)
-    found = await todos.get(_db(request), caller.id, parse_todo_id(todo_id))
+    wanted = parse_todo_id(todo_id)
+    unless = parse_condition(request.headers.getlist("if-none-match"), "If-None-Match")
+    found = await todos.get(_db(request), caller.id, wanted)
     if found is None:
         raise _not_found()
     etag = item_tag(found.version)
-    unless = parse_condition(request.headers.getlist("if-none-match"))
     if unless is not None and unless.matches(etag, weak_comparison=True):
         return _not_modified(etag)
     return _json(found.json, {**_READ, "ETag": etag})
@@ -129,7 +135,7 @@ async def get_todo(todo_id: str, request: Request) -> Response:
 def _if_match(request: Request) -> list[int] | None:
     """The todo versions If-Match names; None when absent or `*` (which any existing
     todo matches, so the write is unconditional)."""
-    condition = parse_condition(request.headers.getlist("if-match"))
+    condition = parse_condition(request.headers.getlist("if-match"), "If-Match")
     if condition is None or condition.any:
         return None
     return condition.item_versions(weak_comparison=False)
