@@ -210,6 +210,41 @@ def test_what_a_run_cannot_check_is_not_applicable_with_the_reason(
     assert "bearer mode" in header_run[0].requirement("FR-103")["reason"]
 
 
+@pytest.mark.req("FR-151", "FR-152", "FR-148")
+def test_the_kit_checks_the_quota_and_rate_limit_a_deployment_sets(
+    tmp_path_factory: pytest.TempPathFactory,
+    run_logs: RunLogs,
+    postgres_url: str,
+    database: Database,
+) -> None:
+    service = _serve(
+        tmp_path_factory.mktemp("kit-limits"),
+        run_logs,
+        postgres_url,
+        TODO_MAX_TODOS_PER_USER="25",
+        TODO_RATE_LIMIT="300/60",
+    )
+    try:
+        run = run_kit(
+            service.base,
+            tmp_path_factory.mktemp("report-limits"),
+            "--quota",
+            "25",
+            "--only",
+            "FR-151,FR-152,FR-153,FR-008,FR-013",
+            "--fuzz-examples",
+            "5",
+        )
+    finally:
+        service.stop()
+    assert run.status == 0, run.output
+    for rid in ("FR-151", "FR-152", "FR-153", "FR-008", "FR-013"):
+        requirement = run.requirement(rid)
+        assert requirement["outcome"] == "pass", requirement
+    names = {c["name"] for c in run.requirement("FR-152")["checks"] if c["outcome"] == "pass"}
+    assert any("429" in name for name in names), "the limit was spent and refused"
+
+
 @pytest.mark.req("FR-141")
 def test_against_a_1_0_contract_the_later_requirements_are_not_applicable(
     header_service: ServedService, tmp_path: Path

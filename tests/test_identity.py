@@ -1,6 +1,6 @@
-"""Verified identity: in `jwt` mode the caller is proven by a bearer JWT from a real
-Better Auth server, X-User-ID never selects a user, and the isolation of 1.0 holds
-exactly as in `header` mode."""
+"""Verified identity as only the inside sees it: header mode stays the default,
+row-level security alone keeps token users apart, and a fresh token of a Better Auth
+user is the same user. The rest, with a real Better Auth, is the conformance kit's."""
 
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,8 +14,6 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-
-from service.identity import owner_id
 
 
 def bearer(user: SignedUp, **more: str) -> dict[str, str]:
@@ -41,25 +39,6 @@ def _answer(response: Response) -> tuple[int, bytes, dict[str, str]]:
     return response.status_code, response.content, headers
 
 
-@pytest.mark.req("FR-101", "FR-105")
-def test_a_better_auth_token_is_the_callers_identity(
-    jwt_client: TestClient, better_auth: BetterAuth, admin_engine: Engine
-) -> None:
-    alice = better_auth.sign_up("Alice")
-    assert len(alice.subject) == 32 and alice.subject.isalnum()  # not a UUID
-    todo = _make(jwt_client, alice, title="from a token")
-    expected = owner_id(better_auth.base, alice.subject)
-    assert todo["user_id"] == str(expected)
-    assert expected == uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, better_auth.base), alice.subject)
-    listed = jwt_client.get(TODOS, headers=bearer(alice)).json()
-    assert [t["id"] for t in listed["items"]] == [todo["id"]]
-    with admin_engine.begin() as conn:
-        row = conn.execute(
-            text("SELECT issuer, subject FROM users WHERE id = :id"), {"id": str(expected)}
-        ).one()
-    assert tuple(row) == (better_auth.base, alice.subject)
-
-
 @pytest.mark.req("FR-101")
 def test_header_mode_stays_the_default(client: TestClient) -> None:
     user = str(uuid.uuid4())
@@ -74,45 +53,6 @@ OPERATIONS: dict[str, Callable[[TestClient, str, dict[str, str]], Response]] = {
     "patch": lambda c, path, h: c.patch(path, json={"title": "pwned"}, headers=h),
     "delete": lambda c, path, h: c.delete(path, headers=h),
 }
-
-
-@pytest.mark.req("FR-101", "FR-105", "FR-014", "FR-013")
-@pytest.mark.parametrize("operation", OPERATIONS)
-def test_one_users_token_never_reaches_another_users_todo(
-    jwt_client: TestClient, better_auth: BetterAuth, admin_engine: Engine, operation: str
-) -> None:
-    alice, bob = better_auth.sign_up("Alice"), better_auth.sign_up("Bob")
-    victim = _make(jwt_client, alice, title="secret", description="alice only")
-    _make(jwt_client, bob, title="bob's own")
-    before = _rows(admin_engine)
-
-    call = OPERATIONS[operation]
-    foreign = call(jwt_client, todo_url(victim["id"]), bearer(bob))
-    missing = call(jwt_client, todo_url(uuid.uuid4()), bearer(bob))
-    # Naming Alice in X-User-ID beside Bob's token changes nothing.
-    claimed = call(
-        jwt_client, todo_url(victim["id"]), bearer(bob, **{"X-User-ID": victim["user_id"]})
-    )
-
-    assert foreign.status_code == 404
-    assert _answer(foreign) == _answer(missing) == _answer(claimed)
-    assert _rows(admin_engine) == before
-    assert jwt_client.get(todo_url(victim["id"]), headers=bearer(alice)).json() == victim
-
-
-@pytest.mark.req("FR-101", "FR-105", "FR-013")
-def test_x_user_id_never_selects_a_user_in_jwt_mode(
-    jwt_client: TestClient, better_auth: BetterAuth
-) -> None:
-    alice, bob = better_auth.sign_up("Alice"), better_auth.sign_up("Bob")
-    hers = _make(jwt_client, alice, title="hers")
-    as_alice = {"X-User-ID": hers["user_id"]}
-    listed = jwt_client.get(TODOS, headers=bearer(bob, **as_alice)).json()
-    assert listed == {"items": [], "count": 0}
-    made = jwt_client.post(TODOS, json={"title": "bob's"}, headers=bearer(bob, **as_alice))
-    assert made.json()["user_id"] == str(owner_id(better_auth.base, bob.subject))
-    alone = jwt_client.get(TODOS, headers=as_alice)
-    problem(alone, 401, "MISSING_TOKEN")
 
 
 @pytest.fixture

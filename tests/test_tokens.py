@@ -79,11 +79,6 @@ def _nothing_written(engine: Engine) -> None:
         assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
 
 
-def _none(keys: list[SigningKey]) -> str:
-    header = {"alg": "none", "typ": "JWT", "kid": keys[0].kid}
-    return f"{_b64(header)}.{_b64(claims())}."
-
-
 def _confused(keys: list[SigningKey]) -> str:
     # HS256 "signed" with the published public key, the classic algorithm confusion.
     rsa = next(k for k in keys if k.algorithm == "RS256")
@@ -97,11 +92,6 @@ def _hs256_by_hand(header: dict[str, Any], body: dict[str, Any], key: bytes) -> 
     signing_input = f"{_b64(header)}.{_b64(body)}"
     mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-
-
-def _tampered(keys: list[SigningKey]) -> str:
-    head, _, signature = keys[0].sign(claims()).split(".")
-    return f"{head}.{_b64(claims(sub='someone-else'))}.{signature}"
 
 
 def _signed(**overrides: Any) -> Callable[[list[SigningKey]], str]:
@@ -120,15 +110,10 @@ def _wrong_key_same_kid(keys: list[SigningKey]) -> str:
 
 # name: (Authorization header made from the published keys, expected code)
 HOSTILE: dict[str, tuple[Callable[[list[SigningKey]], str | None], str]] = {
-    "no token": (lambda keys: None, "MISSING_TOKEN"),
-    "empty Authorization": (lambda keys: "", "MISSING_TOKEN"),
-    "Basic scheme": (lambda keys: "Basic dXNlcjpwYXNz", "MISSING_TOKEN"),
+    # (No token, none, tampered, malformed and foreign-algorithm tokens are the
+    # conformance kit's, made without the key: tests/test_conformance_kit.py.)
     "Bearer without a token": (lambda keys: "Bearer ", "MISSING_TOKEN"),
-    "garbage": (lambda keys: "Bearer not-a-jwt", "INVALID_TOKEN"),
-    "three garbage parts": (lambda keys: "Bearer a.b.c", "INVALID_TOKEN"),
-    "alg none": (lambda keys: f"Bearer {_none(keys)}", "INVALID_TOKEN"),
     "HS256 signed with the public key": (lambda k: f"Bearer {_confused(k)}", "INVALID_TOKEN"),
-    "tampered payload": (lambda keys: f"Bearer {_tampered(keys)}", "INVALID_TOKEN"),
     "expired": (lambda k: f"Bearer {_signed(exp=int(time.time()) - 5)(k)}", "TOKEN_EXPIRED"),
     "not yet valid": (
         lambda k: f"Bearer {_signed(nbf=int(time.time()) + 300)(k)}",
@@ -325,20 +310,3 @@ def test_a_bad_key_configuration_refuses_to_start(
     assert "Traceback" not in done.stderr
     if "TODO_JWT_SECRET" in env:
         assert env["TODO_JWT_SECRET"] not in done.stdout + done.stderr
-
-
-@pytest.mark.req("FR-108", "FR-103")
-def test_a_repeated_authorization_header_is_refused(
-    jwks_app: TestClient, key_server: KeyServer, admin_engine: Engine
-) -> None:
-    good = f"Bearer {key_server.keys[0].sign(claims())}"
-    other = f"Bearer {key_server.keys[0].sign(claims(sub='someone-else'))}"
-    for pair in ([good, good], [good, other], [other, good]):
-        answer = jwks_app.post(
-            TODOS,
-            json={"title": "should not exist"},
-            headers=[("Authorization", value) for value in pair],
-        )
-        problem(answer, 401, "INVALID_TOKEN")
-        assert answer.headers["www-authenticate"] == 'Bearer error="invalid_token"'
-    _nothing_written(admin_engine)

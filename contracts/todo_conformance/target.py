@@ -142,8 +142,13 @@ class _Pace:
             time.sleep(start - now)
 
 
+# How many times a request refused for its rate (429) is sent again after Retry-After.
+PATIENCE = 20
+
+
 class Target:
-    """The deployment under test, at `base_url`."""
+    """The deployment under test, at `base_url`. A target that limits its callers'
+    rate is waited for (Retry-After) and asked again, unless a check wants the 429."""
 
     def __init__(
         self, base_url: str, *, read_only: bool, max_rps: float | None, timeout: float = 30
@@ -173,6 +178,24 @@ class Target:
         body: bytes | None = None,
         json_body: Any = None,
         user: str | None = None,
+        patient: bool = True,
+    ) -> Exchange:
+        for _ in range(PATIENCE if patient else 1):
+            answer = self._send(method, path, headers, body, json_body, user)
+            wait = answer.header("retry-after") or ""
+            if not (answer.status == 429 and wait.isdigit()):
+                break
+            time.sleep(min(int(wait), 60))
+        return answer
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes | None,
+        json_body: Any,
+        user: str | None,
     ) -> Exchange:
         method = method.upper()
         if self.read_only and method not in READ_ONLY_METHODS:

@@ -7,7 +7,6 @@ Broken (the kit could not check: a prerequisite the target did not provide, a lo
 connection); it is not applicable by raising Inapplicable (with the reason). Every
 expectation is stated from the requirements, never guessed from one implementation."""
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,6 @@ from todo_conformance.users import User
 
 T = TypeVar("T")
 PROBLEM = "application/problem+json"
-# How many times a request refused for its rate is sent again after Retry-After.
-_PATIENCE = 20
 MARK = "todo-conformance"
 
 
@@ -115,23 +112,19 @@ class Context:
         patient: bool = True,
     ) -> Exchange:
         """A request as `user` (None: no identity at all), recording what it creates.
-        A target that limits its callers' rate is waited for (Retry-After) and asked
-        again, unless the check wants to see the 429 itself (`patient=False`)."""
+        A target that limits its callers' rate is waited for and asked again, unless
+        the check wants to see the 429 itself (`patient=False`)."""
         identity = user.identity() if user is not None else []
-        for _ in range(_PATIENCE):
-            answer = self.target.request(
-                method,
-                path,
-                headers=[*identity, *headers],
-                json_body=json,
-                body=body,
-                user=None if user is None else user.name,
-            )
-            self.ledger.note(answer)
-            wait = answer.header("retry-after") or ""
-            if not (patient and answer.status == 429 and wait.isdigit()):
-                return answer
-            time.sleep(min(int(wait), 60))
+        answer = self.target.request(
+            method,
+            path,
+            headers=[*identity, *headers],
+            json_body=json,
+            body=body,
+            user=None if user is None else user.name,
+            patient=patient,
+        )
+        self.ledger.note(answer)
         return answer
 
     def create(self, user: User, text: str = "todo", **fields: Any) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def answers_to_the_listed_origin_expose_the_contracts_headers(ctx: Context) -> N
 
 @check("FR-106", since="1.1", writes=False, needs="origin")
 def an_unlisted_origin_gets_no_cors_header(ctx: Context) -> None:
-    """An unlisted origin gets no CORS header at all, on a preflight or an answer"""
+    """An unlisted origin gets no CORS header at all, on a preflight or an answer; nor does
+    a request naming its origin twice"""
     preflight = ctx.send(
         "OPTIONS",
         TODOS,
@@ -92,6 +93,8 @@ def an_unlisted_origin_gets_no_cors_header(ctx: Context) -> None:
         headers=[("Origin", UNLISTED), ("Access-Control-Request-Method", "GET")],
     )
     answer = ctx.send("GET", TODOS, ctx.main, headers=[("Origin", UNLISTED)])
-    for exchange in (preflight, answer):
+    origin = ctx.options.origin or ""
+    twice = ctx.send("GET", TODOS, ctx.main, headers=[("Origin", origin), ("Origin", origin)])
+    for exchange in (preflight, answer, twice):
         cors = [h for h in exchange.headers if h.lower().startswith("access-control-")]
         expect(not cors, f"an unlisted origin got {cors}", exchange)

@@ -1,5 +1,6 @@
 """The operations and the data model, as a client sees them (v1)."""
 
+import json
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -100,6 +101,17 @@ def a_todo_has_exactly_the_contracts_fields(ctx: Context) -> None:
         (again.get("title"), again.get("description")) == (title, description),
         "text read back is not the text sent",
     )
+    # A surrogate pair escaped in JSON is one character, like any other.
+    mark = json.dumps(ctx.title("")).encode()[:-1]
+    paired = ctx.send(
+        "POST",
+        TODOS,
+        ctx.main,
+        body=b'{"title": ' + mark + b' \\ud83c\\udf89"}',
+        headers=[("Content-Type", "application/json")],
+    )
+    answered = (paired.json_or_none() or {}).get("title", "")
+    expect(paired.status == 201 and answered.endswith(" \U0001f389"), "an escaped pair", paired)
 
 
 def _is_uuid(value: Any) -> bool:

@@ -87,6 +87,13 @@ def if_none_match_answers_304_for_a_todo_and_for_the_list(ctx: Context) -> None:
             )
         other = ctx.send("GET", target, ctx.main, headers=[("If-None-Match", '"not-it"')])
         expect(other.status == 200, f"a non-matching If-None-Match answered {other.status}", other)
+        lines = [("If-None-Match", '"not-it"'), ("If-None-Match", tag)]
+        listed = ctx.send("GET", target, ctx.main, headers=lines)
+        expect(listed.status == 304, "two If-None-Match lines are not read as one list", listed)
+    ctx.create(ctx.alt, "theirs")
+    theirs = _strong(ctx.send("GET", TODOS, ctx.alt), "another user's list")
+    foreign = ctx.send("GET", TODOS, ctx.main, headers=[("If-None-Match", theirs)])
+    expect(foreign.status == 200, "another user's list ETag matched the caller's list", foreign)
 
 
 @check("FR-112", since="1.1")
@@ -133,6 +140,9 @@ def if_match_makes_writes_conditional(ctx: Context) -> None:
             "PATCH", path, ctx.main, headers=[("If-Match", current)], json={"is_completed": True}
         )
         expect_problem(again, 412, "PRECONDITION_FAILED", "PATCH with the ETag the todo had before")
+    lines = [("If-Match", stale), ("If-Match", _strong(ctx.read(ctx.main, todo["id"]), "GET"))]
+    listed = ctx.send("PATCH", path, ctx.main, headers=lines, json={"is_completed": False})
+    expect(listed.status == 200, "two If-Match lines are not read as one list", listed)
     star = ctx.send(
         "PATCH", path, ctx.main, headers=[("If-Match", "*")], json={"description": "any"}
     )
@@ -215,6 +225,18 @@ def a_repeated_member_or_key_is_refused_and_changes_nothing(ctx: Context) -> Non
             f"the 422 does not name {member!r}",
             answer,
         )
+    todo = ctx.create(ctx.main, "twice named")
+    raw = b'{"title": ' + json_string(ctx.title("a")) + b', "title": ' + json_string("b") + b"}"
+    changed = ctx.send(
+        "PATCH",
+        todo_path(todo["id"]),
+        ctx.main,
+        body=raw,
+        headers=[("Content-Type", "application/json")],
+    )
+    expect_problem(changed, 422, None, "an update naming 'title' twice")
+    expect(ctx.read(ctx.main, todo["id"]).json_or_none() == todo, "an ambiguous update changed it")
+    before += 1
     twice = ctx.send(
         "POST",
         TODOS,

@@ -109,6 +109,20 @@ def a_walk_meets_each_todo_that_exists_throughout_exactly_once(ctx: Context) -> 
     expect(not missed, f"the walk skipped {len(missed)} todos that existed throughout")
 
 
+@check("FR-131", since="1.1", writes=False)
+def an_empty_list_is_one_empty_last_page(ctx: Context) -> None:
+    """A user with no todos gets one page: no items, count 0, next_cursor null, no Link"""
+    answer = _page(ctx, ctx.users["fresh"], 5)
+    body = answer.json_or_none() or {}
+    expect(answer.status == 200, f"expected 200, got {answer.status}", answer)
+    expect(
+        body.get("items") == [] and body.get("count") == 0 and body.get("next_cursor", 0) is None,
+        f"an empty list's page is {body}",
+        answer,
+    )
+    expect(answer.header("link") is None, "an empty list's page has a Link", answer)
+
+
 @check("FR-133", since="1.1", writes=False)
 def a_bad_cursor_or_limit_is_422_naming_it(ctx: Context) -> None:
     """A limit out of range, or a cursor made up, malformed or tampered with, is 422 naming the
@@ -117,6 +131,8 @@ def a_bad_cursor_or_limit_is_422_naming_it(ctx: Context) -> None:
         expect_invalid(_page(ctx, ctx.main, limit), "limit", f"limit={limit!r}")
     for cursor in ("!!!", "AQAGR8f2J3SGAAAAAAAAQACAAAAAAAAAAQ", "x" * 64):
         expect_invalid(_page(ctx, ctx.main, 2, cursor), "cursor", f"cursor={cursor!r}")
+    twice = ctx.send("GET", f"{TODOS}?limit=2&limit=3", ctx.main)
+    expect_invalid(twice, "limit", "limit given twice")
 
 
 @check("FR-133", since="1.1")

@@ -9,6 +9,7 @@ from todo_conformance.checks import (
     expect,
     expect_invalid,
     expect_problem,
+    todo_path,
 )
 from todo_conformance.target import Exchange
 from todo_conformance.users import User
@@ -48,6 +49,16 @@ def a_retry_answers_the_first_response_and_creates_nothing(ctx: Context) -> None
             again,
         )
     expect(len(ctx.listed(ctx.main)) == count, "a retry created a todo")
+    todo = first.json_or_none() or {}
+    read = ctx.read(ctx.main, str(todo.get("id")))
+    expect(read.json_or_none() == todo, "the keyed create's answer is not the todo stored", read)
+    ctx.send("DELETE", todo_path(str(todo.get("id"))), ctx.main)
+    after = _keyed(ctx, ctx.main, key, title)
+    expect(
+        after.status == 201 and after.json_or_none() == todo,
+        "a retry after the todo was deleted is not the first answer",
+        after,
+    )
 
 
 @check("FR-121", since="1.1")

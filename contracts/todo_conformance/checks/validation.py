@@ -233,6 +233,13 @@ def unknown_fields_and_wrong_types_are_refused(ctx: Context) -> None:
         "colour",
         "an update with an unknown field",
     )
+    for name, value in (("user_id", ctx.alt.expected_id or missing_id()), ("id", missing_id())):
+        expect_problem(
+            ctx.send("PATCH", path, ctx.main, json={name: value}),
+            422,
+            "VALIDATION_ERROR",
+            f"an update naming {name}",
+        )
     expect_problem(
         ctx.send("PATCH", path, ctx.main, json={}), 422, "VALIDATION_ERROR", "an empty update"
     )
@@ -269,6 +276,16 @@ def every_invalid_field_is_listed_at_once(ctx: Context) -> None:
         "the problem has no detail",
         answer,
     )
+    if ctx.contract.at_least("1.1"):
+        keyed = ctx.send(
+            "POST", TODOS, ctx.main, headers=[("Idempotency-Key", "")], json={"title": ""}
+        )
+        named = named_fields(keyed)
+        expect(
+            {"title", "Idempotency-Key"} <= named,
+            f"a bad key and a bad title: only {sorted(named)} named",
+            keyed,
+        )
 
 
 @check("FR-021")
@@ -279,6 +296,62 @@ def malformed_json_is_a_validation_error(ctx: Context) -> None:
             "POST", TODOS, ctx.main, body=raw, headers=[("Content-Type", "application/json")]
         )
         expect_invalid(answer, "body", f"a body of {raw!r}")
+
+
+@check("FR-021", "FR-008")
+def a_body_must_be_declared_as_json_in_utf8(ctx: Context) -> None:
+    """A body declared as anything but JSON in UTF-8 (or not declared) is 415, and creates
+    nothing; JSON with charset=UTF-8 is JSON"""
+    before = len(ctx.listed(ctx.main))
+    body = b'{"title": "' + ctx.title("typed").encode() + b'"}'
+    for declared in ("text/plain", "application/json; charset=latin-1", None):
+        headers = [] if declared is None else [("Content-Type", declared)]
+        answer = ctx.send("POST", TODOS, ctx.main, body=body, headers=headers)
+        expect_problem(answer, 415, "UNSUPPORTED_MEDIA_TYPE", f"a body declared as {declared}")
+    expect(len(ctx.listed(ctx.main)) == before, "a body not declared as JSON created a todo")
+    utf8 = [("Content-Type", "application/json; charset=UTF-8")]
+    made = ctx.send("POST", TODOS, ctx.main, body=body, headers=utf8)
+    expect(made.status == 201, f"JSON with charset=UTF-8 answered {made.status}", made)
+
+
+@check("FR-021")
+def the_body_is_checked_before_the_caller(ctx: Context) -> None:
+    """The order of checks: the body's size (413) and type (415) before who is calling"""
+    answer = ctx.send(
+        "POST", TODOS, None, body=b"x" * (64 * 1024 + 1), headers=[("Content-Type", "text/plain")]
+    )
+    expect_problem(answer, 413, "PAYLOAD_TOO_LARGE", "an oversized body with no caller")
+    answer = ctx.send("POST", TODOS, None, body=b"{}", headers=[("Content-Type", "text/plain")])
+    expect_problem(answer, 415, "UNSUPPORTED_MEDIA_TYPE", "a text body with no caller")
+
+
+@check("FR-021", writes=False)
+def a_wrong_method_is_405_listing_exactly_the_paths_methods(ctx: Context) -> None:
+    """On every path of the contract, a method it does not declare is 405 METHOD_NOT_ALLOWED
+    with Allow naming exactly the methods it does"""
+    for path, item in ctx.contract.document.get("paths", {}).items():
+        declared = {m.upper() for m in item if m != "parameters"}
+        concrete = path.replace("{todo_id}", missing_id())
+        for method in sorted({"GET", "POST", "PATCH", "DELETE", "PUT"} - declared):
+            if ctx.options.read_only and method != "GET":
+                continue
+            answer = ctx.send(method, concrete, ctx.main)
+            expect_problem(answer, 405, "METHOD_NOT_ALLOWED", f"{method} {path}")
+            allow = {m.strip().upper() for m in (answer.header("allow") or "").split(",")}
+            # HEAD goes with GET whether a contract lists it or not (RFC 9110 9.3.2).
+            implied = {"HEAD"} if "GET" in declared else set()
+            expect(
+                allow - implied == declared - implied,
+                f"{method} {path}: Allow is {sorted(allow)}",
+                answer,
+            )
+
+
+@check("FR-021", writes=False)
+def an_unknown_route_is_404(ctx: Context) -> None:
+    """A path the contract does not have is 404 NOT_FOUND"""
+    for path in ("/nope", "/api/v1/todos/a/b", "/api/v2/todos"):
+        expect_problem(ctx.send("GET", path, ctx.main), 404, "NOT_FOUND", f"GET {path}")
 
 
 def _error_answers(ctx: Context) -> list[tuple[Exchange, int, str]]:
