@@ -2,7 +2,13 @@
 
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nox
@@ -101,18 +107,83 @@ def browser(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
-def conformance(session: nox.Session) -> None:
-    """Runs the suite and writes contracts/report/conformance.{html,md,json}; fails when any
+def report(session: nox.Session) -> None:
+    """Runs the suite and writes contracts/report/conformance.{html,md,json}, with the
+    kit's own reports of this service (contracts/report/kit/); fails when any
     requirement id lacks a passing test."""
     _install(session, "test")
     _npm_ci(session)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     results = REPORT_DIR / "test-results.json"
-    env = {"FUZZ_REPORT_DIR": str((REPORT_DIR / "fuzz").resolve())}
+    env = {"KIT_REPORT_DIR": str((REPORT_DIR / "kit").resolve())}
     session.run(
         "pytest", f"--req-results={results}", *session.posargs, env=env, success_codes=[0, 1]
     )
     session.run("python", "contracts/conformance.py", str(results), str(REPORT_DIR))
+
+
+LOCAL_ORIGIN = "https://app.example.com"
+
+
+@contextmanager
+def _served_here(session: nox.Session) -> Iterator[str]:
+    """This checkout's service on a free port (on the embedded PostgreSQL, in a directory
+    of its own, unless NEON_DATABASE_URL is set), until the block ends."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="todo-conformance-served-"))
+    env = os.environ | {"TODO_CORS_ORIGINS": LOCAL_ORIGIN, "TODO_DATA_DIR": str(workdir / "data")}
+    output = (workdir / "serve.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(session.bin) / "todo-service"), "serve", "--port", str(port)],
+        cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(base):
+            if server.poll() is not None or time.monotonic() > deadline:
+                session.error(f"the service did not become ready; its output is in {output.name}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(60)
+        output.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _kit(session: nox.Session, report_dir: Path, *args: str) -> None:
+    """`todo-conformance run`: against `--base-url` when the arguments name one, otherwise
+    against this checkout's service, served for the run."""
+    report = ("--report-dir", str(report_dir))
+    if "--base-url" in session.posargs or os.environ.get("TODO_CONFORMANCE_BASE_URL"):
+        session.run("todo-conformance", "run", *report, *args, *session.posargs)
+        return
+    with _served_here(session) as base:
+        session.run(
+            "todo-conformance", "run", "--base-url", base, "--origin", LOCAL_ORIGIN,
+            *report, *args, *session.posargs,
+        )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def conformance(session: nox.Session) -> None:
+    """The conformance kit (`todo-conformance run`) against a deployment:
+    `nox -s conformance -- --base-url URL [--better-auth URL | --token-command CMD] ...`.
+    Without a base URL it serves this checkout and checks that. Reports (JUnit XML,
+    JSON, Markdown, HTML) go to contracts/report/deployment/."""
+    _install(session, "conformance")
+    _kit(session, REPORT_DIR / "deployment")
 
 
 def _debian_packages(session: nox.Session, programs: dict[str, str]) -> None:
@@ -156,16 +227,21 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def fuzz(session: nox.Session) -> None:
-    """A longer schemathesis run, in-process and against the served service, with a
-    fixed seed for replay (FUZZ_SEED) and reports in contracts/report/fuzz."""
-    _install(session, "test")
-    env = {
-        "FUZZ_MAX_EXAMPLES": os.environ.get("FUZZ_MAX_EXAMPLES", "200"),
-        "FUZZ_IN_PROCESS_EXAMPLES": os.environ.get("FUZZ_IN_PROCESS_EXAMPLES", "300"),
-        "FUZZ_SEED": os.environ.get("FUZZ_SEED", "20261125"),
-        "FUZZ_REPORT_DIR": str((REPORT_DIR / "fuzz").resolve()),
-    }
-    session.run("pytest", "tests/test_fuzz.py", "-s", "--timeout=3600", *session.posargs, env=env)
+    """The kit with a longer schemathesis run (FR-146): FUZZ_MAX_EXAMPLES per operation
+    (default 200) and a fixed seed for replay (FUZZ_SEED), against `--base-url` or this
+    checkout served; its findings land under the ids they break, reports in
+    contracts/report/fuzz/."""
+    _install(session, "conformance")
+    examples = os.environ.get("FUZZ_MAX_EXAMPLES", "200")
+    seed = os.environ.get("FUZZ_SEED", "20261125")
+    _kit(
+        session,
+        REPORT_DIR / "fuzz",
+        "--fuzz-examples",
+        examples,
+        "--seed",
+        seed,
+    )
 
 
 @nox.session(python=PYTHON)

@@ -1,6 +1,7 @@
 """The conformance report (Markdown, JSON and one HTML page): every requirement id of
-the catalogue with the tests that name it (`@pytest.mark.req`) and their outcomes, the
-summaries of the schemathesis runs, the spec version and the commit. Exits non-zero when an id
+the catalogue with the tests that name it (`@pytest.mark.req`) and their outcomes, a
+summary of each conformance-kit run the suite made against this service (OUT_DIR/kit/,
+their own reports beside it), the spec version and the commit. Exits non-zero when an id
 has no test, when any of its tests did not pass, or when a test names an unknown id.
 
 Usage: python contracts/conformance.py RESULTS.json OUT_DIR
@@ -26,7 +27,7 @@ def load_catalogue() -> list[dict[str, str]]:
 
 
 def build(
-    results: dict[str, dict[str, Any]], fuzz: list[dict[str, Any]] | None = None
+    results: dict[str, dict[str, Any]], kit_runs: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     catalogue = load_catalogue()
     known = {r["id"] for r in catalogue}
@@ -55,7 +56,7 @@ def build(
     return {
         "commit": commit or "unknown",
         "spec_version": spec["info"]["version"],
-        "schemathesis": fuzz,
+        "kit_runs": kit_runs or [],
         "requirements": rows,
         "unknown_ids": unknown,
         "summary": {
@@ -65,6 +66,22 @@ def build(
             "tests_passed": sum(r["outcome"] == "passed" for r in results.values()),
         },
         "ok": all(r["status"] == "covered" for r in rows) and not unknown,
+    }
+
+
+def kit_run(path: Path) -> dict[str, Any]:
+    """What a kit run's report.json says, in brief; the whole of it is beside it."""
+    run = json.loads(path.read_text())
+    fuzz = run.get("fuzz") or {}
+    return {
+        "name": path.parent.name,
+        "mode": run["mode"],
+        "contract": run["contract"]["version"],
+        "outcomes": ", ".join(f"{n} {outcome}" for outcome, n in run["summary"].items()),
+        "cleanup completed": run["cleanup"]["completed"],
+        "requests": run["requests"],
+        "schemathesis exit status": fuzz.get("exit_status"),
+        "report": str(path.with_name("report.html")),
     }
 
 
@@ -83,6 +100,8 @@ def markdown(report: dict[str, Any]) -> str:
     for row in report["requirements"]:
         tests = "<br>".join(f"`{t['test']}` {t['outcome']}" for t in row["tests"]) or "none"
         lines.append(f"| {row['id']} | {row['status']} | {row['text']} | {tests} |")
+    for run in report["kit_runs"]:
+        lines += ["", f"Kit run `{run['name']}`: " + "; ".join(f"{k} {v}" for k, v in run.items())]
     if report["unknown_ids"]:
         lines += [
             "",
@@ -127,17 +146,14 @@ def page(report: dict[str, Any]) -> str:
             f'<tr><td class="id">{e(row["id"])}</td><td><span class="verdict {css}">'
             f"{e(row['status'])}</span></td><td>{e(row['text'])}</td><td><ul>{tests}</ul></td></tr>"
         )
-    runs = report.get("schemathesis") or []
-    fuzz_items = (
+    kit_items = (
         "".join(
-            f"<h3>{e(str(run.get('mode', '')))} mode</h3><dl>"
-            + "".join(
-                f"<dt>{e(k.replace('_', ' '))}</dt><dd>{e(str(v))}</dd>" for k, v in run.items()
-            )
+            f"<h3>{e(run['name'])}</h3><dl>"
+            + "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in run.items())
             + "</dl>"
-            for run in runs
+            for run in report["kit_runs"]
         )
-        or "<dl><dt>run</dt><dd>no schemathesis summary in this run</dd></dl>"
+        or "<dl><dt>run</dt><dd>no kit run kept in this run</dd></dl>"
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Conformance report</title>
@@ -148,7 +164,7 @@ def page(report: dict[str, Any]) -> str:
 <p><span class="verdict {verdict}">{summary["covered"]} of {summary["requirements"]}
 requirements covered</span> &nbsp; {summary["tests_passed"]} of {summary["tests"]} tests
 passed</p>
-<h2>Schemathesis against the served service, in each mode</h2>{fuzz_items}
+<h2>The conformance kit against the served service</h2>{kit_items}
 <h2>Requirements</h2>
 <table><thead><tr><th>id</th><th>status</th><th>requirement</th><th>tests</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
@@ -160,9 +176,7 @@ def main(argv: list[str]) -> int:
     results = json.loads(Path(argv[1]).read_text())
     out = Path(argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    summaries = sorted((out / "fuzz").glob("summary-*.json"))
-    fuzz = [json.loads(summary.read_text()) for summary in summaries] or None
-    report = build(results, fuzz)
+    report = build(results, [kit_run(path) for path in sorted(out.glob("kit/*/report.json"))])
     (out / "conformance.json").write_text(json.dumps(report, indent=2))
     (out / "conformance.md").write_text(markdown(report))
     (out / "conformance.html").write_text(page(report))

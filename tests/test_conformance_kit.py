@@ -53,6 +53,17 @@ FUZZ_EXAMPLES = os.environ.get("KIT_FUZZ_EXAMPLES", "30")
 ORIGIN = "https://app.example.com"
 
 
+def _report_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """Where a run's reports go: KIT_REPORT_DIR/name when set (`nox -s report` keeps
+    them beside the requirements report), otherwise a temporary directory."""
+    kept = os.environ.get("KIT_REPORT_DIR")
+    if not kept:
+        return tmp_path_factory.mktemp(f"report-{name}")
+    directory = Path(kept) / name
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def _serve(workdir: Path, logs: RunLogs, url: str, **env: str) -> ServedService:
     service = ServedService(workdir, logs, url, extra_env=env)
     service.wait_ready()
@@ -104,7 +115,7 @@ def header_run(
     user, before = _bystander(header_service.base)
     run = run_kit(
         header_service.base,
-        tmp_path_factory.mktemp("report-header"),
+        _report_dir(tmp_path_factory, "header"),
         "--origin",
         ORIGIN,
         "--fuzz-examples",
@@ -136,7 +147,7 @@ def jwt_run(
     )
     run = run_kit(
         service.base,
-        tmp_path_factory.mktemp("report-jwt"),
+        _report_dir(tmp_path_factory, "jwt"),
         "--better-auth",
         better_auth.base,
         "--origin",
@@ -227,7 +238,7 @@ def test_the_kit_checks_the_quota_and_rate_limit_a_deployment_sets(
     try:
         run = run_kit(
             service.base,
-            tmp_path_factory.mktemp("report-limits"),
+            _report_dir(tmp_path_factory, "limits"),
             "--quota",
             "25",
             "--only",

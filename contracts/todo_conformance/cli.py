@@ -16,7 +16,7 @@ from todo_conformance.checks import Options
 from todo_conformance.fuzz import Fuzzer
 from todo_conformance.runner import Run, execute
 from todo_conformance.target import Target
-from todo_conformance.users import better_auth_users, command_users, header_users
+from todo_conformance.users import User, better_auth_users, command_users, header_users
 
 _stop = {"signal": 0}
 
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_url=args.metrics_url,
     )
 
-    def users(run_id: str) -> list:  # type: ignore[type-arg]
+    def users(run_id: str) -> list[User]:
         if args.token_command:
             return command_users(args.token_command)
         if args.better_auth:

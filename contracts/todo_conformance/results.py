@@ -76,7 +76,8 @@ def judge(
         if found:
             return result(outcome, "; ".join(f"{c.name}: {c.reason}" for c in found))
     if any(c.outcome == PASS for c in mine):
-        return result(PASS, f"{sum(c.outcome == PASS for c in mine)} checks passed")
+        passed = sum(c.outcome == PASS for c in mine)
+        return result(PASS, f"{passed} check{'' if passed == 1 else 's'} passed")
     if mine:
         reasons = sorted({c.reason for c in mine})
         return result(NOT_APPLICABLE, "; ".join(reasons))
