@@ -116,36 +116,60 @@ def _pairs(res: Results) -> list[dict[str, Any]]:
     return pairs
 
 
-def _against_1_0(res: Results) -> list[dict[str, Any]]:
+def _rounds(res: Results, stage: str, ours: str, other: str, op: str) -> dict[str, Any] | None:
+    """`ours`/`other` on `op` in each alternated round of `stage`: the mean, and the
+    rounds' spread, which is the noise."""
+    ratios = []
+    for n in range(1, 100):
+        a = res.find(stage, ours, f"{op} r{n}", res.high)
+        b = res.find(stage, other, f"{op} r{n}", res.high)
+        if not (a and b):
+            break
+        ratios.append(round(a.rps / b.rps, 2))
+    if not ratios:
+        return None
+    return {
+        "op": op,
+        "rounds": ratios,
+        "mean": round(mean(ratios), 2),
+        "spread": round(max(ratios) - min(ratios), 2),
+    }
+
+
+def _against_builds(res: Results, builds: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Ours over each earlier build, every operation."""
+    found = {}
+    for build in builds:
+        stage = f"{res.stage} vs {build}"
+        ops = ("get", "list10", "list1000", "create", "patch", "delete")
+        rows = [row for op in ops if (row := _rounds(res, stage, "ours", build, op))]
+        if rows:
+            found[build] = rows
+    return found
+
+
+def _switched(res: Results) -> list[dict[str, Any]]:
+    """Each option on over off, on the operation it weighs on."""
     rows = []
-    stage = f"{res.stage} 1.0"
-    for op in ("get", "list10", "list1000", "create", "patch", "delete"):
-        rounds = [
-            _ratio(
-                res.find(stage, "ours", f"{op} r{n}", res.high),
-                res.find(stage, "1.0", f"{op} r{n}", res.high),
-            )
-            for n in (1, 2)
-        ]
-        if None in rounds:
-            continue
-        ratios = [r for r in rounds if r is not None]
-        rows.append(
-            {
-                "op": op,
-                "rounds": ratios,
-                "mean": round(mean(ratios), 2),
-                "spread": round(max(ratios) - min(ratios), 2),
-            }
-        )
+    for name, op in SWITCHED.items():
+        row = _rounds(res, f"{res.stage} {name}", name, "ours", op)
+        if row:
+            rows.append({"option": name, **row})
     return rows
+
+
+# The options the benchmark switches on (bench/run.py's SWITCHES), with the operation
+# each weighs on and the share of throughput it must keep.
+SWITCHED = {"rate-limited": "get", "quota": "create"}
+KEEPS = {"rate-limited": 0.9, "quota": 0.95}
 
 
 def _targets(
     res: Results,
     rows: list[dict[str, Any]],
     pairs: list[dict[str, Any]],
-    versus: list[dict[str, Any]],
+    versus: dict[str, list[dict[str, Any]]],
+    switched: list[dict[str, Any]],
     notes: dict[str, Any],
 ) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
@@ -195,12 +219,22 @@ def _targets(
     before = notes.get("idle_rss_mb_before_100k")
     if huge and huge.peak_rss_mb and before:
         check("RSS listing 100,000 / idle RSS", round(huge.peak_rss_mb / before, 2), 2, False)
-    for row in versus:
-        # As fast as 1.0 within noise: the mean ratio, given the rounds' own spread.
+    for build, build_rows in versus.items():
+        for row in build_rows:
+            # As fast as the build within noise: the mean ratio, given the rounds' spread.
+            check(
+                f"{row['op']} vs {build} (mean of {len(row['rounds'])} rounds + their spread)",
+                round(row["mean"] + row["spread"], 2),
+                1.0,
+            )
+        built = notes.get("idle_rss_mb", {}).get(build)
+        if idle and built:
+            check(f"idle RSS, ours / {build}'s", round(idle / built, 3), 1.0, above=False)
+    for row in switched:
         check(
-            f"{row['op']} vs 1.0 (mean of 2 rounds + their spread)",
-            round(row["mean"] + row["spread"], 2),
-            1.0,
+            f"{row['op']} with {row['option']} on / off (mean of {len(row['rounds'])} rounds)",
+            row["mean"],
+            KEEPS[row["option"]],
         )
     return checks
 
@@ -209,8 +243,10 @@ def write(
     results: list[Result], notes: dict[str, Any], args: argparse.Namespace, out: Path
 ) -> None:
     res = Results(results)
-    rows, pairs, versus = _ours_rows(res), _pairs(res), _against_1_0(res)
-    checks = _targets(res, rows, pairs, versus, notes)
+    builds = list(notes.get("builds", {}))
+    rows, pairs, versus = _ours_rows(res), _pairs(res), _against_builds(res, builds)
+    switched = _switched(res)
+    checks = _targets(res, rows, pairs, versus, switched, notes)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -222,7 +258,7 @@ def write(
         "workers": args.workers,
         "duration_s": args.duration,
         "smoke": args.smoke,
-        "baseline": args.baseline,
+        "rounds": args.rounds,
         **notes,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -231,13 +267,14 @@ def write(
         "meta": meta,
         "ours": rows,
         "features": pairs,
-        "against_1_0": versus,
+        "against_builds": versus,
+        "switched": switched,
         "second_wall": _wall_rows(res),
         "all": [asdict(r) for r in results],
         "targets": checks,
     }
     (out / f"{name}.json").write_text(json.dumps(document, indent=2))
-    markdown = _markdown(meta, res, rows, pairs, versus, checks)
+    markdown = _markdown(meta, res, rows, pairs, versus, switched, checks)
     (out / f"{name}.md").write_text(markdown)
     print("\n" + markdown)
 
@@ -265,7 +302,8 @@ def _markdown(
     res: Results,
     rows: list[dict[str, Any]],
     pairs: list[dict[str, Any]],
-    versus: list[dict[str, Any]],
+    versus: dict[str, list[dict[str, Any]]],
+    switched: list[dict[str, Any]],
     checks: list[dict[str, Any]],
 ) -> str:
     lines = [
@@ -306,17 +344,30 @@ def _markdown(
             f"| {p['compare']} | {p['connections']} | {p['a_rps']:g} | {p['b_rps']:g}"
             f" | {_fmt(p['b_over_a'])} |"
         )
+    for build, build_rows in versus.items():
+        revision = meta["builds"][build]
+        lines += [
+            "",
+            f"## Against the build {revision} ({build}), {res.high} connections, alternated rounds",
+            "",
+            f"| op | ours/{build} by round | mean | spread |",
+            "|---|---|---:|---:|",
+        ]
+        for v in build_rows:
+            rounds = ", ".join(f"{r:g}" for r in v["rounds"])
+            lines.append(f"| {v['op']} | {rounds} | {v['mean']:g} | {v['spread']:g} |")
     lines += [
         "",
-        f"## Against the released 1.0 build ({meta['baseline']}), {res.high} connections, twice",
+        f"## Options on against off, {res.high} connections, alternated rounds",
         "",
-        "| op | ours/1.0 round 1 | round 2 | mean | spread |",
-        "|---|---:|---:|---:|---:|",
+        "| option | op | on/off by round | mean | spread | must keep |",
+        "|---|---|---|---:|---:|---:|",
     ]
-    for v in versus:
+    for w in switched:
+        rounds = ", ".join(f"{r:g}" for r in w["rounds"])
         lines.append(
-            f"| {v['op']} | {v['rounds'][0]:g} | {v['rounds'][1]:g} | {v['mean']:g}"
-            f" | {v['spread']:g} |"
+            f"| {w['option']} | {w['op']} | {rounds} | {w['mean']:g} | {w['spread']:g}"
+            f" | {KEEPS[w['option']]:g} |"
         )
     lines += [
         "",

@@ -1,8 +1,10 @@
-"""`nox -s bench`: the service against a naive reference, the released 1.0 build and
-the stack's own ceilings, on the embedded PostgreSQL seeded with 1,000,000 todos, in
-one run on one machine.
+"""`nox -s bench`: the service against a naive reference, earlier builds (the released
+1.0, and the build before 1.2), its options switched on against off, and the stack's
+own ceilings, on the embedded PostgreSQL seeded with 1,000,000 todos, in one run on one
+machine.
 
-    python bench/run.py [--workers 2] [--duration 10] [--smoke] [--baseline REV|none]
+    python bench/run.py [--workers 2] [--duration 10] [--smoke] [--rounds 2]
+                        [--baseline REV|none] [--previous REV|none]
 
 Writes bench/results/latest.{md,json}. A benchmark, not a test: it fails only when the
 harness itself breaks (a server that will not start, a run with socket errors, a
@@ -277,7 +279,7 @@ class Bench:
 
 
 def _servers(
-    url: str, workers: int, keys: AuthKeys, baseline: tuple[Path, str] | None
+    url: str, workers: int, keys: AuthKeys, builds: dict[str, tuple[Path, str]]
 ) -> dict[str, Server]:
     uvicorn = [
         str(BIN / "uvicorn"),
@@ -311,10 +313,17 @@ def _servers(
         "naive": Server("naive", [*uvicorn, "naive_app:app"], {"NAIVE_DATABASE_URL": url}),
         "ceiling": Server("ceiling", [*uvicorn, "ceiling_app:app"], {}),
     }
-    if baseline is not None:
-        program, baseline_url = baseline
-        servers["1.0"] = Server("1.0", [str(program), *serve], {"NEON_DATABASE_URL": baseline_url})
+    for name, (program, build_url) in builds.items():
+        servers[name] = Server(name, [str(program), *serve], {"NEON_DATABASE_URL": build_url})
     return servers
+
+
+# Each option against the service without it: (environment, the operation it weighs on).
+# The limits are set far above the load, so every request is checked and none refused.
+SWITCHES: dict[str, tuple[dict[str, str], str]] = {
+    "rate-limited": ({"TODO_RATE_LIMIT": "100000000/60"}, "get"),
+    "quota": ({"TODO_MAX_TODOS_PER_USER": "1000000"}, "create"),
+}
 
 
 OPS_READ: list[tuple[str, dict[str, Env]]] = [
@@ -331,7 +340,9 @@ def _stage(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -
     connections = bench.connections
     reads, deletes = table.halves()
     pick = _span(reads)
-    slices = _delete_slices(deletes, 2 * len(connections) + 6)
+    # Deletes: ours and naive at each connection count, one range per round against
+    # each earlier build, one for the ceilings, and one to spare.
+    slices = _delete_slices(deletes, 2 * len(connections) + 2 * bench.args.rounds + 2)
     for server in (servers["ours"], servers["naive"]):
         for op, env in [*OPS_READ, *OPS_WRITE]:
             for c in connections:
@@ -391,27 +402,50 @@ def _features(bench: Bench, stage: str, table: Range, servers: dict[str, Server]
         bench.drive(f"{stage} http", ours, "create_once", c, "create_once", {"BENCH_RUN": str(c)})
 
 
-def _against_1_0(
-    bench: Bench, stage: str, table: Range, servers: dict[str, Server], slices: list[Range]
+def _against_build(
+    bench: Bench,
+    stage: str,
+    table: Range,
+    servers: dict[str, Server],
+    name: str,
+    slices: list[Range],
 ) -> None:
-    """The service against the released 1.0 build, each operation back to back, twice,
-    at the higher connection count: the rounds' spread is the noise. 1.0 runs on a
-    database of its own, seeded the same way."""
-    if "1.0" not in servers:
-        return
+    """The service against an earlier build, each operation back to back, in alternated
+    rounds at the higher connection count: the rounds' spread is the noise. The build
+    runs on a database of its own, seeded the same way, so a delete range serves both."""
     pick = _span(table.halves()[0])
     c = bench.connections[-1]
-    for round_ in (1, 2):
-        order = ("ours", "1.0") if round_ == 1 else ("1.0", "ours")
+    for round_ in range(1, bench.args.rounds + 1):
+        order = ("ours", name) if round_ % 2 else (name, "ours")
         for op, env in [*OPS_READ, *OPS_WRITE]:
-            for name in order:
+            for who in order:
                 label = _label(op, env) + f" r{round_}"
-                bench.drive(f"{stage} 1.0", servers[name], op, c, label, {**pick, **env})
+                bench.drive(f"{stage} vs {name}", servers[who], op, c, label, {**pick, **env})
         part = slices.pop()
-        for name in order:
+        for who in order:
             bench.drive(
-                f"{stage} 1.0", servers[name], "delete", c, f"delete r{round_}", _span(part)
+                f"{stage} vs {name}", servers[who], "delete", c, f"delete r{round_}", _span(part)
             )
+
+
+def _switched(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
+    """Each option on against off, on the operation it weighs on, in alternated rounds
+    at the higher connection count; the server with the option runs only meanwhile."""
+    ours = servers["ours"]
+    pick = _span(table.halves()[0])
+    c = bench.connections[-1]
+    for name, (env, op) in SWITCHES.items():
+        switched = Server(name, ours.command, {**ours.env, **env})
+        switched.start(bench.workdir, "/health/ready")
+        try:
+            bench.notes.setdefault("idle_rss_mb", {})[name] = round(switched.rss_mb(), 1)
+            _wrk(switched, "get", 32, 1 if bench.args.smoke else 5, **pick)
+            for round_ in range(1, bench.args.rounds + 1):
+                order = (ours, switched) if round_ % 2 else (switched, ours)
+                for server in order:
+                    bench.drive(f"{stage} {name}", server, op, c, f"{op} r{round_}", pick)
+        finally:
+            switched.stop()
 
 
 def _span(part: Range) -> dict[str, Env]:
@@ -458,12 +492,10 @@ def _database_ceiling(bench: Bench, stage: str, scripts: dict[str, list[tuple[st
                 bench.record(stage, "postgres", op, c, figures, None, name)
 
 
-def _baseline(rev: str, workdir: Path) -> Path | None:
-    """The released build (1.0) installed from this repository's history into a
-    virtual environment of its own, to be measured beside the service in one run."""
-    if rev == "none":
-        return None
-    source, venv = workdir / "baseline-src", workdir / "baseline-venv"
+def _build(rev: str, workdir: Path) -> Path:
+    """An earlier build installed from this repository's history into a virtual
+    environment of its own, to be measured beside the service in one run."""
+    source, venv = workdir / f"build-{rev}-src", workdir / f"build-{rev}-venv"
     source.mkdir()
     archive = subprocess.run(
         ["git", "archive", rev], cwd=BENCH.parent, capture_output=True, check=True
@@ -474,25 +506,30 @@ def _baseline(rev: str, workdir: Path) -> Path | None:
     return venv / "bin" / "todo-service"
 
 
-def _baseline_database(bench: Bench, admin: Engine) -> tuple[Path, str, Engine] | None:
-    """The 1.0 build, and a database of its own on the same server (its schema is 1.0's,
-    which its own `serve` migrates to)."""
-    program = _baseline(bench.args.baseline, bench.workdir)
-    if program is None:
-        return None
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sqlalchemy.text("CREATE DATABASE baseline"))
-    url = bench.url.rsplit("/", 1)[0] + "/baseline"
-    return program, url, sqlalchemy.create_engine(sqlalchemy_url(url))
+def _builds(bench: Bench, admin: Engine) -> dict[str, tuple[Path, str, Engine]]:
+    """The earlier builds asked for (1.0, and the build before 1.2), each with a database
+    of its own on the same server, which its own `serve` migrates to its schema."""
+    builds = {}
+    for name, rev in (("1.0", bench.args.baseline), (bench.args.previous, bench.args.previous)):
+        if rev == "none":
+            continue
+        program = _build(rev, bench.workdir)
+        database = f"build_{rev.replace('.', '_')}"
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
+        url = bench.url.rsplit("/", 1)[0] + "/" + database
+        builds[name] = (program, url, sqlalchemy.create_engine(sqlalchemy_url(url)))
+        bench.notes.setdefault("builds", {})[name] = rev
+    return builds
 
 
 def _warm(bench: Bench, servers: dict[str, Server]) -> None:
     # A fresh server's first seconds (connections opening, first calls) are slow; no
     # figure should include them.
     small: dict[str, Env] = {"BENCH_FIRST": REST_SMALL.first, "BENCH_LAST": REST_SMALL.last}
-    for name in ("ours", "no-rls", "naive", "1.0"):
-        if name in servers:
-            _wrk(servers[name], "get", 32, 1 if bench.args.smoke else 5, **small)
+    for name, server in servers.items():
+        if name not in {"ours-jwt", "ceiling"}:
+            _wrk(server, "get", 32, 1 if bench.args.smoke else 5, **small)
 
 
 def run(bench: Bench) -> None:
@@ -502,10 +539,13 @@ def run(bench: Bench) -> None:
     them = str(owner_id(TOKEN_ISSUER, TOKEN_SUBJECT))
     seed.token_user(admin, them, TOKEN_ISSUER, TOKEN_SUBJECT, TOKEN_TODOS)
     bench.notes["seed_10k_s"] = round(time.monotonic() - started, 1)
-    baseline = _baseline_database(bench, admin)
-    engines = [admin, *([baseline[2]] if baseline else [])]
+    builds = _builds(bench, admin)
+    engines = [admin, *(engine for _, _, engine in builds.values())]
     servers = _servers(
-        bench.url, bench.args.workers, bench.keys, baseline[:2] if baseline else None
+        bench.url,
+        bench.args.workers,
+        bench.keys,
+        {name: (program, url) for name, (program, url, _) in builds.items()},
     )
     try:
         for server in servers.values():
@@ -531,7 +571,9 @@ def run(bench: Bench) -> None:
         bench.notes["rows"] = seed.count(admin)
         slices = _stage(bench, stage, table, servers)
         _features(bench, stage, table, servers)
-        _against_1_0(bench, stage, table, servers, slices)
+        for name in builds:
+            _against_build(bench, stage, table, servers, name, slices)
+        _switched(bench, stage, table, servers)
         _second_wall(bench, stage, table, servers)
         if not bench.args.smoke:
             bench.notes["idle_rss_mb_before_100k"] = round(ours.rss_mb(), 1)
@@ -562,6 +604,14 @@ def main() -> None:
         "--baseline",
         default="c4d5653",
         help="the released build to measure beside the service (a git revision, or none)",
+    )
+    parser.add_argument(
+        "--previous",
+        default="2ed00a6",
+        help="the build before 1.2's restructuring, measured the same way (or none)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternated rounds of each back-to-back comparison"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
