@@ -318,12 +318,25 @@ def _servers(
     return servers
 
 
-# Each option against the service without it: (environment, the operation it weighs on).
-# The limits are set far above the load, so every request is checked and none refused.
-SWITCHES: dict[str, tuple[dict[str, str], str]] = {
-    "rate-limited": ({"TODO_RATE_LIMIT": "100000000/60"}, "get"),
-    "quota": ({"TODO_MAX_TODOS_PER_USER": "1000000"}, "create"),
-}
+def _switches(sink: str) -> dict[str, tuple[dict[str, str], str]]:
+    """Each option against the service without it: (environment, the operation it weighs
+    on). The limits are set far above the load, so every request is checked and none
+    refused; traces go to `sink`."""
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink}
+    return {
+        "rate-limited": ({"TODO_RATE_LIMIT": "100000000/60"}, "get"),
+        "quota": ({"TODO_MAX_TODOS_PER_USER": "1000000"}, "create"),
+        "metrics": ({"TODO_METRICS_PORT": str(free_port())}, "get"),
+        "tracing-10%": (
+            {
+                **traced,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            },
+            "get",
+        ),
+        "tracing-100%": ({**traced, "OTEL_TRACES_SAMPLER": "parentbased_always_on"}, "get"),
+    }
 
 
 OPS_READ: list[tuple[str, dict[str, Env]]] = [
@@ -431,21 +444,32 @@ def _against_build(
 def _switched(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
     """Each option on against off, on the operation it weighs on, in alternated rounds
     at the higher connection count; the server with the option runs only meanwhile."""
-    ours = servers["ours"]
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, str(BENCH / "otlp_sink.py"), str(sink_port)])
+    try:
+        for name, (env, op) in _switches(f"http://127.0.0.1:{sink_port}").items():
+            _on_against_off(bench, stage, table, servers["ours"], name, env, op)
+    finally:
+        sink.terminate()
+        sink.wait(timeout=30)
+
+
+def _on_against_off(
+    bench: Bench, stage: str, table: Range, ours: Server, name: str, env: dict[str, str], op: str
+) -> None:
     pick = _span(table.halves()[0])
-    c = bench.connections[-1]
-    for name, (env, op) in SWITCHES.items():
-        switched = Server(name, ours.command, {**ours.env, **env})
-        switched.start(bench.workdir, "/health/ready")
-        try:
-            bench.notes.setdefault("idle_rss_mb", {})[name] = round(switched.rss_mb(), 1)
-            _wrk(switched, "get", 32, 1 if bench.args.smoke else 5, **pick)
-            for round_ in range(1, bench.args.rounds + 1):
-                order = (ours, switched) if round_ % 2 else (switched, ours)
-                for server in order:
-                    bench.drive(f"{stage} {name}", server, op, c, f"{op} r{round_}", pick)
-        finally:
-            switched.stop()
+    switched = Server(name, ours.command, {**ours.env, **env})
+    switched.start(bench.workdir, "/health/ready")
+    try:
+        bench.notes.setdefault("idle_rss_mb", {})[name] = round(switched.rss_mb(), 1)
+        _wrk(switched, "get", 32, 1 if bench.args.smoke else 5, **pick)
+        for round_ in range(1, bench.args.rounds + 1):
+            order = (ours, switched) if round_ % 2 else (switched, ours)
+            for server in order:
+                label = f"{op} r{round_}"
+                bench.drive(f"{stage} {name}", server, op, bench.connections[-1], label, pick)
+    finally:
+        switched.stop()
 
 
 def _span(part: Range) -> dict[str, Env]:
@@ -594,6 +618,18 @@ def _delete_slices(span: Range, parts: int) -> list[Range]:
     return [Range(span.first + i * size, span.first + (i + 1) * size - 1) for i in range(parts)]
 
 
+def _roomy(pg: EmbeddedPostgres) -> str:
+    """Started with room for every server's pool at once: seven services stay up side by
+    side, and at PostgreSQL's default of 100 connections the last one started was refused
+    (503s counted as its throughput)."""
+    admin = sqlalchemy.create_engine(sqlalchemy_url(pg.start()), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text("ALTER SYSTEM SET max_connections = 400"))
+    admin.dispose()
+    pg.stop()
+    return pg.start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=2)
@@ -619,7 +655,7 @@ def main() -> None:
         sys.exit("wrk and pgbench are needed: apt-get install wrk postgresql-client")
     workdir = Path(tempfile.mkdtemp(prefix="todo-bench-"))
     pg = EmbeddedPostgres(workdir / "postgres")
-    url = pg.start()
+    url = _roomy(pg)
     keys = AuthKeys(TOKEN_ISSUER)
     try:
         migrations.upgrade(url)
