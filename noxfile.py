@@ -39,9 +39,11 @@ def _npm_ci(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded), with
-    a real Better Auth server (Node, from package-lock.json) issuing the tokens."""
+    a real Better Auth server (Node, from package-lock.json) issuing the tokens and a
+    real Prometheus (Debian's package, installed here when missing) scraping metrics."""
     _install(session, "test")
     _npm_ci(session)
+    _debian_packages(session, {"prometheus": "prometheus", "promtool": "prometheus"})
     session.run("pytest", *session.posargs)
 
 

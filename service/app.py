@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from service import limits
+from service import limits, telemetry
 from service.db import Database
 from service.errors import (
     InternalError,
@@ -81,10 +81,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         db.close()
+        telemetry.listener.close()
 
     # The contract is the hand-written openapi.yaml; FastAPI's generated one is off.
     app = FastAPI(
-        title="Todo Service API", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
+        title="Todo Service API",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        # The service reports its own spans and metrics (service/telemetry.py); FastAPI's
+        # would double them whenever a global provider is set, and cost every request a
+        # check of the providers when none is.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.db = db
     app.state.quota = settings.max_todos_per_user

@@ -10,8 +10,10 @@ import argparse
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ class Supervision:
     direct_database_url: str | None
     data_dir: Path
     log_level: str
+    metrics_port: int | None
 
 
 def _validated() -> Supervision | list[str]:
@@ -51,6 +54,7 @@ def _validated() -> Supervision | list[str]:
         settings.direct_database_url,
         settings.data_dir,
         settings.log_level,
+        settings.metrics_port,
     )
 
 
@@ -94,6 +98,42 @@ def database_url(settings: Supervision) -> Iterator[str]:
         log.info("embedded PostgreSQL stopped", extra={"data_dir": str(embedded.pgdata)})
 
 
+@contextmanager
+def metrics_listener(settings: Supervision, host: str, api_port: int) -> Iterator[None]:
+    """With TODO_METRICS_PORT, every worker's metrics served on that port for as long as
+    the block runs: the workers write them to files in PROMETHEUS_MULTIPROC_DIR (or a
+    temporary directory), wiped first, which this listener reads at each scrape."""
+    if settings.metrics_port is None:
+        yield
+        return
+    if settings.metrics_port == api_port:
+        print("todo-service: TODO_METRICS_PORT must not be the API's port", file=sys.stderr)
+        sys.exit(2)
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="todo-service-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    # Before prometheus-client is imported here or in a worker: it reads it then.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from service.metrics_listener import serve_metrics
+
+    try:
+        serve_metrics(directory, host, settings.metrics_port)
+    except OSError as error:
+        print(
+            f"todo-service: TODO_METRICS_PORT {settings.metrics_port}: {error.strerror}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    log.info("metrics served", extra={"port": settings.metrics_port})
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through
     # SystemExit lets the `finally` blocks stop the embedded PostgreSQL.
@@ -102,7 +142,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def serve(settings: Supervision, host: str, port: int, workers: int) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with database_url(settings) as url:
+    with database_url(settings) as url, metrics_listener(settings, host, port):
         os.environ["NEON_DATABASE_URL"] = url
         uvicorn.run(
             "service.worker:build_app",

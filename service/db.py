@@ -3,14 +3,16 @@ the same round trip, on the worker's one pool, and outages turned into 503."""
 
 import re
 import threading
+import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from service import limits
+from service import limits, telemetry
 from service.errors import RateLimited, ServiceUnavailable
 from service.pool import AsyncPool, PoolTimeout, Rows, run
 from service.settings import Settings
@@ -97,6 +99,23 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _reported(statement: str) -> Iterator[None]:
+    """Telemetry hears of `statement` (its text, never its values) and how long it took,
+    from asking the pool for a connection to its last row."""
+    heard = telemetry.listener
+    sending = heard.statement_started(statement)
+    began, failed = time.perf_counter(), True
+    try:
+        yield
+        failed = False
+    except GeneratorExit:
+        failed = False  # a stream closed early by its reader: nothing went wrong
+        raise
+    finally:
+        heard.statement_finished(sending, time.perf_counter() - began, failed)
+
+
 class Database:
     """`fetch` sends one statement as the request role for a user (None: a caller who
     owns no rows), its rows back in one round trip; `stream` reads one statement's rows
@@ -142,9 +161,10 @@ class Database:
         if not self._schema_ready.is_set():
             raise self.unavailable()
         try:
-            rows, notices = await self._pool.fetch(sql, values, listen=step)
+            with _reported(statement):
+                rows, notices = await self._pool.fetch(sql, values, listen=step)
         except _OUTAGES as error:
-            raise self.unavailable() from error
+            raise self.unavailable(error) from error
         except psycopg2.Error as error:
             if error.pgcode == _RATE_LIMITED:
                 raise self._refused(error) from None
@@ -186,13 +206,14 @@ class Database:
         if not self._schema_ready.is_set():
             raise self.unavailable()
         try:
-            async with self._pool.lease() as connection:
-                await run(connection, sql, values)
-                while rows := await run(connection, FETCH_STREAM, {"batch": batch}):
-                    yield rows
-                await run(connection, CLOSE_STREAM)
+            with _reported(statement):
+                async with self._pool.lease() as connection:
+                    await run(connection, sql, values)
+                    while rows := await run(connection, FETCH_STREAM, {"batch": batch}):
+                        yield rows
+                    await run(connection, CLOSE_STREAM)
         except _OUTAGES as error:
-            raise self.unavailable() from error
+            raise self.unavailable(error) from error
 
     async def ping(self) -> None:
         await self.fetch(None, PING, {})
@@ -209,10 +230,11 @@ class Database:
         """Called once the migrations have run; until then every statement is a 503."""
         self._schema_ready.set()
 
-    def unavailable(self) -> ServiceUnavailable:
+    def unavailable(self, error: Exception | None = None) -> ServiceUnavailable:
         return ServiceUnavailable(
             "The database is unreachable right now; retry shortly.",
             retry_after=self._retry_after,
+            cause="pool" if isinstance(error, PoolTimeout) else "database",
         )
 
     def close(self) -> None:

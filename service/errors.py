@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import orjson
 from starlette.responses import Response
 
+from service import telemetry
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -177,6 +179,8 @@ class ValidationFailed(ServiceError):
 @dataclass
 class ServiceUnavailable(ServiceError):
     retry_after: int = 2
+    # What is out of reach (`database`, `pool`, `key_server`): metrics count by it.
+    cause: str = "database"
     status = 503
     code = "SERVICE_UNAVAILABLE"
     title = "Service unavailable"
@@ -212,6 +216,7 @@ def validation_failed(errors: list[FieldError]) -> ValidationFailed:
 
 
 def problem_response(error: ServiceError) -> Response:
+    telemetry.listener.problem(error.code, getattr(error, "cause", None))
     return Response(
         content=orjson.dumps(error.body()),
         status_code=error.status,

@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from starlette.datastructures import Headers
 
-from service import limits
-from service.errors import InvalidToken, InvalidUserContext, MissingToken, MissingUserContext
+from service import limits, telemetry
+from service.errors import (
+    InvalidToken,
+    InvalidUserContext,
+    MissingToken,
+    MissingUserContext,
+    ServiceError,
+)
 from service.parsing import parse_uuid
 from service.store import Caller, UserId
 
@@ -72,7 +78,12 @@ async def current_user(request: Request) -> Caller:
     if verifier is None:
         caller = _from_header(request.headers)
     else:
-        verified = await verifier.verify(bearer_token(request.headers))
+        try:
+            verified = await verifier.verify(bearer_token(request.headers))
+        except ServiceError as refused:
+            telemetry.listener.token_checked(refused.code.lower())
+            raise
+        telemetry.listener.token_checked("valid")
         subject = verified.subject
         caller = Caller(owner_id(verified.issuer, subject), verified.issuer, subject)
     limits.owe(caller.id)

@@ -1,4 +1,5 @@
-"""One JSON object per log line, carrying the request id of the request it belongs to."""
+"""One JSON object per log line, carrying the request id of the request it belongs to
+(and, with tracing on, its trace id)."""
 
 import logging
 import sys
@@ -9,6 +10,7 @@ from typing import Any
 import orjson
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+trace_id: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 # uvicorn's color_message duplicates the message with terminal escapes.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
@@ -25,6 +27,9 @@ class JsonFormatter(logging.Formatter):
         current = request_id.get()
         if current is not None:
             line["request_id"] = current
+        traced = trace_id.get()
+        if traced is not None:
+            line["trace_id"] = traced
         line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import limits
+from service import limits, telemetry
 from service.errors import InternalError, PayloadTooLarge, problem_response
 from service.logs import request_id
 from service.settings import RatePolicy
@@ -82,9 +82,9 @@ class ListedOriginsOnly:
 
 
 class RequestContext:
-    """Echoes a sane `X-Request-ID` or makes one, logs one line per request, answers
-    HEAD with GET's headers and no body, and is the last resort that turns anything
-    unexpected into a bare 500 problem."""
+    """Echoes a sane `X-Request-ID` or makes one, logs one line per request and tells
+    telemetry of it, answers HEAD with GET's headers and no body, and is the last resort
+    that turns anything unexpected into a bare 500 problem."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -98,6 +98,8 @@ class RequestContext:
         token = request_id.set(rid)
         status = 0
         started = time.perf_counter()
+        heard = telemetry.listener
+        observed = heard.request_started(scope)
         head = scope["method"] == "HEAD"
 
         async def send_with_id(message: Message) -> None:
@@ -119,16 +121,18 @@ class RequestContext:
             error = InternalError("Something went wrong on our side.")
             await problem_response(error)(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None)
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
-                    "route": getattr(route, "path", None),
+                    "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "duration_ms": round(seconds * 1000, 3),
                 },
             )
+            heard.request_finished(observed, scope["method"], route, status, seconds)
             request_id.reset(token)
 
 

@@ -27,6 +27,8 @@ from typing import Any
 import psycopg2
 from psycopg2 import extensions
 
+from service import telemetry
+
 _CONTENDED_POLL_SECONDS = 0.005
 
 Rows = list[tuple[Any, ...]]
@@ -185,9 +187,11 @@ class AsyncPool:
     ) -> tuple[Rows, list[str]]:
         """The rows of `sql`'s last statement, sent in one round trip; and, when asked
         to `listen`, the notices the server sent with them."""
+        asked = time.perf_counter()
         gate = await self._enter()
         try:
             connection, opened = self._take_idle() or (await self._open(), time.monotonic())
+            telemetry.listener.connection_waited(time.perf_counter() - asked)
             reusable = False
             try:
                 rows = await run(connection, sql, parameters)
@@ -212,9 +216,11 @@ class AsyncPool:
     async def lease(self) -> AsyncIterator[Any]:
         """One connection of the pool for as long as the block runs (a stream's
         transaction). It goes back only if it ended idle, outside any transaction."""
+        asked = time.perf_counter()
         gate = await self._enter()
         try:
             connection, opened = self._take_idle() or (await self._open(), time.monotonic())
+            telemetry.listener.connection_waited(time.perf_counter() - asked)
             reusable = False
             try:
                 yield connection

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     )
     rate_limit: RatePolicy | None = Field(default=None, alias="TODO_RATE_LIMIT")
 
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, alias="TODO_METRICS_PORT")
+    # Set, traces go there over OTLP/HTTP; the OpenTelemetry SDK reads the rest of its
+    # standard variables (OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, ...) itself.
+    otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+
     log_level: str = Field(default="INFO", alias="TODO_LOG_LEVEL")
 
     @field_validator("jwt_secret")
@@ -76,12 +81,12 @@ class Settings(BaseSettings):
             raise ValueError("must be requests/seconds, such as 600/60")
         return RatePolicy(int(found[1]), int(found[2]))
 
-    @field_validator("max_todos_per_user", mode="before")
+    @field_validator("max_todos_per_user", "metrics_port", mode="before")
     @classmethod
     def _unset_when_blank(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("jwt_issuer", "jwt_audience", "jwt_jwks_url")
+    @field_validator("jwt_issuer", "jwt_audience", "jwt_jwks_url", "otlp_endpoint")
     @classmethod
     def _unset_when_empty(cls, value: str | None) -> str | None:
         return value or None

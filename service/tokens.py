@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import jwt
 from jwt import PyJWK, PyJWKClient
 
+from service import telemetry
 from service.errors import InvalidToken, ServiceUnavailable, TokenExpired
 from service.settings import Settings
 
@@ -84,11 +85,14 @@ class RemoteKeys:
         except jwt.PyJWKClientError as error:
             self._failed_at = now
             log.warning("the JWKS could not be fetched", extra={"error": type(error).__name__})
+            telemetry.listener.keys_fetched("failed")
             return False
         except jwt.PyJWKSetError:
             self._failed_at = now
             log.warning("the JWKS holds no usable key")
+            telemetry.listener.keys_fetched("no_usable_key")
             return False
+        telemetry.listener.keys_fetched("ok")
         usable = [
             key
             for key in found.keys
@@ -105,6 +109,7 @@ class RemoteKeys:
         return ServiceUnavailable(
             "The keys that verify tokens cannot be fetched right now; retry shortly.",
             retry_after=self._retry_after,
+            cause="key_server",
         )
 
 

@@ -12,10 +12,12 @@ import time
 
 from fastapi import FastAPI
 
+from service import telemetry
 from service.app import create_app
 from service.db import Database
 from service.logs import configure_logging
-from service.settings import get_settings
+from service.settings import Settings, get_settings
+from service.telemetry import Listener
 
 log = logging.getLogger("service.worker")
 
@@ -49,11 +51,32 @@ def _reuse_freed_buffers() -> None:
         mallopt(m_trim_threshold, 8 << 20)
 
 
+def _listen(settings: Settings) -> None:
+    """Metrics and traces, each only when asked for: off, their libraries are never
+    imported."""
+    listeners: list[Listener] = []
+    if settings.metrics_port is not None or settings.otlp_endpoint is not None:
+        from service.store.named import names
+
+        named = names()
+    if settings.metrics_port is not None:
+        from service.metrics import Metrics
+
+        listeners.append(Metrics(named))
+    if settings.otlp_endpoint is not None:
+        from service.tracing import Tracing
+
+        listeners.append(Tracing(named))
+    if listeners:
+        telemetry.listen(*listeners)
+
+
 def build_app() -> FastAPI:
     """The factory each uvicorn worker calls."""
     _reuse_freed_buffers()
     settings = get_settings()
     configure_logging(settings.log_level)
+    _listen(settings)
     assert settings.database_url, "serve sets NEON_DATABASE_URL before starting workers"
     database = Database(settings, schema_ready=False)
 

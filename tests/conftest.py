@@ -17,7 +17,7 @@ from better_auth import BetterAuth
 from fastapi.testclient import TestClient
 from run_logs import RunLogs
 from served import Serve, ServedService
-from sql_audit import StatementLog, statements
+from sql_audit import StatementLog
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -27,6 +27,7 @@ from service.db import Database, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
 from service.settings import Settings
 from service.store import keys, todos
+from service.store.named import statements
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO / "openapi.yaml"

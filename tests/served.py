@@ -31,6 +31,8 @@ class ServedService:
         self.workdir = workdir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        metrics_port = (extra_env or {}).get("TODO_METRICS_PORT")
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
         self.output_path = workdir / f"serve-{self.port}.log"
         self._logs = logs
         self._stopped = False

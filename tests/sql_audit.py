@@ -4,34 +4,20 @@ restricted to one user."""
 
 import re
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
-from service import db, store
+from service import db
 from service.db import RATE_LIMIT_STEP, REQUEST_CONTEXT, Database
 from service.store import keys, todos
+from service.store.named import statements
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 # A cursor's query is judged as the query it is; transaction control names no table.
 _CURSOR = re.compile(r"^\s*DECLARE\s+\w+\s+(?:NO\s+SCROLL\s+)?CURSOR\s+FOR\s+", re.IGNORECASE)
 _TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK)\b[\w ]*$", re.IGNORECASE)
-
-
-def statements(module: ModuleType) -> dict[str, str]:
-    """A module's statements, by name: the public upper-case string constants it
-    defines (the private ones, and those it imports from the store's package, are parts
-    the statements are composed of)."""
-    return {
-        f"{module.__name__}.{name}": value
-        for name, value in vars(module).items()
-        if name.isupper()
-        and not name.startswith("_")
-        and isinstance(value, str)
-        and getattr(store, name, None) is not value
-    }
 
 
 def sendable() -> dict[str, str]:

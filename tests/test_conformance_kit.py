@@ -11,6 +11,7 @@ modules."""
 
 import hashlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -28,6 +29,7 @@ import yaml
 from better_auth import BetterAuth
 from conftest import REPO
 from kit import MARK, KitRun, RecordingProxy, kit_command, run_kit
+from prometheus_client.parser import text_string_to_metric_families
 from run_logs import RunLogs
 from served import ServedService
 from sqlalchemy import text
@@ -39,9 +41,9 @@ from service.embedded import free_port
 CATALOGUE = yaml.safe_load((REPO / "contracts" / "requirements.yaml").read_text())["requirements"]
 UNOBSERVABLE = {r["id"] for r in CATALOGUE if r.get("unobservable")}
 # What no run here can check: the options a deployment must declare, and (in each
-# mode) the requirements of the other.
-UNDECLARED = {"FR-151", "FR-152", "FR-161"}
-HEADER_ONLY = {"EC-2"}
+# mode) the requirements of the other. Only the header-mode run names a metrics listener.
+UNDECLARED = {"FR-151", "FR-152"}
+HEADER_ONLY = {"EC-2", "FR-161"}
 BEARER_ONLY = {"FR-102", "FR-103", "FR-105"}
 CHECKED_IN_HEADER_MODE = sorted(
     {r["id"] for r in CATALOGUE} - UNOBSERVABLE - UNDECLARED - BEARER_ONLY
@@ -49,6 +51,24 @@ CHECKED_IN_HEADER_MODE = sorted(
 CHECKED_IN_BEARER_MODE = sorted(
     {r["id"] for r in CATALOGUE} - UNOBSERVABLE - UNDECLARED - HEADER_ONLY
 )
+# After a run with thousands of distinct ids and paths, the metrics' series (label sets,
+# buckets aside) stay fewer than this: labels are templates, methods, status codes and
+# outcomes, nothing a caller chooses.
+SERIES_BOUND = 300
+CLOSED = {
+    "http_request_method": {
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+        "QUERY", "_OTHER",
+    },
+    "http_route": {
+        "", "/api/v1/todos", "/api/v1/todos/{todo_id}", "/health/live", "/health/ready",
+        "/openapi.yaml", "/docs",
+    },
+    "url_scheme": {"http", "https"},
+}  # fmt: skip
+# Any other label's value: a status code, an outcome, a statement's name. Never an id, a
+# path or a token.
+OPEN_VALUE = re.compile(r"[0-9]{3}|[a-z_]*|[a-z_.]+\.[A-Z_]+")
 FUZZ_EXAMPLES = os.environ.get("KIT_FUZZ_EXAMPLES", "30")
 ORIGIN = "https://app.example.com"
 
@@ -100,7 +120,11 @@ def header_service(
     database: Database,
 ) -> Iterator[ServedService]:
     service = _serve(
-        tmp_path_factory.mktemp("kit-header"), run_logs, postgres_url, TODO_CORS_ORIGINS=ORIGIN
+        tmp_path_factory.mktemp("kit-header"),
+        run_logs,
+        postgres_url,
+        TODO_CORS_ORIGINS=ORIGIN,
+        TODO_METRICS_PORT=str(free_port()),
     )
     yield service
     service.stop()
@@ -118,6 +142,8 @@ def header_run(
         _report_dir(tmp_path_factory, "header"),
         "--origin",
         ORIGIN,
+        "--metrics-url",
+        str(header_service.metrics_url),
         "--fuzz-examples",
         FUZZ_EXAMPLES,
     )
@@ -173,6 +199,27 @@ def test_the_kit_finds_this_service_conforming_in_header_mode_and_leaves_nothing
     assert after == before, "a bystander's todos changed"
     assert _kit_todos(admin_engine, run) == 0, "the kit left todos behind"
     assert run.report["fuzz"]["exit_status"] is not None
+
+
+@pytest.mark.req("FR-161")
+def test_after_the_kits_fuzzing_the_metrics_series_stay_bounded(
+    header_run: tuple[KitRun, bytes, bytes], header_service: ServedService
+) -> None:
+    run = header_run[0]
+    assert run.report["requests"] > 2000, "the run was too small to show anything"
+    text = httpx.get(str(header_service.metrics_url), timeout=10).text
+    series = {
+        (family.name, frozenset((k, v) for k, v in sample.labels.items() if k != "le"))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert len(series) < SERIES_BOUND, f"{len(series)} series after the run"
+    for _, labels in series:
+        for name, value in labels:
+            if name in CLOSED:
+                assert value in CLOSED[name], f"{name}={value!r}"
+            else:
+                assert OPEN_VALUE.fullmatch(value), f"{name}={value!r} looks chosen by a caller"
 
 
 @pytest.mark.parametrize(

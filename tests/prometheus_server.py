@@ -1,0 +1,63 @@
+"""A real Prometheus server (Debian's `prometheus` package, which `nox -s tests`
+installs), scraping targets every second, asked through its HTTP query API."""
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.embedded import free_port
+
+
+class PrometheusServer:
+    def __init__(self, workdir: Path, targets: list[str]) -> None:
+        program = shutil.which("prometheus")
+        if program is None:
+            pytest.fail("Debian's prometheus package is needed (nox -s tests installs it)")
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "prometheus.yml"
+        listed = ", ".join(f"'{target}'" for target in targets)
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            f"scrape_configs:\n  - job_name: todo\n    static_configs:\n"
+            f"      - targets: [{listed}]\n"
+        )
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._output = (workdir / "prometheus.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                program,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"prometheus did not start: {(workdir / 'prometheus.log').read_text()}")
+            time.sleep(0.2)
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/-/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        answer = httpx.get(f"{self.base}/api/v1/query", params={"query": promql}, timeout=10)
+        answer.raise_for_status()
+        found: list[dict[str, Any]] = answer.json()["data"]["result"]
+        return found
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._output.close()
