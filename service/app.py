@@ -96,7 +96,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.db = db
-    app.state.quota = settings.max_todos_per_user
     # The one thing identity needs to know: None is `header` mode. PyJWT and its
     # cryptography are loaded only in `jwt` mode (bench/results/findings.md).
     app.state.token_verifier = None

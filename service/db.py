@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 
 from service import limits, telemetry
-from service.errors import RateLimited, ServiceUnavailable
+from service.errors import QuotaExceeded, RateLimited, ServiceUnavailable
 from service.pool import AsyncPool, PoolTimeout, Rows, run
 from service.settings import Settings
 
@@ -37,6 +37,12 @@ SELECT set_config('role', 'todo_app', true),
 # TD429) and nothing after it runs.
 RATE_LIMIT_STEP = "SELECT rate_limit_step(%(_rate_quota)s, %(_rate_window)s);\n"
 _RATE_LIMITED = "TD429"
+
+# With TODO_MAX_TODOS_PER_USER, a statement that creates todos is sent with the quota
+# too, which the trigger counting them (migration 0006) checks: over it, the statement
+# fails (SQLSTATE TD409) and creates nothing.
+QUOTA_CONTEXT = "SELECT set_config('app.todo_quota', %(_quota)s, true);\n"
+_OVER_QUOTA = "TD409"
 _ALLOWANCE = re.compile(r"rate-limit (\d+) (\d+)")
 
 # A stream reads its statement through a cursor, in a transaction of its own, so a long
@@ -136,28 +142,42 @@ class Database:
         self._timeout_ms = str(settings.statement_timeout_ms)
         self._retry_after = settings.retry_after_seconds
         self._rate = settings.rate_limit
+        self._quota = settings.max_todos_per_user
         self._cursor_key: bytes | None = None
         self._schema_ready = threading.Event()
         if schema_ready:
             self._schema_ready.set()
 
     def request_sql(
-        self, user: UserKey, statement: str, parameters: dict[str, Any], step: bool = False
+        self,
+        user: UserKey,
+        statement: str,
+        parameters: dict[str, Any],
+        step: bool = False,
+        creates: bool = False,
     ) -> tuple[str, dict[str, Any]]:
         """What is sent for `statement`: the request context first (and the rate limit's
-        step, when it is due), in one string."""
+        step, when it is due, and the quota, when the statement creates), in one
+        string."""
         context: dict[str, str | int] = {
             "_request_user": "" if user is None else str(user),
             "_request_timeout": self._timeout_ms,
         }
+        sql = REQUEST_CONTEXT
         if step and self._rate is not None:
             context["_rate_quota"], context["_rate_window"] = self._rate.quota, self._rate.window
-            return REQUEST_CONTEXT + RATE_LIMIT_STEP + statement, {**parameters, **context}
-        return REQUEST_CONTEXT + statement, {**parameters, **context}
+            sql += RATE_LIMIT_STEP
+        if creates and self._quota is not None:
+            context["_quota"] = str(self._quota)
+            sql += QUOTA_CONTEXT
+        return sql + statement, {**parameters, **context}
 
-    async def fetch(self, user: UserKey, statement: str, parameters: dict[str, Any]) -> Rows:
+    async def fetch(
+        self, user: UserKey, statement: str, parameters: dict[str, Any], creates: bool = False
+    ) -> Rows:
+        """`creates`: the statement may create todos, so the quota applies to it."""
         step = self._rate is not None and limits.take(user)
-        sql, values = self.request_sql(user, statement, parameters, step)
+        sql, values = self.request_sql(user, statement, parameters, step, creates)
         if not self._schema_ready.is_set():
             raise self.unavailable()
         try:
@@ -168,6 +188,15 @@ class Database:
         except psycopg2.Error as error:
             if error.pgcode == _RATE_LIMITED:
                 raise self._refused(error) from None
+            if error.pgcode == _OVER_QUOTA:
+                if step and user is not None:
+                    # The refusal rolled the step back with the create: still owed.
+                    limits.owe(user)
+                    await self.settle_rate_limit()
+                raise QuotaExceeded(
+                    f"A user may hold at most {self._quota} todos; delete one to make room.",
+                    limit=self._quota or 0,
+                ) from None
             raise
         if step:
             self._heard(notices)

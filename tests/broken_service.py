@@ -202,10 +202,8 @@ def _empty_is_null(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
 def _replays_create_again() -> None:
     once = keys.create_once
 
-    async def create_once(
-        database: Database, caller: Any, data: Any, key: str, quota: int | None = None
-    ) -> Any:
-        made = await once(database, caller, data, key, quota)
+    async def create_once(database: Database, caller: Any, data: Any, key: str) -> Any:
+        made = await once(database, caller, data, key)
         if isinstance(made, Created) and made.replayed:
             fresh = await todos.create(database, caller, data)
             assert isinstance(fresh, Created)

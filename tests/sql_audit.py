@@ -10,7 +10,7 @@ import sqlglot
 from sqlglot import exp
 
 from service import db
-from service.db import RATE_LIMIT_STEP, REQUEST_CONTEXT, Database
+from service.db import QUOTA_CONTEXT, RATE_LIMIT_STEP, REQUEST_CONTEXT, Database
 from service.store import keys, todos
 from service.store.named import statements
 
@@ -41,21 +41,31 @@ class StatementLog:
     its request context taken off the front."""
 
     statements: list[str] = field(default_factory=list)
-    # How many of them also took a step of their caller's rate limit.
+    # How many of them also took a step of their caller's rate limit, and how many were
+    # sent with the quota.
     steps: int = 0
+    quotas: int = 0
 
     def attach(self, database: Database) -> None:
         send = database.request_sql
 
         def recorded(
-            user: Any, statement: str, parameters: dict[str, Any], step: bool = False
+            user: Any,
+            statement: str,
+            parameters: dict[str, Any],
+            step: bool = False,
+            creates: bool = False,
         ) -> tuple[str, dict[str, Any]]:
-            sql, values = send(user, statement, parameters, step)
+            sql, values = send(user, statement, parameters, step, creates)
             assert sql.startswith(REQUEST_CONTEXT), "every statement goes in a request context"
             sent = sql.removeprefix(REQUEST_CONTEXT)
             if sent.startswith(RATE_LIMIT_STEP):
                 self.steps += 1
-            self.statements.append(sent.removeprefix(RATE_LIMIT_STEP))
+                sent = sent.removeprefix(RATE_LIMIT_STEP)
+            if sent.startswith(QUOTA_CONTEXT):
+                self.quotas += 1
+                sent = sent.removeprefix(QUOTA_CONTEXT)
+            self.statements.append(sent)
             return sql, values
 
         database.request_sql = recorded  # type: ignore[method-assign]

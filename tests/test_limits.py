@@ -87,6 +87,12 @@ def test_a_replayed_create_is_answered_at_the_quota_and_a_new_key_is_not(
     fresh = {**as_user(alice), "Idempotency-Key": "after"}
     problem(quota_of_five.post(TODOS, json={"title": "new"}, headers=fresh), 409, "QUOTA_EXCEEDED")
     assert _count(admin_engine, alice) == 5
+    # The refusal kept nothing of the key: with room again, it creates.
+    assert (
+        quota_of_five.delete(first.headers["location"], headers=as_user(alice)).status_code == 204
+    )
+    made = quota_of_five.post(TODOS, json={"title": "new"}, headers=fresh)
+    assert made.status_code == 201 and "idempotent-replayed" not in made.headers
     # A new user's first create (their users row made in the same statement) fits.
     assert quota_of_five.post(TODOS, json={"title": "x"}, headers=as_user(bob)).status_code == 201
 
@@ -173,12 +179,12 @@ def test_over_the_limit_nothing_is_done_and_a_refusal_before_identity_costs_noth
 def test_unset_the_limits_add_no_header_and_no_statement(
     client: TestClient, statement_log: StatementLog, alice: str
 ) -> None:
-    before = len(statement_log.statements), statement_log.steps
+    before = len(statement_log.statements), statement_log.steps, statement_log.quotas
     made = client.post(TODOS, json={"title": "free"}, headers=as_user(alice))
     listed = client.get(TODOS, headers=as_user(alice))
     for answer in (made, listed, client.post(TODOS, json={"title": ""}, headers=as_user(alice))):
         assert not {"ratelimit", "ratelimit-policy"} & set(answer.headers)
     sent = statement_log.statements[before[0] :]
-    assert statement_log.steps == before[1]
+    assert (statement_log.steps, statement_log.quotas) == before[1:]
     assert sent == [todos.CREATE, todos.LIST]
     assert not any(RATE_LIMIT_STEP in s for s in sent)

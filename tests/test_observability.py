@@ -178,7 +178,7 @@ def test_the_pool_statements_and_refusals_are_counted_without_a_user_in_a_label(
         dict(k)["db_operation_name"]
         for k in _samples(text, "db_client_operation_duration_seconds_count")
     }
-    assert {"todos.CREATE_WITHIN_QUOTA", "todos.LIST"} <= named, named
+    assert {"todos.CREATE", "todos.LIST"} <= named, named
     assert _total(text, "http_server_active_requests") == 0
     for line in text.splitlines():
         assert line.startswith("#") or not UUID_IN.search(line), line

@@ -19,9 +19,10 @@ _HEADER = """\
 -- file and the code differ; REGENERATE_STATEMENTS=1 writes it anew).
 --
 -- Each is sent after service.db.REQUEST_CONTEXT (and, with TODO_RATE_LIMIT, a request's
--- first one after RATE_LIMIT_STEP too), in one query string: one round trip, one
--- transaction. A stream then sends FETCH_STREAM until no row comes back, then
--- CLOSE_STREAM, on the same connection. %(name)s marks a value the driver puts in.
+-- first one after RATE_LIMIT_STEP too; with TODO_MAX_TODOS_PER_USER, a create after
+-- QUOTA_CONTEXT), in one query string: one round trip, one transaction. A stream then
+-- sends FETCH_STREAM until no row comes back, then CLOSE_STREAM, on the same
+-- connection. %(name)s marks a value the driver puts in.
 """
 
 
@@ -30,6 +31,7 @@ def render() -> str:
     alone = {
         "service.db.REQUEST_CONTEXT": db.REQUEST_CONTEXT,
         "service.db.RATE_LIMIT_STEP": db.RATE_LIMIT_STEP,
+        "service.db.QUOTA_CONTEXT": db.QUOTA_CONTEXT,
         "service.db.FETCH_STREAM": db.FETCH_STREAM,
         "service.db.CLOSE_STREAM": db.CLOSE_STREAM,
     }

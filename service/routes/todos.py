@@ -11,13 +11,13 @@ from starlette.responses import Response, StreamingResponse
 
 from service import cursors
 from service.db import Database
-from service.errors import IdempotencyKeyReused, NotFound, PreconditionFailed, QuotaExceeded
+from service.errors import IdempotencyKeyReused, NotFound, PreconditionFailed
 from service.identity import current_user
 from service.models import TodoCreate, TodoUpdate
 from service.parsing import json_body, parse_page, parse_request, parse_todo_id, wants_page
 from service.routes import lists
 from service.routes.etags import item_tag, list_tag, parse_condition
-from service.store import Created, OverQuota, keys, todos
+from service.store import Created, keys, todos
 
 PREFIX = "/api/v1/todos"
 router = APIRouter(prefix=PREFIX)
@@ -61,19 +61,14 @@ async def create_todo(request: Request) -> Response:
         TodoCreate, body, idempotency_key=request.headers.getlist("idempotency-key")
     )
     db = _db(request)
-    quota: int | None = request.app.state.quota
-    created: Created | keys.Reused | OverQuota
+    created: Created | keys.Reused
     if parsed.idempotency_key is None:
-        created = await todos.create(db, caller, parsed.body, quota)
+        created = await todos.create(db, caller, parsed.body)
     else:
-        created = await keys.create_once(db, caller, parsed.body, parsed.idempotency_key, quota)
+        created = await keys.create_once(db, caller, parsed.body, parsed.idempotency_key)
     if isinstance(created, keys.Reused):
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request; use a new key."
-        )
-    if isinstance(created, OverQuota):
-        raise QuotaExceeded(
-            f"A user may hold at most {quota} todos; delete one to make room.", limit=quota or 0
         )
     headers = {"Location": f"{PREFIX}/{created.todo_id}", "ETag": item_tag(created.version)}
     if created.replayed:

@@ -38,21 +38,3 @@ class Stored:
 class Created(Stored):
     todo_id: str
     replayed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class OverQuota:
-    """Nothing was created: the caller holds as many todos as the quota allows."""
-
-
-# With TODO_MAX_TODOS_PER_USER, a create first takes the caller's users row (made now
-# if it is their first write, or locked as it stands) only if it counts fewer todos
-# than the quota. The lock is what makes it exact: a create waiting on it sees the count
-# the one before it left (migration 0005's triggers keep it), so of N concurrent
-# creates at one below the quota exactly one finds room.
-ROOM = """\
-    INSERT INTO users AS u (id, issuer, subject)
-    VALUES (%(user_id)s, %(issuer)s, %(subject)s)
-    ON CONFLICT (id) DO UPDATE SET todo_count = u.todo_count
-    WHERE u.id = %(user_id)s AND u.todo_count < %(quota)s
-    RETURNING id"""

@@ -11,7 +11,7 @@ import orjson
 
 from service.db import Database
 from service.models import TodoCreate
-from service.store import ROOM, Caller, Created, OverQuota
+from service.store import Caller, Created
 
 # The key is claimed first, with the answer the todo will have, and the todo (its id
 # chosen by the service) is written only if the claim succeeded. A duplicate running at
@@ -39,29 +39,6 @@ created AS (
     SELECT todo_id, %(user_id)s, %(title)s, %(description)s FROM claim
 )
 SELECT body, (extract(epoch FROM now()) * 1000000)::bigint, todo_id FROM claim"""
-
-# The same, within the quota: the key is claimed only if the caller has room, and the
-# answer says whether they had (no room and no earlier use of the key: over quota).
-CLAIM_WITHIN_QUOTA = f"""\
-WITH room AS (
-{ROOM}
-),
-claim AS (
-    INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
-    SELECT id, %(key)s, %(fingerprint)s, %(todo_id)s,
-           row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
-                        false, now(), now())::todos)::text
-    FROM room
-    ON CONFLICT (user_id, key) DO NOTHING
-    RETURNING todo_id, body
-),
-created AS (
-    INSERT INTO todos (id, user_id, title, description)
-    SELECT todo_id, %(user_id)s, %(title)s, %(description)s FROM claim
-)
-SELECT claim.body, (extract(epoch FROM now()) * 1000000)::bigint, claim.todo_id,
-       EXISTS (SELECT 1 FROM room)
-FROM (SELECT 1) AS one LEFT JOIN claim ON true"""
 
 # A key that claimed nothing was used before: the answer it was given then, and the
 # request it was given for. An expired key is deleted here instead, so nothing comes
@@ -97,9 +74,7 @@ def _fingerprint(data: TodoCreate) -> bytes:
     return hashlib.sha256(orjson.dumps([data.title, data.description])).digest()
 
 
-async def create_once(
-    db: Database, caller: Caller, data: TodoCreate, key: str, quota: int | None = None
-) -> Created | Reused | OverQuota:
+async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Created | Reused:
     fingerprint = _fingerprint(data)
     params = {
         "user_id": str(caller.id),
@@ -110,25 +85,20 @@ async def create_once(
         "key": key,
         "fingerprint": fingerprint,
         "todo_id": str(uuid.uuid4()),
-        "quota": quota,
     }
-    claim = CLAIM if quota is None else CLAIM_WITHIN_QUOTA
-    if next(_keyed_creates) % SWEEP_EVERY == 0:
-        claim = SWEEP + claim
-    # Claiming nothing means the key was used (or, within a quota, that there was no
-    # room): its answer is read in a new snapshot, which sees a use that committed
-    # while the claim waited on it. Should that use have expired, it is released (or
-    # was swept) meanwhile and the key is free again: one more try.
+    claim = SWEEP + CLAIM if next(_keyed_creates) % SWEEP_EVERY == 0 else CLAIM
+    # Claiming nothing means the key was used: its answer is read in a new snapshot,
+    # which sees a use that committed while the claim waited on it. Should that use have
+    # expired, it is released (or was swept) meanwhile and the key is free again: one
+    # more try.
     for _ in range(2):
-        claimed = await db.fetch(caller.id, claim, params)
-        if claimed and claimed[0][0] is not None:
-            body, version, todo_id = claimed[0][:3]
+        claimed = await db.fetch(caller.id, claim, params, creates=True)
+        if claimed:
+            body, version, todo_id = claimed[0]
             return Created(body, version, str(todo_id))
         earlier = await db.fetch(caller.id, REPLAY, params)
         if earlier:
             break
-        if claimed and not claimed[0][3]:
-            return OverQuota()
     else:
         raise db.unavailable()
     earlier_id, earlier_body, version, earlier_print = earlier[0]

@@ -28,6 +28,5 @@ def names() -> dict[str, str]:
     found = {**statements(todos), **statements(keys)}
     found.pop("service.store.keys.SWEEP")
     named = {text: name.removeprefix("service.store.") for name, text in found.items()}
-    for claim in (keys.CLAIM, keys.CLAIM_WITHIN_QUOTA):
-        named[keys.SWEEP + claim] = named[claim]
+    named[keys.SWEEP + keys.CLAIM] = named[keys.CLAIM]
     return named | {db.PING: "db.PING", db.CURSOR_KEY: "db.CURSOR_KEY"}

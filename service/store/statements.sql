@@ -3,8 +3,8 @@
 -- file and the code differ; REGENERATE_STATEMENTS=1 writes it anew).
 --
 -- Each is sent after service.db.REQUEST_CONTEXT (and, with TODO_RATE_LIMIT, a request's
--- first one after RATE_LIMIT_STEP too), in one query string: one round trip, one
--- transaction. A stream then sends FETCH_STREAM until no row comes back, then
+-- first one after RATE_LIMIT_STEP too; with TODO_MAX_TODOS_PER_USER, a create after
+-- QUOTA_CONTEXT), in one query string: one round trip, one transaction. A stream then sends FETCH_STREAM until no row comes back, then
 -- CLOSE_STREAM, on the same connection. %(name)s marks a value the driver puts in.
 
 -- service.db.REQUEST_CONTEXT
@@ -15,6 +15,9 @@ SELECT set_config('role', 'todo_app', true),
 
 -- service.db.RATE_LIMIT_STEP
 SELECT rate_limit_step(%(_rate_quota)s, %(_rate_window)s);
+
+-- service.db.QUOTA_CONTEXT
+SELECT set_config('app.todo_quota', %(_quota)s, true);
 
 -- service.db.FETCH_STREAM
 FETCH %(batch)s FROM stream;
@@ -30,18 +33,6 @@ WITH new_user AS (
 )
 INSERT INTO todos (user_id, title, description)
 VALUES (%(user_id)s, %(title)s, %(description)s)
-RETURNING row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id;
-
--- service.store.todos.CREATE_WITHIN_QUOTA
-WITH room AS (
-    INSERT INTO users AS u (id, issuer, subject)
-    VALUES (%(user_id)s, %(issuer)s, %(subject)s)
-    ON CONFLICT (id) DO UPDATE SET todo_count = u.todo_count
-    WHERE u.id = %(user_id)s AND u.todo_count < %(quota)s
-    RETURNING id
-)
-INSERT INTO todos (user_id, title, description)
-SELECT id, %(title)s, %(description)s FROM room
 RETURNING row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id;
 
 -- service.store.todos.GET
@@ -172,31 +163,6 @@ created AS (
     SELECT todo_id, %(user_id)s, %(title)s, %(description)s FROM claim
 )
 SELECT body, (extract(epoch FROM now()) * 1000000)::bigint, todo_id FROM claim;
-
--- service.store.keys.CLAIM_WITHIN_QUOTA
-WITH room AS (
-    INSERT INTO users AS u (id, issuer, subject)
-    VALUES (%(user_id)s, %(issuer)s, %(subject)s)
-    ON CONFLICT (id) DO UPDATE SET todo_count = u.todo_count
-    WHERE u.id = %(user_id)s AND u.todo_count < %(quota)s
-    RETURNING id
-),
-claim AS (
-    INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
-    SELECT id, %(key)s, %(fingerprint)s, %(todo_id)s,
-           row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
-                        false, now(), now())::todos)::text
-    FROM room
-    ON CONFLICT (user_id, key) DO NOTHING
-    RETURNING todo_id, body
-),
-created AS (
-    INSERT INTO todos (id, user_id, title, description)
-    SELECT todo_id, %(user_id)s, %(title)s, %(description)s FROM claim
-)
-SELECT claim.body, (extract(epoch FROM now()) * 1000000)::bigint, claim.todo_id,
-       EXISTS (SELECT 1 FROM room)
-FROM (SELECT 1) AS one LEFT JOIN claim ON true;
 
 -- service.store.keys.REPLAY
 WITH released AS (
