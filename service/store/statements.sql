@@ -4,8 +4,9 @@
 --
 -- Each is sent after service.db.REQUEST_CONTEXT (and, with TODO_RATE_LIMIT, a request's
 -- first one after RATE_LIMIT_STEP too; with TODO_MAX_TODOS_PER_USER, a create after
--- QUOTA_CONTEXT), in one query string: one round trip, one transaction. A stream then sends FETCH_STREAM until no row comes back, then
--- CLOSE_STREAM, on the same connection. %(name)s marks a value the driver puts in.
+-- QUOTA_CONTEXT), in one query string: one round trip, one transaction. A stream then
+-- sends FETCH_STREAM until no row comes back, then CLOSE_STREAM, on the same
+-- connection. %(name)s marks a value the driver puts in.
 
 -- service.db.REQUEST_CONTEXT
 SELECT set_config('role', 'todo_app', true),
