@@ -10,7 +10,9 @@ these values."""
 
 import uuid
 from dataclasses import dataclass
-from typing import NewType
+from typing import Any, NewType
+
+from service.models import TodoCreate
 
 UserId = NewType("UserId", uuid.UUID)
 
@@ -23,6 +25,17 @@ class Caller:
     id: UserId
     issuer: str | None = None
     subject: str | None = None
+
+
+def new_todo(caller: Caller, data: TodoCreate) -> dict[str, Any]:
+    """A create's values: the todo, and whom a first write makes the users row for."""
+    return {
+        "user_id": str(caller.id),
+        "title": data.title,
+        "description": data.description,
+        "issuer": caller.issuer,
+        "subject": caller.subject,
+    }
 
 
 @dataclass(frozen=True, slots=True)

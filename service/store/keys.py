@@ -11,7 +11,7 @@ import orjson
 
 from service.db import Database
 from service.models import TodoCreate
-from service.store import Caller, Created
+from service.store import Caller, Created, new_todo
 
 # The key is claimed first, with the answer the todo will have, and the todo (its id
 # chosen by the service) is written only if the claim succeeded. A duplicate running at
@@ -77,11 +77,7 @@ def _fingerprint(data: TodoCreate) -> bytes:
 async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Created | Reused:
     fingerprint = _fingerprint(data)
     params = {
-        "user_id": str(caller.id),
-        "title": data.title,
-        "description": data.description,
-        "issuer": caller.issuer,
-        "subject": caller.subject,
+        **new_todo(caller, data),
         "key": key,
         "fingerprint": fingerprint,
         "todo_id": str(uuid.uuid4()),

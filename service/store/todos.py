@@ -13,7 +13,7 @@ from typing import Any
 
 from service.db import Database
 from service.models import TodoCreate, TodoUpdate
-from service.store import Caller, Created, Stored, UserId
+from service.store import Caller, Created, Stored, UserId, new_todo
 
 # Lists up to this long are built whole by PostgreSQL in one round trip; longer ones are
 # streamed in batches this size, so memory stays flat however many todos a user has.
@@ -181,14 +181,8 @@ async def _one(db: Database, user: UserId, statement: str, **params: Any) -> Any
 
 
 async def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
-    params = {
-        "user_id": str(caller.id),
-        "title": data.title,
-        "description": data.description,
-        "issuer": caller.issuer,
-        "subject": caller.subject,
-    }
-    body, version, todo_id = (await db.fetch(caller.id, CREATE, params, creates=True))[0]
+    created = await db.fetch(caller.id, CREATE, new_todo(caller, data), creates=True)
+    body, version, todo_id = created[0]
     return Created(body, version, str(todo_id))
 
 

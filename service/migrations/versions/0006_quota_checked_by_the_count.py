@@ -32,11 +32,20 @@ _BUMP = """
 """
 
 
-def upgrade() -> None:
+def _insert_trigger_function(body: str) -> None:
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION todos_bump_list_versions_on_insert() RETURNS trigger
         LANGUAGE plpgsql AS $$
+        {body}
+        $$
+        """
+    )
+
+
+def upgrade() -> None:
+    _insert_trigger_function(
+        f"""
         DECLARE
             quota integer := NULLIF(current_setting('app.todo_quota', true), '')::integer;
             most integer;
@@ -52,20 +61,9 @@ def upgrade() -> None:
             END IF;
             RETURN NULL;
         END
-        $$
         """
     )
 
 
 def downgrade() -> None:
-    op.execute(
-        f"""
-        CREATE OR REPLACE FUNCTION todos_bump_list_versions_on_insert() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            {_BUMP};
-            RETURN NULL;
-        END
-        $$
-        """
-    )
+    _insert_trigger_function(f"BEGIN {_BUMP}; RETURN NULL; END")
