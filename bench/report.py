@@ -116,6 +116,13 @@ def _pairs(res: Results) -> list[dict[str, Any]]:
     return pairs
 
 
+def twin(build: str) -> str:
+    """The service's server beside an earlier build: on a database of its own, seeded
+    like the build's and written only by their comparison, so the two serve tables of
+    the same history (the main database has taken every earlier stage's writes)."""
+    return f"ours@{build}"
+
+
 def _rounds(res: Results, stage: str, ours: str, other: str, op: str) -> dict[str, Any] | None:
     """`ours`/`other` on `op` in each alternated round of `stage`: the mean, and the
     rounds' spread, which is the noise."""
@@ -144,7 +151,7 @@ def _against_builds(res: Results, builds: list[str]) -> dict[str, list[dict[str,
     for build in builds:
         stage = f"{res.stage} vs {build}"
         ops = ("get", "list10", "list1000", "create", "patch", "delete")
-        rows = [row for op in ops if (row := _rounds(res, stage, "ours", build, op))]
+        rows = [row for op in ops if (row := _rounds(res, stage, twin(build), build, op))]
         if rows:
             found[build] = rows
     return found
@@ -368,6 +375,9 @@ def _markdown(
         lines += [
             "",
             f"## Against the build {revision} ({build}), {res.high} connections, alternated rounds",
+            "",
+            f"Ours is `{twin(build)}`: the service on a database seeded like the build's and"
+            " written only by this comparison.",
             "",
             f"| op | ours/{build} by round | mean | spread |",
             "|---|---|---:|---:|",

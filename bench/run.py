@@ -44,7 +44,7 @@ from layout import (
     owner,
     user_id,
 )
-from report import Result
+from report import Result, twin
 from sqlalchemy.engine import Engine
 from statements import Renderer, verify, write_scripts
 
@@ -423,13 +423,14 @@ def _against_build(
     name: str,
     slices: list[Range],
 ) -> None:
-    """The service against an earlier build, each operation back to back, in alternated
-    rounds at the higher connection count: the rounds' spread is the noise. The build
-    runs on a database of its own, seeded the same way, so a delete range serves both."""
+    """The service (its twin) against an earlier build, each operation back to back, in
+    alternated rounds at the higher connection count: the rounds' spread is the noise.
+    Each runs on a database of its own, seeded the same way, so a delete range serves
+    both."""
     pick = _span(table.halves()[0])
     c = bench.connections[-1]
     for round_ in range(1, bench.args.rounds + 1):
-        order = ("ours", name) if round_ % 2 else (name, "ours")
+        order = (twin(name), name) if round_ % 2 else (name, twin(name))
         for op, env in [*OPS_READ, *OPS_WRITE]:
             for who in order:
                 label = _label(op, env) + f" r{round_}"
@@ -531,18 +532,20 @@ def _build(rev: str, workdir: Path) -> Path:
 
 
 def _builds(bench: Bench, admin: Engine) -> dict[str, tuple[Path, str, Engine]]:
-    """The earlier builds asked for (1.0, and the build before 1.2), each with a database
-    of its own on the same server, which its own `serve` migrates to its schema."""
+    """The earlier builds asked for (1.0, and the build before 1.2) and each one's
+    twin, each with a database of its own on the same server, which its own `serve`
+    migrates to its schema."""
     builds = {}
     for name, rev in (("1.0", bench.args.baseline), (bench.args.previous, bench.args.previous)):
         if rev == "none":
             continue
-        program = _build(rev, bench.workdir)
-        database = f"build_{rev.replace('.', '_')}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
-        url = bench.url.rsplit("/", 1)[0] + "/" + database
-        builds[name] = (program, url, sqlalchemy.create_engine(sqlalchemy_url(url)))
+        programs = {name: _build(rev, bench.workdir), twin(name): BIN / "todo-service"}
+        for server, program in programs.items():
+            database = "build_" + server.replace(".", "_").replace("@", "_vs_")
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
+            url = bench.url.rsplit("/", 1)[0] + "/" + database
+            builds[server] = (program, url, sqlalchemy.create_engine(sqlalchemy_url(url)))
         bench.notes.setdefault("builds", {})[name] = rev
     return builds
 
@@ -595,7 +598,7 @@ def run(bench: Bench) -> None:
         bench.notes["rows"] = seed.count(admin)
         slices = _stage(bench, stage, table, servers)
         _features(bench, stage, table, servers)
-        for name in builds:
+        for name in bench.notes.get("builds", {}):
             _against_build(bench, stage, table, servers, name, slices)
         _switched(bench, stage, table, servers)
         _second_wall(bench, stage, table, servers)
