@@ -8,12 +8,33 @@ Prometheus' spelling; the service's own are `todo_*`. Every label has a bounded 
 values: route templates, never paths; methods outside HTTP's as `_OTHER`; no user id,
 todo id or token, anywhere."""
 
+import os
 from collections.abc import MutableMapping
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, values
 
 from service.telemetry import Listener
+
+_process = os.getpid()
+
+
+def _this_process() -> int:
+    return _process
+
+
+def _forked() -> None:
+    global _process
+    _process = os.getpid()
+
+
+# Every write of a value asks which process it is in, to find its file; by default that
+# is a getpid(2) per write, eight per get-by-id. A worker's pid is known once it starts
+# (and again in the child of any fork): measured in a worker, a get's metrics cost about
+# 1.5 us less of its ~17.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.register_at_fork(after_in_child=_forked)
+    values.ValueClass = values.MultiProcessValue(_this_process)  # type: ignore[no-untyped-call]
 
 # The HTTP semantic conventions' advice for http.server.request.duration.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)

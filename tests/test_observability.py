@@ -148,6 +148,44 @@ def test_a_real_prometheus_counts_every_request_of_both_workers_by_route_and_sta
     assert httpx.get(f"{service.base}/metrics").status_code == 404, "the API port serves metrics"
 
 
+_FORKS_AND_COUNTS = """
+import os
+from service import metrics
+metrics.QUOTA_REFUSALS.inc()
+child = os.fork()
+if child == 0:
+    metrics.QUOTA_REFUSALS.inc(2)
+    os._exit(0)
+os.waitpid(child, 0)
+metrics.QUOTA_REFUSALS.inc()
+print(os.getpid(), child)
+"""
+
+
+@pytest.mark.req("FR-161")
+def test_a_forked_process_counts_into_a_file_of_its_own(tmp_path: Path) -> None:
+    """The metrics know their process without asking at every write; a fork is told."""
+    ran = subprocess.run(
+        [sys.executable, "-c", _FORKS_AND_COUNTS],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    parent, child = ran.stdout.split()
+    counted = {}
+    for pid in (parent, child):
+        families = MultiProcessCollector.merge([str(tmp_path / f"counter_{pid}.db")])
+        [total] = [
+            s.value
+            for family in families
+            for s in family.samples
+            if s.name == "todo_quota_refusals_total"
+        ]
+        counted[pid] = total
+    assert counted == {parent: 2, child: 2}
+
+
 @pytest.mark.req("FR-161", "FR-151", "FR-152")
 def test_the_pool_statements_and_refusals_are_counted_without_a_user_in_a_label(
     serve: Serve, postgres_url: str, database: Database
