@@ -5,11 +5,13 @@ BROKEN_DEFECT put in. Served by `uvicorn --factory broken_service:build`.
 Each defect is made where a real implementation would make it: in a statement, in
 validation, or in what goes over the wire."""
 
+import asyncio
 import json
 import os
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg2
 from fastapi import FastAPI
@@ -26,6 +28,11 @@ Middleware = Callable[[ASGIApp], ASGIApp]
 _ID_PATH = re.compile(r"^/api/v1/todos/(?P<id>[^/]+)$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _FILTER = re.compile(r"\buser_id = %\(user_id\)s AND ")
+SERVER_FIELDS = {"id", "user_id", "created_at", "updated_at", "is_completed"}
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return b",".join(v for k, v in scope["headers"] if k == name).decode("latin-1")
 
 
 def _no_second_wall() -> None:
@@ -150,12 +157,68 @@ def _default_user(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _truncated_titles(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+def _truncated(field: str, most: int) -> Callable[[Scope, bytes], tuple[Scope, bytes]]:
+    """Cuts `field` down to `most` characters instead of refusing it."""
+
+    def change(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+        data = _json_body(body)
+        if isinstance(data, dict) and isinstance(data.get(field), str) and len(data[field]) > most:
+            data[field] = data[field][:most]
+            return scope, json.dumps(data).encode()
+        return scope, body
+
+    return change
+
+
+def _server_fields_ignored(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+    """A create naming what the server decides is taken without those fields."""
     data = _json_body(body)
-    if isinstance(data, dict) and isinstance(data.get("title"), str) and len(data["title"]) > 255:
-        data["title"] = data["title"][:255]
-        return scope, json.dumps(data).encode()
-    return scope, body
+    if scope["method"] != "POST" or not isinstance(data, dict):
+        return scope, body
+    kept = {k: v for k, v in data.items() if k not in SERVER_FIELDS}
+    return scope, body if kept == data else json.dumps(kept).encode()
+
+
+def _last_member_wins(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+    """A JSON member named twice is read as Python's json reads it: the last one counts."""
+    repeated = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        repeated = repeated or len({k for k, _ in items}) < len(items)
+        return dict(items)
+
+    try:
+        data = json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return scope, body
+    return scope, json.dumps(data).encode() if repeated else body
+
+
+def _slow_creates(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            await asyncio.sleep(2.1)
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def _first_answer_kept() -> Middleware:
+    """A cache of each todo as created, in front of its reads, never told of a change."""
+    seen: dict[tuple[str, str], bytes] = {}
+
+    def change(
+        scope: Scope, status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        caller = _header(scope, b"x-user-id")
+        if scope["method"] == "POST" and status == 201 and "location" in headers:
+            seen[(urlsplit(headers["location"]).path, caller)] = body
+        elif scope["method"] == "GET" and status == 200 and _ID_PATH.match(scope["path"]):
+            return status, headers, seen.get((scope["path"], caller), body)
+        return status, headers, body
+
+    return _rewrite_response(change)
 
 
 def _bad_id_is_500(app: ASGIApp) -> ASGIApp:
@@ -254,7 +317,12 @@ DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "forbidden-not-missing": (None, None),
     "default-user": (None, _default_user),
     "blank-title": (_blank_titles, None),
-    "long-title": (None, _rewrite_request(_truncated_titles)),
+    "long-title": (None, _rewrite_request(_truncated("title", 255))),
+    "long-description": (None, _rewrite_request(_truncated("description", 2000))),
+    "server-fields-ignored": (None, _rewrite_request(_server_fields_ignored)),
+    "last-member-wins": (None, _rewrite_request(_last_member_wins)),
+    "slow-create": (None, _slow_creates),
+    "first-answer-kept": (None, _first_answer_kept()),
     "bad-id-500": (None, _bad_id_is_500),
     "oldest-first": (_oldest_first, None),
     "frozen-updated-at": (None, _rewrite_response(_frozen_updated_at)),

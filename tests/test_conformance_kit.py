@@ -484,6 +484,10 @@ BROKEN = {
     "default-user": {"FR-015", "EC-2"},
     "blank-title": {"FR-016"},
     "long-title": {"FR-017"},
+    # A description cut short is not among the invalid fields listed at once either.
+    "long-description": {"FR-018", "SC-006"},
+    "server-fields-ignored": {"FR-002", "FR-003", "FR-004"},
+    "last-member-wins": {"FR-108"},
     "bad-id-500": {"FR-019", "EC-3"},
     "oldest-first": {"FR-009"},
     "frozen-updated-at": {"FR-011"},
@@ -552,6 +556,23 @@ def test_a_broken_implementation_fails_exactly_the_requirements_it_breaks(
     assert run.status == 1
     assert run.erring() == set(), run.output
     assert run.failing() == BROKEN[defect], run.output
+
+
+@pytest.mark.parametrize(
+    ("defect", "rid"),
+    [
+        pytest.param("slow-create", "SC-001", marks=pytest.mark.req("SC-001")),
+        pytest.param("first-answer-kept", "SC-003", marks=pytest.mark.req("SC-003")),
+    ],
+)
+def test_a_broken_implementation_fails_the_success_criterion_it_misses(
+    broken: Any, tmp_path: Path, defect: str, rid: str
+) -> None:
+    """Checked alone and without fuzzing: with every create slower than 2 s, a whole run
+    would take minutes."""
+    run = run_kit(broken(defect), tmp_path / "report", "--only", rid, "--fuzz-examples", "0")
+    assert run.status == 1
+    assert run.requirement(rid)["outcome"] == "fail", run.output
 
 
 @pytest.mark.req("FR-145")
