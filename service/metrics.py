@@ -32,7 +32,7 @@ def _forked() -> None:
 # is a getpid(2) per write, eight per get-by-id. A worker's pid is known once it starts
 # (and again in the child of any fork): measured in a worker, a get's metrics cost about
 # 1.5 us less of its ~17.
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if values.ValueClass is not values.MutexValue:  # the library's multiprocess mode
     os.register_at_fork(after_in_child=_forked)
     values.ValueClass = values.MultiProcessValue(_this_process)  # type: ignore[no-untyped-call]
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import db, models
 from service.app import create_app
 from service.db import Database, libpq_url
+from service.middleware import _header
 from service.settings import get_settings
 from service.store import Created, keys, todos
 
@@ -29,10 +30,6 @@ _ID_PATH = re.compile(r"^/api/v1/todos/(?P<id>[^/]+)$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _FILTER = re.compile(r"\buser_id = %\(user_id\)s AND ")
 SERVER_FIELDS = {"id", "user_id", "created_at", "updated_at", "is_completed"}
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    return b",".join(v for k, v in scope["headers"] if k == name).decode("latin-1")
 
 
 def _no_second_wall() -> None:
@@ -206,7 +203,7 @@ def _slow_creates(app: ASGIApp) -> ASGIApp:
 
 def _first_answer_kept() -> Middleware:
     """A cache of each todo as created, in front of its reads, never told of a change."""
-    seen: dict[tuple[str, str], bytes] = {}
+    seen: dict[tuple[str, str | None], bytes] = {}
 
     def change(
         scope: Scope, status: int, headers: dict[str, str], body: bytes
