@@ -2,7 +2,7 @@
 named, under the user who made it, whether a check or the fuzzer made it."""
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from todo_conformance.target import Exchange, Target, Unreachable
@@ -29,7 +29,13 @@ class Cleanup:
 class Ledger:
     def __init__(self) -> None:
         self._made: dict[str, set[str]] = {}
+        self._users: dict[str, User] = {}
         self._lock = threading.Lock()
+
+    def enlist(self, user: User) -> None:
+        """A user the kit acts as: cleanup visits every one, not only the run's four."""
+        with self._lock:
+            assert self._users.setdefault(user.name, user) is user, f"two users {user.name}"
 
     def record(self, user: str, todo_id: str) -> None:
         with self._lock:
@@ -46,11 +52,11 @@ class Ledger:
     def count(self) -> int:
         return sum(len(ids) for ids in self._made.values())
 
-    def clean(self, target: Target, users: Iterable[User], mine: Callable[[str], bool]) -> Cleanup:
+    def clean(self, target: Target, mine: Callable[[str], bool]) -> Cleanup:
         """Deletes every recorded todo, then every todo of the kit's users that `mine`
         recognises (its title holds the run id); then looks again."""
         outcome = Cleanup(created=self.count)
-        for user in users:
+        for user in list(self._users.values()):
             recorded = set(self._made.get(user.name, set()))
             try:
                 listed = _listed(target, user)

@@ -204,6 +204,8 @@ def execute(run: Run, target: Target, interrupted: Callable[[], bool]) -> Outcom
     # Who the kit was, so that an operator can look for anything left behind.
     meta["users"] = {name: user.expected_id for name, user in users.items()}
     ledger = Ledger()
+    for user in users.values():
+        ledger.enlist(user)
     ctx = Context(target, contract, users, ledger, run.options, run_id)
     results: list[CheckResult] = []
     cleanup: Cleanup | None = None
@@ -224,7 +226,7 @@ def execute(run: Run, target: Target, interrupted: Callable[[], bool]) -> Outcom
         meta["interrupted"] = True
     finally:
         if not run.options.read_only:
-            cleanup = ledger.clean(target, users.values(), ctx.mine)
+            cleanup = ledger.clean(target, ctx.mine)
     if "fuzz" in ctx.notes:
         meta["fuzz"] = ctx.notes["fuzz"]
     meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")

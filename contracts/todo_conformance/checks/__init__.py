@@ -81,10 +81,12 @@ class Context:
         one; in bearer mode (users come from outside) alt, emptied of what the kit made
         before, and never of a todo it did not make."""
         if not self.bearer:
-            return User(role, user_header=str(uuid.uuid4()))
+            user = User(f"{role} {uuid.uuid4().hex[:8]}", user_header=str(uuid.uuid4()))
+            self.ledger.enlist(user)
+            return user
         user = self.alt
         for todo in self.listed(user):
-            if not self.mine(str(todo.get("title", ""))):
+            if not str(todo.get("title", "")).startswith(f"[{MARK} "):
                 raise Broken(f"user {user.name} holds todos the kit did not make: give it its own")
             self.send("DELETE", f"{TODOS}/{todo['id']}", user)
         if self.listed(user):
@@ -98,7 +100,8 @@ class Context:
         return f"[{MARK} {self.run_id}] {text}".rstrip()
 
     def mine(self, title: str) -> bool:
-        return title.startswith(f"[{MARK} ")
+        """Whether a todo is this run's: its title carries the run id."""
+        return title.startswith(f"[{MARK} {self.run_id}]")
 
     def send(
         self,
