@@ -44,7 +44,8 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     _npm_ci(session)
     _debian_packages(session, {"prometheus": "prometheus", "promtool": "prometheus"})
-    session.run("pytest", *session.posargs)
+    # The slowest fifteen end every run: what the suite costs stays in sight.
+    session.run("pytest", "--durations=15", *session.posargs)
 
 
 @nox.session(python=PYTHON)

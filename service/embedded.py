@@ -30,8 +30,12 @@ def free_port() -> int:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, settings: dict[str, str] | None = None
+    ) -> None:
+        """`settings`: server settings (`-c name=value`) beyond the defaults."""
         self.data_dir = data_dir.resolve()
+        self.settings = settings or {}
         self.pgdata = self.data_dir / "pgdata"
         self.logfile = self.data_dir / "postgres.log"
         self.password_file = self.data_dir / "password"
@@ -107,6 +111,7 @@ class EmbeddedPostgres:
             return self.url
         self.port = self.port or free_port()
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(
             "pg_ctl",
             "start",

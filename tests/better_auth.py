@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-from service.embedded import free_port
+from ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER = REPO / "clients" / "web" / "server.mjs"

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy
 from better_auth import BetterAuth
+from databases import Databases
 from fastapi.testclient import TestClient
+from ports import free_port
 from run_logs import RunLogs
 from served import Serve, ServedService
 from sql_audit import StatementLog
@@ -31,6 +33,18 @@ from service.store.named import statements
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO / "openapi.yaml"
+
+pytest_plugins = ["kit_jobs"]
+
+# The embedded PostgreSQL of a test run keeps nothing past the run: it need not wait for
+# the disk at every commit (a third of a kit run's time, measured), nor have room for
+# fewer than the dozens of instances the kit's tests serve at once.
+_THROWAWAY = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "400",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,12 +75,22 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with PostgresContainer("postgres:17-alpine", driver=None) as container:
             yield container.get_connection_url()
     else:
-        server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+        server = EmbeddedPostgres(
+            tmp_path_factory.mktemp("postgres"), port=free_port(), settings=_THROWAWAY
+        )
         url = server.start()
         try:
             yield url
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def databases(postgres_url: str) -> Iterator[Databases]:
+    """Migrated databases of their own, cloned from a template on the run's server."""
+    made = Databases(postgres_url)
+    yield made
+    made.drop_all()
 
 
 @pytest.fixture(scope="session")
@@ -228,7 +252,7 @@ def serve(tmp_path: Path, run_logs: RunLogs) -> Iterator[Serve]:
 @pytest.fixture
 def spare_postgres(tmp_path: Path, run_logs: RunLogs) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of the test's own, which it may stop and start."""
-    server = EmbeddedPostgres(tmp_path / "spare")
+    server = EmbeddedPostgres(tmp_path / "spare", port=free_port())
     server.start()
     run_logs.database_url(server.url)
     migrations.upgrade(server.url)
@@ -238,11 +262,17 @@ def spare_postgres(tmp_path: Path, run_logs: RunLogs) -> Iterator[EmbeddedPostgr
         server.stop()
 
 
-# -- the audit runs after everything else, so it sees the whole run's statements ------
+# -- the audit runs after everything else, so it sees the whole run's statements; the
+# tests that read the kit's runs just before, so the runs have had the longest to finish
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.get_closest_marker("audit_last") is not None)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("audit_last") is not None,
+            item.get_closest_marker("kit") is not None,
+        )
+    )
 
 
 # -- outcomes per requirement id, for contracts/conformance.py -----------------------

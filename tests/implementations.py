@@ -1,6 +1,6 @@
-"""Deliberately broken implementations of the contract, one defect each, for the
-conformance kit's own tests (FR-148): the service as shipped, with the defect named by
-BROKEN_DEFECT put in. Served by `uvicorn --factory broken_service:build`.
+"""Implementations of the contract for the conformance kit's own tests (FR-148): the
+service as shipped, and the service with one defect put in. Served by tests/fleet.py,
+each on its own port and database.
 
 Each defect is made where a real implementation would make it: in a statement, in
 validation, or in what goes over the wire."""
@@ -332,12 +332,15 @@ DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
 }
 
 
-def build() -> FastAPI:
-    defect = os.environ["BROKEN_DEFECT"]
-    change, middleware = DEFECTS[defect]
+SHIPPED = "shipped"
+
+
+def build(name: str) -> FastAPI:
+    """The implementation `name`: SHIPPED, or the service with that defect put in."""
+    change, middleware = DEFECTS[name] if name != SHIPPED else (None, None)
     if change is not None:
         change()
-    if defect == "forbidden-not-missing":
+    if name == "forbidden-not-missing":
         middleware = _forbidden_not_missing()
     app = create_app(get_settings())
     if middleware is not None:

@@ -12,8 +12,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-
-from service.embedded import free_port
+from ports import free_port
 
 ISSUER = "https://auth.example"
 AUDIENCE = "https://todos.example"

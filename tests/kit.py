@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from service.embedded import free_port
+import psycopg2
+from ports import free_port
+
+from service.db import libpq_url
 
 KIT = Path(sys.executable).with_name("todo-conformance")
 MARK = "[todo-conformance "
@@ -42,6 +45,20 @@ class KitRun:
     def requirement(self, rid: str) -> dict[str, Any]:
         found: dict[str, Any] = next(r for r in self.report["requirements"] if r["id"] == rid)
         return found
+
+    def todos_left(self, database_url: str) -> int:
+        """Todos in that database that this run made: its run id in the title, or one of
+        its users as the owner. Counted in PostgreSQL, not taken from the report."""
+        users = [u for u in self.report["users"].values() if u]
+        mark = f"{MARK}{self.report['run_id']}]%"
+        with psycopg2.connect(libpq_url(database_url)) as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM todos WHERE title LIKE %s OR user_id::text = ANY(%s)",
+                (mark, users),
+            )
+            (count,) = cursor.fetchone()
+        conn.close()
+        return int(count)
 
 
 def kit_command(base_url: str, report_dir: Path, *args: str) -> list[str]:

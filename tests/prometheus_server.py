@@ -9,8 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from service.embedded import free_port
+from ports import free_port
 
 
 class PrometheusServer:

@@ -2,6 +2,7 @@
 appear in it."""
 
 import logging
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from service.logs import JsonFormatter
@@ -11,14 +12,25 @@ class RunLogs(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(JsonFormatter())
-        self.texts: list[tuple[str, str]] = []
+        self._texts: list[tuple[str, str]] = []
+        self._followed: list[tuple[str, Path]] = []
         self.secrets: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.texts.append(("in-process", self.format(record)))
+        self._texts.append(("in-process", self.format(record)))
 
     def add(self, source: str, text: str) -> None:
-        self.texts.append((source, text))
+        self._texts.append((source, text))
+
+    def follow(self, source: str, path: Path) -> None:
+        """A log file still being written (a server that outlives the scan): read as it
+        stands whenever the logs are read."""
+        self._followed.append((source, path))
+
+    @property
+    def texts(self) -> list[tuple[str, str]]:
+        followed = [(source, path.read_text(errors="replace")) for source, path in self._followed]
+        return [*self._texts, *followed]
 
     def secret(self, value: str) -> None:
         if value:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import free_port
 from run_logs import RunLogs
-
-from service.embedded import free_port
 
 EXECUTABLE = Path(sys.executable).with_name("todo-service")
 
@@ -29,6 +28,7 @@ class ServedService:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.database_url = database_url
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         metrics_port = (extra_env or {}).get("TODO_METRICS_PORT")
@@ -41,6 +41,7 @@ class ServedService:
             env["NEON_DATABASE_URL"] = database_url
         env.update(extra_env or {})
         workdir.mkdir(parents=True, exist_ok=True)
+        logs.follow(f"serve on port {self.port}", self.output_path)
         with self.output_path.open("w") as output:
             self.process = subprocess.Popen(
                 [str(EXECUTABLE), "serve", "--port", str(self.port), "--workers", str(workers)],
@@ -91,7 +92,6 @@ class ServedService:
             self.process.wait()
             pytest.fail(f"serve did not stop within {seconds} s of SIGTERM")
         finally:
-            self._logs.add(f"serve on port {self.port}", self.output)
             password_file = self.workdir / ".todo-service" / "password"
             if password_file.exists():
                 self._logs.secret(password_file.read_text().strip())

@@ -3,6 +3,7 @@ running service, a connection killed mid-request, a pool drained by slow request
 the service itself stopped under load. Every wait here has a deadline."""
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from api import TODOS, as_user, create, problem, todo_url
 from conftest import make_settings
 from fastapi.testclient import TestClient
 from httpx import Response
+from ports import free_port
 from served import Serve
 from sql_audit import StatementLog
 from sqlalchemy import create_engine, text
@@ -84,7 +86,7 @@ def _waiting_on_a_lock(admin_engine: Engine) -> list[int]:
 def test_serve_waits_for_a_database_that_is_down_at_start_up(
     tmp_path: Path, serve: Serve, run_logs: Any
 ) -> None:
-    late = EmbeddedPostgres(tmp_path / "late")
+    late = EmbeddedPostgres(tmp_path / "late", port=free_port())
     url = late.start()  # made and stopped, so serve starts against a closed port
     run_logs.database_url(url)
     late.stop()
@@ -120,8 +122,12 @@ def test_the_first_requests_after_a_database_restart_succeed(
     client = TestClient(create_app(settings, db), raise_server_exceptions=False)
     todo = create(client, alice, title="before the restart")
 
-    async def fill_the_pool() -> None:  # four at once: four live connections, kept idle
-        await asyncio.gather(*(db.ping() for _ in range(4)))
+    async def fill_the_pool() -> None:
+        # Four held at once: four live connections, kept idle after. (Four pings at once
+        # need not be: one answered before the next is sent gives its connection back.)
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(4):
+                await held.enter_async_context(db._pool.lease())
 
     asyncio.run(fill_the_pool())
     assert _service_connections(spare_postgres.url) == 4

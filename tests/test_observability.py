@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 import pytest
 from otlp_receiver import CLIENT, SERVER, OtlpReceiver, attributes
+from ports import free_port
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import PrometheusServer
 from served import Serve, ServedService
 
 from service.db import Database
-from service.embedded import free_port
 
 TODOS = "/api/v1/todos"
 A_TODO = "/api/v1/todos/{todo_id}"

@@ -65,7 +65,7 @@ def postgres(workdir: Path, key: Path, cert: Path, password: str) -> Iterator[in
             f"listen_addresses = '127.0.0.1'\nport = {port}\n"
             f"unix_socket_directories = '{workdir}'\nssl = on\n"
             f"ssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
-            "password_encryption = 'scram-sha-256'\nmax_connections = 200\n"
+            "password_encryption = 'scram-sha-256'\nmax_connections = 400\n"
             "timezone = 'UTC'\n"
         )
     (data / "pg_hba.conf").write_text(
@@ -92,6 +92,8 @@ def pgbouncer(workdir: Path, key: Path, cert: Path, password: str, pg_port: int)
     ini = workdir / "pgbouncer.ini"
     ini.write_text(
         f"[databases]\n{DATABASE} = host=127.0.0.1 port={pg_port} dbname={DATABASE}\n"
+        # The tests' databases of their own, cloned from a template, by whatever name.
+        f"* = host=127.0.0.1 port={pg_port}\n"
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         "pool_mode = transaction\n"
