@@ -1,4 +1,4 @@
-"""`todo-service serve | migrate`. Owns the embedded PostgreSQL's life when
+"""`todo-service serve | migrate | db-url`. Owns the embedded PostgreSQL's life when
 NEON_DATABASE_URL is unset: started before serving, stopped on exit or SIGTERM.
 
 `serve` is the supervisor of the workers (service.worker) and idles for the service's
@@ -171,6 +171,25 @@ def migrate(settings: Supervision) -> None:
         log.info("schema is at the newest version")
 
 
+def db_url(settings: Supervision) -> None:
+    """The URL of the database `serve` uses, for a second process to share it:
+    NEON_DATABASE_URL, or the embedded PostgreSQL's in TODO_DATA_DIR (running or not)."""
+    if settings.database_url:
+        print(settings.database_url)
+        return
+    from service.embedded import EmbeddedPostgres
+
+    url = EmbeddedPostgres(settings.data_dir).known_url()
+    if url is None:
+        print(
+            f"todo-service: no embedded PostgreSQL in {settings.data_dir.resolve()} yet:"
+            " `todo-service serve` makes one",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    print(url)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="todo-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--workers", type=int, default=1)
     commands.add_parser("migrate", help="migrate the schema to the newest version")
+    commands.add_parser(
+        "db-url", help="print the URL of the database serve uses (the embedded one when unset)"
+    )
     args = parser.parse_args(argv)
 
     settings = _settings()
@@ -188,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "serve":
             serve(settings, args.host, args.port, args.workers)
+        elif args.command == "db-url":
+            db_url(settings)
         else:
             migrate(settings)
     except KeyboardInterrupt:

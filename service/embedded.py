@@ -29,6 +29,18 @@ def free_port() -> int:
         return port
 
 
+def _bindable(port: int) -> bool:
+    """Whether PostgreSQL could listen on `port`: as it does, with SO_REUSEADDR, so that
+    its own connections still closing there do not count."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class EmbeddedPostgres:
     def __init__(
         self, data_dir: Path, port: int | None = None, settings: dict[str, str] | None = None
@@ -39,6 +51,9 @@ class EmbeddedPostgres:
         self.pgdata = self.data_dir / "pgdata"
         self.logfile = self.data_dir / "postgres.log"
         self.password_file = self.data_dir / "password"
+        # The port it listened on last, taken again when free: a second process that
+        # shares the database (`todo-service db-url`) finds it where it was.
+        self.port_file = self.data_dir / "port"
         self.port = port
         self._user = _SYSTEM_USER if os.geteuid() == 0 else None
 
@@ -109,7 +124,8 @@ class EmbeddedPostgres:
         if running is not None:
             self.port = running
             return self.url
-        self.port = self.port or free_port()
+        self.port = self.port or self._kept_port()
+        self.port_file.write_text(str(self.port))
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
         options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(
@@ -126,6 +142,21 @@ class EmbeddedPostgres:
             options,
         )
         return self.url
+
+    def _kept_port(self) -> int:
+        kept = self.port_file.read_text().strip() if self.port_file.exists() else ""
+        if kept.isdigit() and _bindable(int(kept)):
+            return int(kept)
+        return free_port()
+
+    def known_url(self) -> str | None:
+        """The URL of the database in this folder, running or not (None when it was
+        never made): where it runs, or where it will run when started again."""
+        if not (self.pgdata / "PG_VERSION").exists() or not self.password_file.exists():
+            return None
+        kept = self.port_file.read_text().strip() if self.port_file.exists() else ""
+        self.port = self._running_port() or (int(kept) if kept.isdigit() else None)
+        return self.url if self.port else None
 
     def stop(self) -> None:
         if self._running_port() is None:

@@ -1,6 +1,7 @@
-"""A real Better Auth server (npm `better-auth`, memory adapter, `jwt` plugin), run by
-Node from clients/web/server.mjs, as the frontend's auth server would be: users sign
-up over its HTTP API and get EdDSA JWTs that the service verifies against its JWKS."""
+"""A real Better Auth server (npm `better-auth`, `jwt` plugin, its accounts in
+PostgreSQL), run by Node from clients/web/server.mjs, as the frontend's auth server
+would be: users sign up over its HTTP API and get EdDSA JWTs that the service verifies
+against its JWKS."""
 
 import shutil
 import subprocess
@@ -26,20 +27,32 @@ class SignedUp:
     cookies: httpx.Cookies
 
 
+PASSWORD = "correct horse battery staple"
+
+
 class BetterAuth:
-    def __init__(self, workdir: Path, api: str = "http://127.0.0.1:8000") -> None:
+    """Keeps its accounts in `database` (a PostgreSQL URL), in a schema of its own;
+    started again on the same database and `port`, it knows them still."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        database: str,
+        api: str = "http://127.0.0.1:8000",
+        port: int | None = None,
+    ) -> None:
         node = shutil.which("node")
         assert node, "Node.js runs the auth server"
         assert (REPO / "node_modules" / "better-auth").is_dir(), (
             "better-auth is not installed: `npm ci` (nox -s tests runs it)"
         )
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"better-auth-{self.port}.log"
-        with self.log_path.open("w") as log:
+        with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [node, str(SERVER), "--port", str(self.port), "--api", api],
+                [node, str(SERVER), "--port", str(self.port), "--api", api, "--database", database],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -59,17 +72,18 @@ class BetterAuth:
     def jwks_url(self) -> str:
         return f"{self.base}/api/auth/jwks"
 
-    def sign_up(self, name: str = "Someone") -> SignedUp:
+    def sign_up(self, name: str = "Someone", email: str | None = None) -> SignedUp:
         """A new user, signed up over Better Auth's HTTP API, and their first JWT."""
+        email = email or f"{uuid.uuid4().hex}@example.com"
+        return self._signed("/api/auth/sign-up/email", email=email, password=PASSWORD, name=name)
+
+    def sign_in(self, email: str) -> SignedUp:
+        """A user who signed up before, signed in with their email and password."""
+        return self._signed("/api/auth/sign-in/email", email=email, password=PASSWORD)
+
+    def _signed(self, path: str, **form: str) -> SignedUp:
         with httpx.Client(base_url=self.base, timeout=10) as client:
-            answer = client.post(
-                "/api/auth/sign-up/email",
-                json={
-                    "email": f"{uuid.uuid4().hex}@example.com",
-                    "password": "correct horse battery staple",
-                    "name": name,
-                },
-            )
+            answer = client.post(path, json=form)
             assert answer.status_code == 200, answer.text
             subject = answer.json()["user"]["id"]
             token = client.get("/api/auth/token")

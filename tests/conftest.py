@@ -171,9 +171,11 @@ def client(settings: Settings, database: Database) -> TestClient:
 
 
 @pytest.fixture(scope="session")
-def better_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BetterAuth]:
+def better_auth(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases
+) -> Iterator[BetterAuth]:
     """One real Better Auth server for the run; each test signs up its own users."""
-    server = BetterAuth(tmp_path_factory.mktemp("better-auth"))
+    server = BetterAuth(tmp_path_factory.mktemp("better-auth"), databases.clone("better-auth"))
     yield server
     server.stop()
 

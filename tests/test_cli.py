@@ -1,13 +1,15 @@
 """`todo-service serve` on a fresh machine: embedded PostgreSQL, data that survives a
 restart, and the database stopped when the service is sent SIGTERM."""
 
+import os
+import subprocess
 import uuid
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from served import Serve
+from served import EXECUTABLE, Serve
 
 from service.db import direct_url, sqlalchemy_url
 from service.settings import Settings
@@ -80,3 +82,49 @@ def test_pool_sizes_and_timeouts_come_from_the_environment(monkeypatch: pytest.M
     settings = Settings()
     assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (7, 3, 1.5)
     assert settings.statement_timeout_ms == 1234
+
+
+@pytest.mark.req("FR-166", "FR-005")
+def test_db_url_gives_a_second_serve_the_embedded_database_and_its_port_stays(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """`todo-service db-url` prints the embedded database's URL, running or not; a second
+    `serve` given it shares the todos; the port is the same at the next start."""
+    unmade = subprocess.run(
+        [str(EXECUTABLE), "db-url"], cwd=tmp_path, env=_embedded(), capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert unmade.returncode == 1 and "todo-service serve" in unmade.stderr
+    assert unmade.stderr.count("\n") == 1 and "Traceback" not in unmade.stderr
+
+    owner = serve(workdir=tmp_path)
+    owner.wait_ready()
+    url = _db_url(tmp_path)
+    second = serve(database_url=url, workdir=tmp_path / "second")
+    second.wait_ready()
+    user = {"X-User-ID": str(uuid.uuid4())}
+    made = httpx.post(f"{second.base}/api/v1/todos", json={"title": "shared"}, headers=user)
+    assert made.status_code == 201
+    read = httpx.get(f"{owner.base}/api/v1/todos/{made.json()['id']}", headers=user)
+    assert read.json() == made.json()
+    second.stop()
+    owner.stop()
+    assert _db_url(tmp_path) == url, "the URL changed when the database stopped"
+    again = serve(workdir=tmp_path)
+    again.wait_ready()
+    assert _db_url(tmp_path) == url, "the port moved at the next start"
+    again.stop()
+
+
+def _embedded() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
+
+
+def _db_url(workdir: Path) -> str:
+    done = subprocess.run(
+        [str(EXECUTABLE), "db-url"], cwd=workdir, env=_embedded(), capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    url = done.stdout.strip()
+    assert url.startswith("postgresql://postgres:") and url.endswith("/postgres"), url
+    return url

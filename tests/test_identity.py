@@ -4,16 +4,21 @@ user is the same user. The rest, with a real Better Auth, is the conformance kit
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from api import TODOS, create, problem, todo_url
 from better_auth import BetterAuth, SignedUp
 from conftest import jwt_settings, unfiltered_service
+from databases import Databases
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from service.app import create_app
+from service.db import Database
 
 
 def bearer(user: SignedUp, **more: str) -> dict[str, str]:
@@ -94,3 +99,25 @@ def test_a_fresh_token_of_the_same_user_is_the_same_user(
     again = better_auth.fresh_token(alice)
     answer = jwt_client.get(todo_url(todo["id"]), headers={"Authorization": f"Bearer {again}"})
     assert answer.json() == todo
+
+
+@pytest.mark.req("FR-105")
+def test_better_auth_accounts_survive_a_restart_of_the_pages_server(
+    tmp_path: Path, databases: Databases, postgres_url: str, database: Database
+) -> None:
+    """The web example's Better Auth keeps its accounts in PostgreSQL: started again on
+    the same database, a user signs in with the same password and is the same user, who
+    finds their todos."""
+    accounts, email = databases.clone("accounts"), f"alice-{uuid.uuid4().hex[:8]}@example.com"
+    first = BetterAuth(tmp_path, accounts)
+    before = first.sign_up("Alice", email=email)
+    first.stop()
+    again = BetterAuth(tmp_path, accounts, port=first.port)
+    try:
+        after = again.sign_in(email)
+        assert after.subject == before.subject
+        client = TestClient(create_app(jwt_settings(postgres_url, again), database))
+        made = _make(client, before, title="made before the restart")
+        assert client.get(todo_url(made["id"]), headers=bearer(after)).json() == made
+    finally:
+        again.stop()

@@ -81,12 +81,37 @@ function render(items: Todo[]): void {
       return row;
     }),
   );
-  element("count").textContent = String(items.length);
+  const count = element("count");
+  count.dataset.count = String(items.length);
+  count.textContent =
+    items.length === 0 ? "No todos yet." : `${items.length} ${items.length === 1 ? "todo" : "todos"}`;
+  element("problem").hidden = true;
+}
+
+// What the page knows when the list cannot be read: nothing about the todos, which is
+// never "0 todos". They are kept by the service; the page says so, and what went wrong.
+function unknown(why: string): void {
+  const count = element("count");
+  delete count.dataset.count;
+  count.textContent = "";
+  const problem = element("problem");
+  problem.textContent = `Your todos could not be loaded: ${why}. They are kept by the service; reload the page to try again.`;
+  problem.hidden = false;
 }
 
 async function refresh(): Promise<void> {
-  const { data, error, response } = await api.GET("/api/v1/todos");
-  if (!data) throw new Error(problemText(error));
+  let answer;
+  try {
+    answer = await api.GET("/api/v1/todos");
+  } catch {
+    unknown(`the todo service at ${apiBase} cannot be reached`);
+    return;
+  }
+  const { data, error, response } = answer;
+  if (!data) {
+    unknown(`the todo service answered ${response.status} (${problemText(error)})`);
+    return;
+  }
   render(data.items);
   // Read across origins only because the service exposes it (CORS).
   document.body.dataset.listEtag = response.headers.get("ETag") ?? "";
@@ -121,26 +146,42 @@ async function drop(todo: Todo): Promise<void> {
   });
 }
 
+// A change to the todos, then the list read again.
 async function act(work: () => Promise<void>): Promise<void> {
+  await attempt(async () => {
+    await work();
+    await refresh();
+  });
+}
+
+async function attempt(work: () => Promise<void>): Promise<void> {
   busy("busy");
   try {
     await work();
-    await refresh();
   } catch (error) {
-    status.textContent = String(error);
+    status.textContent = error instanceof TypeError ? `${error.message}: is the service at ${apiBase} up?` : String(error);
   } finally {
     busy("ready");
   }
 }
 
+// Signed in, the list (read once); signed out, the forms, and no line left over from
+// the last user's requests.
 async function show(): Promise<void> {
   const session = await auth.getSession();
+  if (session.error) {
+    status.textContent = `Sign-in is unavailable: the auth server answered ${session.error.status} (${session.error.message ?? "no detail"}).`;
+    busy("ready");
+    return;
+  }
   const user = session.data?.user;
   element("auth").hidden = Boolean(user);
   element("app").hidden = !user;
   if (user) {
     element("who").textContent = user.email;
     await refresh();
+  } else {
+    status.textContent = "";
   }
   busy("ready");
 }
@@ -151,7 +192,7 @@ function fieldValue(id: string): string {
 
 element<HTMLFormElement>("signup-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  void act(async () => {
+  void attempt(async () => {
     const { error } = await auth.signUp.email({
       name: fieldValue("signup-name"),
       email: fieldValue("signup-email"),
@@ -165,7 +206,7 @@ element<HTMLFormElement>("signup-form").addEventListener("submit", (event) => {
 
 element<HTMLFormElement>("signin-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  void act(async () => {
+  void attempt(async () => {
     const { error } = await auth.signIn.email({
       email: fieldValue("signin-email"),
       password: fieldValue("signin-password"),
@@ -182,6 +223,7 @@ element("signout").addEventListener("click", () => {
     await auth.signOut();
     token = null;
     element<HTMLUListElement>("todos").replaceChildren();
+    element("problem").hidden = true;
     await show();
   })();
 });

@@ -1,17 +1,20 @@
 // The frontend's server, shaped like a Next.js app with Better Auth: Better Auth at
-// /api/auth (memory adapter, `jwt` plugin, email and password), and the page at /.
-// The todo service is another origin; the page calls it with the JWT from
-// /api/auth/token. The tests start this server as the real auth server.
+// /api/auth (`jwt` plugin, email and password) and the page at /. Better Auth keeps its
+// accounts in PostgreSQL, in a schema of its own (`better_auth`), so they survive a
+// restart: the todo service's own database will do (`todo-service db-url` prints the
+// embedded one's URL). The todo service is another origin; the page calls it with the
+// JWT from /api/auth/token. The tests start this server as the real auth server.
 //
-//   node clients/web/server.mjs --port 3000 [--api http://127.0.0.1:8000]
+//   node clients/web/server.mjs --port 3000 --database URL [--api http://127.0.0.1:8000]
 import http from "node:http";
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import pg from "pg";
 import { betterAuth } from "better-auth";
-import { memoryAdapter } from "better-auth/adapters/memory";
+import { getMigrations } from "better-auth/db/migration";
 import { toNodeHandler } from "better-auth/node";
 import { jwt } from "better-auth/plugins";
 
@@ -20,27 +23,59 @@ const { values } = parseArgs({
     port: { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     api: { type: "string", default: "http://127.0.0.1:8000" },
+    database: { type: "string" },
   },
 });
-if (!values.port) throw new Error("usage: server.mjs --port PORT [--api URL]");
+if (!values.port || !values.database) {
+  console.error("usage: server.mjs --port PORT --database POSTGRES_URL [--api URL]");
+  process.exit(2);
+}
 const baseURL = `http://${values.host}:${values.port}`;
+const SCHEMA = "better_auth";
 
+const database = new pg.Pool({
+  connectionString: values.database,
+  options: `-c search_path=${SCHEMA}`,
+  max: 5,
+});
+// A database that restarts drops the idle connections; the pool opens new ones. Without
+// a listener, the dropped connection's error would end this process.
+database.on("error", (error) => console.error(`database connection lost: ${error.message}`));
+
+// The secret signs sessions and encrypts the signing keys stored beside the accounts:
+// BETTER_AUTH_SECRET when given, otherwise one made on the first start and kept in the
+// same schema, so that a restart keeps sessions and keys as well as accounts.
+async function secret() {
+  if (process.env.BETTER_AUTH_SECRET) return process.env.BETTER_AUTH_SECRET;
+  await database.query("CREATE TABLE IF NOT EXISTS server_secret (secret text NOT NULL)");
+  await database.query(
+    "INSERT INTO server_secret SELECT $1 WHERE NOT EXISTS (SELECT FROM server_secret)",
+    [randomBytes(32).toString("hex")],
+  );
+  const { rows } = await database.query("SELECT secret FROM server_secret LIMIT 1");
+  return rows[0].secret;
+}
+
+await database.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
 const auth = betterAuth({
   baseURL,
-  secret: randomBytes(32).toString("hex"),
-  database: memoryAdapter({ user: [], session: [], account: [], verification: [], jwks: [] }),
+  secret: await secret(),
+  database,
   emailAndPassword: { enabled: true },
   // Defaults: EdDSA (Ed25519) keys with a `kid`, 15-minute tokens, iss = aud = baseURL.
   plugins: [jwt()],
   rateLimit: { enabled: false },
   telemetry: { enabled: false },
 });
+// Better Auth's tables, made or brought up to date at every start (idempotent).
+await (await getMigrations(auth.options)).runMigrations();
 const authHandler = toNodeHandler(auth);
 
 const here = dirname(fileURLToPath(import.meta.url));
 const files = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/app.js": ["dist/app.js", "text/javascript; charset=utf-8"],
+  "/favicon.svg": ["favicon.svg", "image/svg+xml"],
 };
 
 const server = http.createServer(async (req, res) => {
@@ -67,4 +102,6 @@ const server = http.createServer(async (req, res) => {
 server.listen(Number(values.port), values.host, () => {
   console.log(`auth and page on ${baseURL}, todo service at ${values.api}`);
 });
-for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => server.close(() => process.exit(0)));
+for (const signal of ["SIGTERM", "SIGINT"]) {
+  process.on(signal, () => server.close(() => database.end().then(() => process.exit(0))));
+}
