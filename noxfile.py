@@ -53,7 +53,8 @@ def lint(session: nox.Session) -> None:
     """ruff, mypy (strict) and vulture (dead code, allow-list in pyproject.toml); the spec
     through Redocly (redocly.yaml, then its built-in recommended ruleset alone),
     openapi-spec-validator and Spectral's OWASP API Security Top 10 ruleset (no error);
-    the breaking-change guard against every released contract."""
+    the breaking-change guard against every released contract; the links of the README
+    and docs/ (remark-validate-links)."""
     _install(session, "test", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -75,6 +76,12 @@ def lint(session: nox.Session) -> None:
     session.run(
         spectral, "lint", "openapi.yaml", "--ruleset", ".spectral.yaml",
         "--fail-severity", "error", external=True, env=NODE_ENV,
+    )  # fmt: skip
+    # Every relative link and anchor of the README and docs/ resolves (.remarkrc.json).
+    remark = str(Path("node_modules/.bin/remark").resolve())
+    session.run(
+        remark, "--frail", "--quiet", "--no-stdout", "README.md", "docs/",
+        external=True, env=NODE_ENV,
     )  # fmt: skip
 
 
