@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+import whole_run
 from better_auth import BetterAuth
 from databases import Databases
 from fastapi.testclient import TestClient
@@ -50,6 +52,42 @@ _THROWAWAY = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--req-results", default=None, help="write each test's outcome and req ids as JSON here"
+    )
+
+
+_made_here: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    made = whole_run.begin()
+    if made is not None:
+        _made_here.append(made)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for made in _made_here:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def pytest_runtest_logfinish(nodeid: str) -> None:
+    whole_run.WholeRun().finished(nodeid)
+
+
+@pytest.fixture(scope="session")
+def the_whole_run() -> whole_run.WholeRun:
+    return whole_run.WholeRun()
+
+
+@pytest.fixture(autouse=True)
+def _the_last_tests_wait_for_the_rest(
+    request: pytest.FixtureRequest, the_whole_run: whole_run.WholeRun
+) -> None:
+    """An audit of the whole run starts when every other test of it has finished, in
+    whichever worker process ran it."""
+    if request.node.get_closest_marker("audit_last") is None:
+        return
+    the_whole_run.wait_for(
+        {i.nodeid for i in request.session.items if i.get_closest_marker("audit_last") is None}
     )
 
 
@@ -94,10 +132,10 @@ def databases(postgres_url: str) -> Iterator[Databases]:
 
 
 @pytest.fixture(scope="session")
-def run_logs(postgres_url: str) -> Iterator[RunLogs]:
+def run_logs(postgres_url: str, the_whole_run: whole_run.WholeRun) -> Iterator[RunLogs]:
     """Every line the service logs in this run, in-process or served, for the scan that
     runs last."""
-    logs = RunLogs()
+    logs = RunLogs(the_whole_run)
     logs.database_url(postgres_url)
     service_logger = logging.getLogger("service")
     level = service_logger.level
@@ -129,9 +167,9 @@ def settings(postgres_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def statement_log() -> StatementLog:
+def statement_log(the_whole_run: whole_run.WholeRun) -> StatementLog:
     """Every statement every service engine sent during the whole run."""
-    return StatementLog()
+    return StatementLog(the_whole_run)
 
 
 @pytest.fixture(scope="session")
@@ -264,15 +302,23 @@ def spare_postgres(tmp_path: Path, run_logs: RunLogs) -> Iterator[EmbeddedPostgr
         server.stop()
 
 
-# -- the audit runs after everything else, so it sees the whole run's statements; the
-# tests that read the kit's runs just before, so the runs have had the longest to finish
+# -- the audits run after everything else, so they see the whole run's statements and
+# logs. The tests that read the kit's runs go together (one worker process runs them
+# and their runs), last when one process runs everything, so that the runs have had the
+# longest to finish in the background, and first when several share the work, so that
+# their worker starts the runs at once while the others take the rest.
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workers = "PYTEST_XDIST_WORKER" in os.environ or bool(getattr(config.option, "numprocesses", 0))
+    for item in items:
+        if item.get_closest_marker("kit") is not None:
+            item.add_marker(pytest.mark.xdist_group("kit"))
     items.sort(
         key=lambda item: (
             item.get_closest_marker("audit_last") is not None,
-            item.get_closest_marker("kit") is not None,
+            (item.get_closest_marker("kit") is None) == workers,
         )
     )
 

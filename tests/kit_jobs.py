@@ -154,9 +154,21 @@ class Kits:
 
 
 class Scheduled:
-    def __init__(self, kits: Kits, futures: dict[str, Future[Any]]) -> None:
+    """The jobs the selected tests name, started once, by `start`."""
+
+    def __init__(self, kits: Kits, jobs: dict[str, Job]) -> None:
         self._kits = kits
-        self._futures = futures
+        self._jobs = jobs
+        self._pool = ThreadPoolExecutor(AT_ONCE, thread_name_prefix="kit-job")
+        self._futures: dict[str, Future[Any]] = {}
+
+    def start(self, better_auth: Callable[[], BetterAuth]) -> None:
+        if self._futures or not self._jobs:
+            return
+        if any(j.better_auth or "jwt" in j.services for j in self._jobs.values()):
+            self._kits.better_auth = better_auth()
+        for name, j in self._jobs.items():
+            self._futures[name] = self._pool.submit(_started(self._kits, j.run))
 
     def __getitem__(self, name: str) -> Any:
         assert name in self._futures, f"job {name!r}: name it in the test's kit marker"
@@ -165,6 +177,10 @@ class Scheduled:
     def service(self, name: str) -> ServedService:
         self._kits.start()
         return self._kits.service(name)
+
+    def stop(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+        self._kits.stop()
 
 
 def _wanted(items: list[pytest.Item]) -> list[str]:
@@ -182,26 +198,28 @@ def _started(kits: Kits, run: Callable[[Kits], Any]) -> Callable[[], Any]:
     return started
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def kit_jobs(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     databases: Databases,
     run_logs: RunLogs,
 ) -> Iterator[Scheduled]:
-    """Starts, with the session, every job a selected test names."""
+    """Every job a selected test names (started by `_kit_jobs_begin`)."""
     jobs = {name: JOBS[name] for name in _wanted(request.session.items)}
-    auth = (
-        request.getfixturevalue("better_auth")
-        if any(j.better_auth or "jwt" in j.services for j in jobs.values())
-        else None
-    )
-    kits = Kits(jobs, tmp_path_factory, databases, run_logs, auth)
-    pool = ThreadPoolExecutor(AT_ONCE, thread_name_prefix="kit-job")
+    scheduled = Scheduled(Kits(jobs, tmp_path_factory, databases, run_logs, None), jobs)
     try:
-        yield Scheduled(
-            kits, {name: pool.submit(_started(kits, j.run)) for name, j in jobs.items()}
-        )
+        yield scheduled
     finally:
-        pool.shutdown(cancel_futures=True)
-        kits.stop()
+        scheduled.stop()
+
+
+@pytest.fixture(autouse=True)
+def _kit_jobs_begin(request: pytest.FixtureRequest) -> None:
+    """The jobs start with the session's first test, in the background of the others;
+    when worker processes share the tests (pytest-xdist), with the first test that
+    reads them, in the one worker that runs those tests."""
+    if "PYTEST_XDIST_WORKER" in os.environ and request.node.get_closest_marker("kit") is None:
+        return
+    kit_jobs: Scheduled = request.getfixturevalue("kit_jobs")
+    kit_jobs.start(lambda: request.getfixturevalue("better_auth"))

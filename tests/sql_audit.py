@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
+from whole_run import WholeRun
 
 from service import db
 from service.db import QUOTA_CONTEXT, RATE_LIMIT_STEP, REQUEST_CONTEXT, Database
@@ -38,13 +39,19 @@ def sendable() -> dict[str, str]:
 @dataclass
 class StatementLog:
     """Every query string a Database sent, as sent (before the driver put the values in),
-    its request context taken off the front."""
+    its request context taken off the front: this process's in `statements`, and, kept
+    in `run`, every process's."""
 
+    run: WholeRun | None = None
     statements: list[str] = field(default_factory=list)
     # How many of them also took a step of their caller's rate limit, and how many were
     # sent with the quota.
     steps: int = 0
     quotas: int = 0
+
+    def everything(self) -> list[str]:
+        """The statements of the whole run, every worker process's."""
+        return self.statements if self.run is None else list(self.run.read("statements"))
 
     def attach(self, database: Database) -> None:
         send = database.request_sql
@@ -66,6 +73,8 @@ class StatementLog:
                 self.quotas += 1
                 sent = sent.removeprefix(QUOTA_CONTEXT)
             self.statements.append(sent)
+            if self.run is not None:
+                self.run.record("statements", sent)
             return sql, values
 
         database.request_sql = recorded  # type: ignore[method-assign]
