@@ -20,11 +20,12 @@ PYTHON = "3.11"
 REPORT_DIR = Path("contracts/report")
 
 
-def _install(session: nox.Session, *extras: str) -> None:
+def _install(session: nox.Session, *extras: str, kit: bool = False) -> None:
     # A real (non-editable) install: the wheel carries openapi.yaml inside the package.
+    # The conformance kit (kit/) is a distribution of its own, installed beside it.
     spec = f".[{','.join(extras)}]" if extras else "."
-    session.install(spec)
-    session.install("--force-reinstall", "--no-deps", ".")
+    session.install(spec, *(["./kit"] if kit else []))
+    session.install("--force-reinstall", "--no-deps", ".", *(["./kit"] if kit else []))
 
 
 NODE_ENV = {"REDOCLY_TELEMETRY": "off"}
@@ -41,7 +42,7 @@ def tests(session: nox.Session) -> None:
     """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded), with
     a real Better Auth server (Node, from package-lock.json) issuing the tokens and a
     real Prometheus (Debian's package, installed here when missing) scraping metrics."""
-    _install(session, "test")
+    _install(session, "test", kit=True)
     _npm_ci(session)
     _debian_packages(session, {"prometheus": "prometheus", "promtool": "prometheus"})
     # The slowest fifteen end every run: what the suite costs stays in sight. Two worker
@@ -59,7 +60,7 @@ def lint(session: nox.Session) -> None:
     openapi-spec-validator and Spectral's OWASP API Security Top 10 ruleset (no error);
     the breaking-change guard against every released contract; the links of the README
     and docs/ (remark-validate-links)."""
-    _install(session, "test", "lint")
+    _install(session, "test", "lint", kit=True)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -108,14 +109,16 @@ def browser(session: nox.Session) -> None:
     """Headless Chromium (Debian's chromium package, installed here when missing): /docs
     of a live service renders every operation offline, and the browser frontend
     (clients/web) signs two users in with a real Better Auth server and drives the
-    service on another origin with the generated client."""
-    _install(session, "clients")
+    service on another origin with the generated client; the kit's report.html opens
+    with its verdict and table."""
+    _install(session, "clients", kit=True)
     _debian_packages(session, {"chromium": "chromium"})
     _npm_ci(session)
     session.run(
         "pytest",
         "consumers/test_docs_browser.py",
         "consumers/test_web_frontend.py",
+        "consumers/test_kit_report_browser.py",
         *session.posargs,
     )
 
@@ -125,7 +128,7 @@ def report(session: nox.Session) -> None:
     """Runs the suite and writes contracts/report/conformance.{html,md,json}, with the
     kit's own reports of this service (contracts/report/kit/); fails when any
     requirement id lacks a passing test."""
-    _install(session, "test")
+    _install(session, "test", kit=True)
     _npm_ci(session)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     results = REPORT_DIR / "test-results.json"
@@ -196,7 +199,7 @@ def conformance(session: nox.Session) -> None:
     `nox -s conformance -- --base-url URL [--better-auth URL | --token-command CMD] ...`.
     Without a base URL it serves this checkout and checks that. Reports (JUnit XML,
     JSON, Markdown, HTML) go to contracts/report/deployment/."""
-    _install(session, "conformance")
+    _install(session, kit=True)
     _kit(session, REPORT_DIR / "deployment")
 
 
@@ -210,7 +213,7 @@ def _debian_packages(session: nox.Session, programs: dict[str, str]) -> None:
 
 
 def _neon_shaped(session: nox.Session, profile: str) -> None:
-    _install(session, "test")
+    _install(session, "test", kit=True)
     _npm_ci(session)
     _debian_packages(session, {"pgbouncer": "pgbouncer", "openssl": "openssl"})
     session.run("python", "tests/profiles/neon_shaped.py", profile, *session.posargs)
@@ -245,7 +248,7 @@ def fuzz(session: nox.Session) -> None:
     (default 200) and a fixed seed for replay (FUZZ_SEED), against `--base-url` or this
     checkout served; its findings land under the ids they break, reports in
     contracts/report/fuzz/."""
-    _install(session, "conformance")
+    _install(session, kit=True)
     examples = os.environ.get("FUZZ_MAX_EXAMPLES", "200")
     seed = os.environ.get("FUZZ_SEED", "20261125")
     _kit(

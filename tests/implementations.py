@@ -1,6 +1,7 @@
 """Implementations of the contract for the conformance kit's own tests (FR-148): the
-service as shipped, and the service with one defect put in. Served by tests/fleet.py,
-each on its own port and database.
+service as shipped; the service with one defect put in; and the service in another
+house style, answering differently wherever the contract leaves a choice (FR-172).
+Served by tests/fleet.py, each on its own port and database.
 
 Each defect is made where a real implementation would make it: in a statement, in
 validation, or in what goes over the wire."""
@@ -9,12 +10,13 @@ import asyncio
 import json
 import os
 import re
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
-from fastapi import FastAPI
 from starlette.middleware import Middleware as StarletteMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -299,6 +301,21 @@ def _delete_keeps_the_row() -> None:
     todos.REMOVE = "SELECT id FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s"
 
 
+def _list_of_everyone() -> None:
+    """The whole list, read without its user: every user's todos, to everyone."""
+    _no_second_wall()
+    for name in ("LIST", "STREAM"):
+        statement = getattr(todos, name)
+        assert "WHERE user_id = %(user_id)s\n" in statement
+        setattr(todos, name, statement.replace("WHERE user_id = %(user_id)s\n", "WHERE true\n"))
+
+
+def _created_is_200(
+    scope: Scope, status: int, headers: dict[str, str], body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    return (200 if status == 201 else status), headers, body
+
+
 def _page_skips() -> None:
     todos.PAGE = todos.PAGE.replace(
         "LIMIT %(limit)s + 1",
@@ -329,14 +346,20 @@ DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "stale-etag": (_stale_etags, None),
     "replay-creates-again": (_replays_create_again, None),
     "page-skips": (_page_skips, None),
+    "list-of-everyone": (_list_of_everyone, None),
+    "created-is-200": (None, _rewrite_response(_created_is_200)),
 }
 
 
 SHIPPED = "shipped"
+HOUSE_STYLE = "house-style"
 
 
-def build(name: str) -> FastAPI:
-    """The implementation `name`: SHIPPED, or the service with that defect put in."""
+def build(name: str) -> ASGIApp:
+    """The implementation `name`: SHIPPED, HOUSE_STYLE, or the service with that defect
+    put in."""
+    if name == HOUSE_STYLE:
+        return HouseStyle(create_app(get_settings()))
     change, middleware = DEFECTS[name] if name != SHIPPED else (None, None)
     if change is not None:
         change()
@@ -348,3 +371,112 @@ def build(name: str) -> FastAPI:
         # out through the request id, the access log and the last-resort 500.
         app.user_middleware.append(StarletteMiddleware(middleware))
     return app
+
+
+# -- another house style: every choice the contract leaves open, made otherwise --------
+
+_OFFSET = re.compile(rb'("(?:created|updated)_at":\s*"[^"]+?)\+00:00"')
+_BODY_LIMIT = 64 * 1024
+
+
+class HouseStyle:
+    """The service as another team might have written it, conforming throughout:
+    - a charset parameter on application/json is ignored (RFC 8259), latin-1 included;
+    - a body not declared as JSON is refused (415) before its size is looked at (413);
+    - timestamps end in `Z`, and a todo's members come in another order;
+    - problems carry `type` URIs and titles of their own, and extension members that
+      differ at every request (a trace id, a time, the instance);
+    - answers carry extra headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = (_header(scope, b"content-type") or "").strip()
+        if declared.split(";")[0].strip().lower() == "application/json":
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        elif scope["method"] in {"POST", "PATCH"} and _too_large(scope) and declared:
+            await _refuse_unsupported(send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def restyled(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+            kind = dict(headers).get(b"content-type", b"")
+            body = _restyled(b"".join(chunks), kind, scope["path"])
+            headers += [
+                (b"content-length", str(len(body)).encode()),
+                (b"x-powered-by", b"house-style"),
+                (b"cache-control", b"no-store"),
+            ]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, restyled)
+
+
+def _too_large(scope: Scope) -> bool:
+    length = _header(scope, b"content-length") or "0"
+    return length.isdigit() and int(length) > _BODY_LIMIT
+
+
+async def _refuse_unsupported(send: Send) -> None:
+    problem = {
+        "type": "https://errors.house-style.example/unsupported-media-type",
+        "title": "We only read JSON",
+        "status": 415,
+        "detail": "Send the body as application/json.",
+        "code": "UNSUPPORTED_MEDIA_TYPE",
+        "trace": uuid.uuid4().hex,
+    }
+    body = json.dumps(problem).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 415, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _restyled(body: bytes, kind: bytes, path: str) -> bytes:
+    if not body:
+        return body
+    if kind.startswith(b"application/problem+json"):
+        problem = json.loads(body)
+        code = str(problem.get("code", "problem")).lower().replace("_", "-")
+        return json.dumps(
+            {
+                "code": problem.get("code"),
+                "status": problem.get("status"),
+                "title": f"Refused: {code.replace('-', ' ')}",
+                "type": f"https://errors.house-style.example/{code}",
+                "detail": problem.get("detail"),
+                **({"errors": problem["errors"]} if "errors" in problem else {}),
+                **({"limit": problem["limit"]} if "limit" in problem else {}),
+                "instance": f"{path}#{uuid.uuid4().hex[:12]}",
+                "trace": uuid.uuid4().hex,
+                "at": time.time(),
+            }
+        ).encode()
+    if kind.startswith(b"application/json"):
+        data = json.loads(_OFFSET.sub(rb'\1Z"', body))
+        if isinstance(data, dict) and isinstance(data.get("items"), list):
+            data["items"] = [_reordered(t) for t in data["items"]]
+            return json.dumps(dict(reversed(list(data.items())))).encode()
+        return json.dumps(_reordered(data)).encode()
+    return body
+
+
+def _reordered(todo: Any) -> Any:
+    return dict(reversed(list(todo.items()))) if isinstance(todo, dict) else todo

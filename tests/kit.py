@@ -80,9 +80,12 @@ class RecordingProxy:
     """Stands between the kit and `target` on the wire: each request is passed on as the
     bytes it came in, over a connection of its own, and its method is kept in `seen`."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, prefix: str = "") -> None:
+        """`prefix`: the target is reached under this path (/staging/api/v1/todos), as
+        behind a proxy that serves several deployments; the proxy takes it off."""
         parts = urlsplit(target)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.prefix = prefix.encode()
         self.seen: list[str] = []
         self.port = free_port()
         self._server = socket.create_server(("127.0.0.1", self.port))
@@ -91,7 +94,7 @@ class RecordingProxy:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}{self.prefix.decode()}"
 
     def _accept(self) -> None:
         while self._running:
@@ -114,6 +117,11 @@ class RecordingProxy:
                 length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
                 body = stream.read(int(length[1])) if length else b""
                 self.seen.append(head.split(b" ", 1)[0].decode("latin-1"))
+                method, target, rest = head.split(b" ", 2)
+                if not target.startswith(self.prefix + b"/"):
+                    client.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                    return
+                head = b" ".join((method, target.removeprefix(self.prefix), rest))
                 # One upstream connection per request, closed after its answer.
                 head = re.sub(rb"(?im)^connection:[^\r\n]*\r\n", b"", head)
                 head = head[:-2] + b"Connection: close\r\n\r\n"

@@ -27,7 +27,7 @@ from served import ServedService
 
 # Runs at once, beside the other tests: the machine has two cores, and a run spends
 # most of its time waiting.
-AT_ONCE = 3
+AT_ONCE = 4
 ORIGIN = "https://app.example.com"
 
 
@@ -177,6 +177,10 @@ class Scheduled:
     def service(self, name: str) -> ServedService:
         self._kits.start()
         return self._kits.service(name)
+
+    def instance(self, name: str) -> Instance:
+        self._kits.start()
+        return self._kits[name]
 
     def stop(self) -> None:
         self._pool.shutdown(cancel_futures=True)

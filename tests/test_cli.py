@@ -12,6 +12,7 @@ import pytest
 from served import EXECUTABLE, Serve
 
 from service.db import direct_url, sqlalchemy_url
+from service.embedded import EmbeddedPostgres
 from service.settings import Settings
 
 
@@ -110,9 +111,8 @@ def test_db_url_gives_a_second_serve_the_embedded_database_and_its_port_stays(
     second.stop()
     owner.stop()
     assert _db_url(tmp_path) == url, "the URL changed when the database stopped"
-    again = serve(workdir=tmp_path)
-    again.wait_ready()
-    assert _db_url(tmp_path) == url, "the port moved at the next start"
+    again = EmbeddedPostgres(tmp_path / ".todo-service")
+    assert again.start() == url, "the port moved at the next start"
     again.stop()
 
 

@@ -30,12 +30,12 @@ import yaml
 from better_auth import BetterAuth
 from conftest import REPO
 from implementations import SHIPPED
-from kit import MARK, KitRun, RecordingProxy, kit_command, run_kit
 from kit_jobs import ORIGIN, Kits, Scheduled, job
 from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from served import ServedService
 
+from kit import MARK, KitRun, RecordingProxy, kit_command, run_kit
 from service.db import libpq_url
 
 CATALOGUE = yaml.safe_load((REPO / "contracts" / "requirements.yaml").read_text())["requirements"]
@@ -432,7 +432,7 @@ for _signum in (signal.SIGINT, signal.SIGTERM):
 )
 def test_a_run_stopped_midway_still_deletes_what_it_made(kit_jobs: Scheduled, signum: int) -> None:
     status, output, run, made = kit_jobs[f"interrupted {signum}"]
-    assert status == 128 + signum, output
+    assert status == 130, output  # FR-173: an interrupted run exits 130, SIGTERM too
     report = run.report
     assert report["interrupted"] is True
     assert report["cleanup"]["completed"] is True, report["cleanup"]
@@ -493,6 +493,11 @@ BROKEN = {
     # Concurrent duplicates are replays too, so they create again.
     "replay-creates-again": {"FR-121", "FR-122"},
     "page-skips": {"FR-131", "FR-132"},
+    # Seen before any check (FR-171): the preflight's fresh user finds todos in its list
+    # (and the whole list is no longer what a walk through its pages meets); a create
+    # answered 200 (not 201) is FR-008's alone, the run going on past it.
+    "list-of-everyone": {"FR-009", "FR-013", "SC-005", "FR-131"},
+    "created-is-200": {"FR-008"},
 }
 
 

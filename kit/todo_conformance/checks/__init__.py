@@ -1,12 +1,16 @@
 """What a check is, what it can reach (the Context), and how it ends.
 
-A check proves one thing about the target and names the requirement ids it proves. It
-passes by returning; it fails by raising Failed (the target broke the contract: what
-was expected, what came, the exchange that shows it); it ends in error by raising
-Broken (the kit could not check: a prerequisite the target did not provide, a lost
-connection); it is not applicable by raising Inapplicable (with the reason). Every
-expectation is stated from the requirements, never guessed from one implementation."""
+A check proves one thing about the target and names the requirement ids it proves, and
+the clauses of the contract it enforces (openapi.yaml locations). It passes by
+returning; it fails by raising Failed (the target broke the contract: what was
+expected, what came, the exchange that shows it); it ends in error by raising Broken
+(blocked: what it needed, the target did not provide, which the kit records as a
+departure of its own with `depart`); it is not applicable by raising Inapplicable (with
+the reason). Every expectation is stated from the contract, never guessed from one
+implementation: where the contract leaves a choice, every conforming answer passes, and
+what a check would like beyond the contract is `advise`d, never failed."""
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +20,12 @@ from typing import Any, TypeVar
 from todo_conformance.catalogue import Contract
 from todo_conformance.ledger import TODOS as TODOS
 from todo_conformance.ledger import Ledger
+from todo_conformance.results import FAIL, CheckResult
 from todo_conformance.target import Exchange, Headers, Target
 from todo_conformance.users import User
 
 T = TypeVar("T")
+ONE = TODOS + "/{todo_id}"
 PROBLEM = "application/problem+json"
 MARK = "todo-conformance"
 
@@ -32,7 +38,7 @@ class Failed(Exception):
 
 
 class Broken(Exception):
-    """The kit could not check."""
+    """Blocked: the kit could not check, for want of what the target did not provide."""
 
 
 class Inapplicable(Exception):
@@ -57,6 +63,31 @@ class Context:
     options: Options
     run_id: str
     notes: dict[str, Any] = field(default_factory=dict)
+    # Departures seen outside a check's own expectations (setup, preflight, cleanup),
+    # each a failure of the ids it breaks; and the current check's advice.
+    departures: list[CheckResult] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def depart(self, ids: tuple[str, ...], what: str, *exchanges: Exchange) -> None:
+        """The target broke the contract where the kit was not checking it: a failure of
+        `ids`, reported once, with the exchange that shows it."""
+        with self._lock:
+            if any(d.ids == ids and d.reason == what for d in self.departures):
+                return
+            self.departures.append(
+                CheckResult(
+                    "seen on the way",
+                    ids,
+                    FAIL,
+                    what,
+                    exchanges=[e.shown() for e in exchanges[-3:]],
+                )
+            )
+
+    def advise(self, note: str) -> None:
+        """Something beyond the contract, worth knowing: shown, never a failure."""
+        self.advice.append(note)
 
     # -- who ---------------------------------------------------------------------------
 
@@ -89,7 +120,9 @@ class Context:
             if not str(todo.get("title", "")).startswith(f"[{MARK} "):
                 raise Broken(f"user {user.name} holds todos the kit did not make: give it its own")
             self.send("DELETE", f"{TODOS}/{todo['id']}", user)
-        if self.listed(user):
+        left = self.listed(user)
+        if left:
+            self.depart(("FR-012",), f"deleted todos still listed: {len(left)} of user {user.name}")
             raise Broken(f"could not empty user {user.name}'s list")
         return user
 
@@ -118,6 +151,8 @@ class Context:
         A target that limits its callers' rate is waited for and asked again, unless
         the check wants to see the 429 itself (`patient=False`)."""
         identity = user.identity() if user is not None else []
+        if user is not None:
+            self.ledger.enlist(user)
         answer = self.target.request(
             method,
             path,
@@ -130,11 +165,30 @@ class Context:
         self.ledger.note(answer)
         return answer
 
-    def create(self, user: User, text: str = "todo", **fields: Any) -> dict[str, Any]:
-        """A todo the check needs, made by `user`; the kit cannot check without it."""
-        made = self.send("POST", TODOS, user, json={"title": self.title(text), **fields})
+    def created(self, made: Exchange) -> dict[str, Any] | None:
+        """The todo a create answered, or None. A todo answered with 200 instead of 201
+        is a departure (FR-008) that the kit goes on past: the todo is there."""
         body = made.json_or_none()
-        if made.status != 201 or not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        if made.status not in (200, 201) or not isinstance(body, dict):
+            return None
+        if not isinstance(body.get("id"), str):
+            return None
+        if made.status == 200:
+            self.depart(("FR-008",), "a create answered 200, not 201 Created", made)
+        return body
+
+    def status(self, answer: Exchange) -> int:
+        """The answer's status, a todo created with 200 read as 201: for the checks of
+        other requirements than FR-008, which fails it on its own."""
+        return 201 if self.created(answer) is not None else answer.status
+
+    def create(self, user: User, text: str = "todo", **fields: Any) -> dict[str, Any]:
+        """A todo the check needs, made by `user`; blocked without it (the create that
+        failed is a departure of its own, under FR-008)."""
+        made = self.send("POST", TODOS, user, json={"title": self.title(text), **fields})
+        body = self.created(made)
+        if body is None:
+            self.depart(("FR-008",), f"a create answered {made.status} with no todo", made)
             raise Broken(f"could not create a todo to check with: POST answered {made.status}")
         return body
 
@@ -149,6 +203,7 @@ class Context:
             or not isinstance(body, dict)
             or not isinstance(body.get("items"), list)
         ):
+            self.depart(("FR-009",), f"a list answered {answer.status} with no items", answer)
             raise Broken(f"could not read {user.name}'s list: GET answered {answer.status}")
         return list(body["items"])
 
@@ -214,6 +269,33 @@ def expect_invalid(exchange: Exchange, field_name: str, what: str) -> None:
     )
 
 
+def op(method: str, path: str, *status: int | str) -> str:
+    """The contract's location of an operation (and of its answers of `status`), as a
+    JSON pointer into openapi.yaml."""
+    pointer = f"#/paths/{path.replace('~', '~0').replace('/', '~1')}/{method.lower()}"
+    return pointer + "".join(f"/responses/{s}" for s in status)
+
+
+def schema(name: str) -> str:
+    return f"#/components/schemas/{name}"
+
+
+def parameter(name: str) -> str:
+    return f"#/components/parameters/{name}"
+
+
+def header(name: str) -> str:
+    return f"#/components/headers/{name}"
+
+
+def response(name: str) -> str:
+    return f"#/components/responses/{name}"
+
+
+def scheme(name: str) -> str:
+    return f"#/components/securitySchemes/{name}"
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -223,6 +305,7 @@ class Check:
     writes: bool
     modes: frozenset[str]
     needs: str | None
+    clauses: tuple[str, ...]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.ids)
@@ -233,16 +316,18 @@ REGISTRY: list[Check] = []
 
 def check(
     *ids: str,
+    clauses: tuple[str, ...] = (),
     since: str = "1.0",
     writes: bool = True,
     modes: tuple[str, ...] = ("header", "bearer"),
     needs: str | None = None,
 ) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
-    """Registers a check; its docstring's first paragraph is its name in the reports."""
+    """Registers a check of `ids`, enforcing `clauses` (op() and schema() locations);
+    its docstring's first paragraph is its name in the reports."""
 
     def register(run: Callable[[Context], None]) -> Callable[[Context], None]:
         name = " ".join((run.__doc__ or run.__name__).split("\n\n")[0].split())
-        REGISTRY.append(Check(name, ids, run, since, writes, frozenset(modes), needs))
+        REGISTRY.append(Check(name, ids, run, since, writes, frozenset(modes), needs, clauses))
         return run
 
     return register

@@ -21,6 +21,7 @@ import httpx
 import yaml
 
 from todo_conformance.checks import Context
+from todo_conformance.progress import Progress
 from todo_conformance.results import FAIL, CheckResult
 from todo_conformance.target import Exchange
 
@@ -123,6 +124,9 @@ def mode_view(document: dict[str, Any], mode: str) -> dict[str, Any]:
     is no parameter (header mode: it is that scheme's header; bearer mode: ignored)."""
     view = copy.deepcopy(document)
     components = view.setdefault("components", {})
+    for shape in components.get("schemas", {}).values():
+        if _is_problem(shape):
+            _open_problem(shape)
     if mode == "header":
         scheme = {"userIdHeader": {"type": "apiKey", "in": "header", "name": "X-User-ID"}}
     else:
@@ -153,6 +157,23 @@ def mode_view(document: dict[str, Any], mode: str) -> dict[str, Any]:
                 for link in response.get("links", {}).values():
                     link.get("parameters", {}).pop("header.X-User-ID", None)
     return view
+
+
+def _is_problem(shape: Any) -> bool:
+    required = shape.get("required", []) if isinstance(shape, dict) else []
+    return {"type", "title", "status"} <= set(required)
+
+
+def _open_problem(shape: dict[str, Any]) -> None:
+    """RFC 9457 lets a problem carry extension members, and its `type` and `title` are
+    the implementation's to choose: a contract that closes them is held to the RFC
+    there (FR-172), so a house style of its own is no finding."""
+    shape["additionalProperties"] = True
+    for member in ("type", "title"):
+        declared = shape.get("properties", {}).get(member)
+        if isinstance(declared, dict):
+            for bound in ("maxLength", "format", "pattern"):
+                declared.pop(bound, None)
 
 
 def _is_user(parameter: Any, refs: set[str] = frozenset()) -> bool:  # type: ignore[assignment]
@@ -231,32 +252,36 @@ class Fuzzer:
             command += ["--rate-limit", f"{max(1, int(self.max_rps))}/s"]
         return command
 
-    def __call__(self, ctx: Context) -> list[CheckResult]:
+    def __call__(self, ctx: Context, progress: Progress) -> list[CheckResult]:
         directory = Path(tempfile.mkdtemp(prefix="todo-conformance-fuzz-"))
         env = {
             **os.environ,
             "SCHEMATHESIS_HOOKS": "todo_conformance.fuzz_hooks",
             "TODO_CONFORMANCE_MARK": ctx.title(),
         }
-        process = subprocess.Popen(
-            self.command(ctx, directory),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        events, log = directory / "events.ndjson", directory / "output.txt"
+        progress.phase("fuzzing", extra=lambda: f"{_scenarios(events)} scenarios")
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                self.command(ctx, directory),
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
         try:
-            output, _ = process.communicate(timeout=1800)
+            process.wait(timeout=1800)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=30)
-            results = self._read(ctx, directory / "events.ndjson")
+            results = self._read(ctx, events)
+            output_text = log.read_text(errors="replace")
+            # The event log carries the users' tokens, so it goes with its directory, and
+            # the summary does not point at it.
             shutil.rmtree(directory, ignore_errors=True)
-        # The event log carries the users' tokens, so it goes with its directory, and the
-        # summary does not point at it.
-        kept = [line for line in output.splitlines() if line.strip() and "NDJSON:" not in line]
+        kept = [line for line in output_text.splitlines() if line.strip() and "NDJSON:" not in line]
         summary = [line for line in kept if line != "Reports:"][-25:]
         ctx.notes["fuzz"] = {"exit_status": process.returncode, "summary": summary}
         return results
@@ -276,6 +301,8 @@ class Fuzzer:
                 continue
             recorder = finished["recorder"]
             cases, interactions = recorder.get("cases", {}), recorder.get("interactions", {})
+            # The fuzzer's requests are the run's too.
+            ctx.target.sent += len(interactions)
             for case_id, interaction in interactions.items():
                 case = cases.get(case_id, {}).get("value", {})
                 ctx.ledger.note(_exchange(interaction, case.get("auth_identity")))
@@ -300,6 +327,15 @@ class Fuzzer:
                             exchanges=[_exchange(interaction, None).shown()] if interaction else [],
                         )
         return list(found.values())
+
+
+def _scenarios(events: Path) -> int:
+    """How many scenarios the fuzzer has finished so far (its event log grows as it goes)."""
+    try:
+        with events.open("rb") as log:
+            return sum(b'"ScenarioFinished"' in line for line in log)
+    except OSError:
+        return 0
 
 
 def _exchange(interaction: dict[str, Any], user: str | None) -> Exchange:

@@ -67,9 +67,16 @@ def command_users(command: str) -> list[User]:
     """`command NAME` prints NAME's bearer token."""
     users = []
     for name in NAMES:
-        done = subprocess.run(
-            [*shlex.split(command), name], capture_output=True, text=True, timeout=60, check=False
-        )
+        try:
+            done = subprocess.run(
+                [*shlex.split(command), name],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise SignInFailed(f"user {name}: `{command} {name}`: {error}") from None
         token = done.stdout.strip()
         if done.returncode != 0 or not token:
             raise SignInFailed(
@@ -86,23 +93,32 @@ def better_auth_users(base: str, run_id: str) -> list[User]:
     base = base.rstrip("/").removesuffix("/api/auth")
     users = []
     for name in NAMES:
-        with httpx.Client(base_url=base, timeout=30) as auth:
-            email = f"todo-conformance-{run_id}-{name}@example.com"
-            signed = auth.post(
-                "/api/auth/sign-up/email",
-                json={"email": email, "password": f"pw-{uuid.uuid4()}", "name": name},
-            )
-            if signed.status_code != 200:
-                raise SignInFailed(
-                    f"user {name}: POST {base}/api/auth/sign-up/email answered"
-                    f" {signed.status_code}: {signed.text[:300]}"
-                )
-            answered = auth.get("/api/auth/token")
-            token = answered.json().get("token") if answered.status_code == 200 else None
-            if not isinstance(token, str) or not token:
-                raise SignInFailed(
-                    f"user {name}: GET {base}/api/auth/token answered"
-                    f" {answered.status_code}: {answered.text[:300]}"
-                )
-        users.append(User(name, token=token))
+        try:
+            users.append(User(name, token=_signed_up(base, run_id, name)))
+        except httpx.TransportError as error:
+            raise SignInFailed(
+                f"user {name}: Better Auth at {base} did not answer: {error}"
+            ) from None
     return users
+
+
+def _signed_up(base: str, run_id: str, name: str) -> str:
+    with httpx.Client(base_url=base, timeout=30) as auth:
+        email = f"todo-conformance-{run_id}-{name}@example.com"
+        signed = auth.post(
+            "/api/auth/sign-up/email",
+            json={"email": email, "password": f"pw-{uuid.uuid4()}", "name": name},
+        )
+        if signed.status_code != 200:
+            raise SignInFailed(
+                f"user {name}: POST {base}/api/auth/sign-up/email answered"
+                f" {signed.status_code}: {signed.text[:300]}"
+            )
+        answered = auth.get("/api/auth/token")
+        token = answered.json().get("token") if answered.status_code == 200 else None
+        if not isinstance(token, str) or not token:
+            raise SignInFailed(
+                f"user {name}: GET {base}/api/auth/token answered"
+                f" {answered.status_code}: {answered.text[:300]}"
+            )
+        return token

@@ -9,6 +9,9 @@ from todo_conformance.checks import (
     expect,
     expect_invalid,
     expect_problem,
+    header,
+    op,
+    parameter,
     todo_path,
 )
 from todo_conformance.target import Exchange
@@ -19,20 +22,20 @@ def _keyed(ctx: Context, user: User, key: str | bytes, title: str) -> Exchange:
     return ctx.send("POST", TODOS, user, headers=[("Idempotency-Key", key)], json={"title": title})
 
 
-@check("FR-121", since="1.1")
+@check("FR-121", clauses=(parameter("IdempotencyKey"), header("IdempotentReplayed")), since="1.1")
 def a_retry_answers_the_first_response_and_creates_nothing(ctx: Context) -> None:
     """A retry with the same key and body answers the first response again (status, body, Location)
     with Idempotent-Replayed: true, and creates nothing"""
     key, title = str(uuid.uuid4()), ctx.title("pay rent")
     first = _keyed(ctx, ctx.main, key, title)
-    expect(first.status == 201, f"the first keyed create answered {first.status}", first)
+    expect(ctx.status(first) == 201, f"the first keyed create answered {first.status}", first)
     expect(
         "idempotent-replayed" not in first.headers, "the first answer says it is replayed", first
     )
     count = len(ctx.listed(ctx.main))
     for _ in range(2):
         again = _keyed(ctx, ctx.main, key, title)
-        expect(again.status == 201, f"the retry answered {again.status}", again)
+        expect(ctx.status(again) == 201, f"the retry answered {again.status}", again)
         expect(
             again.json_or_none() == first.json_or_none(),
             "the retry's body is not the first's",
@@ -55,13 +58,13 @@ def a_retry_answers_the_first_response_and_creates_nothing(ctx: Context) -> None
     ctx.send("DELETE", todo_path(str(todo.get("id"))), ctx.main)
     after = _keyed(ctx, ctx.main, key, title)
     expect(
-        after.status == 201 and after.json_or_none() == todo,
+        ctx.status(after) == 201 and after.json_or_none() == todo,
         "a retry after the todo was deleted is not the first answer",
         after,
     )
 
 
-@check("FR-121", since="1.1")
+@check("FR-121", clauses=(parameter("IdempotencyKey"), op("POST", TODOS, 422)), since="1.1")
 def a_key_is_1_to_255_printable_ascii_characters(ctx: Context) -> None:
     """An Idempotency-Key that is empty, longer than 255 or not printable ASCII is 422 naming it,
     and creates nothing"""
@@ -73,23 +76,23 @@ def a_key_is_1_to_255_printable_ascii_characters(ctx: Context) -> None:
         expect_invalid(answer, "Idempotency-Key", f"the key {key!r}")
     unique = uuid.uuid4().hex.encode()
     longest = _keyed(ctx, ctx.main, unique + b"k" * (255 - len(unique)), ctx.title("long key"))
-    expect(longest.status == 201, f"a 255-character key answered {longest.status}", longest)
+    expect(ctx.status(longest) == 201, f"a 255-character key answered {longest.status}", longest)
     expect(len(ctx.listed(ctx.main)) == before + 1, "a refused key created a todo")
 
 
-@check("FR-122", since="1.1")
+@check("FR-122", clauses=(parameter("IdempotencyKey"), op("POST", TODOS, 422)), since="1.1")
 def the_same_key_for_another_request_is_refused(ctx: Context) -> None:
     """The same key with a different body is 422 IDEMPOTENCY_KEY_REUSED and creates nothing"""
     key = str(uuid.uuid4())
     first = _keyed(ctx, ctx.main, key, ctx.title("first"))
-    expect(first.status == 201, f"the first keyed create answered {first.status}", first)
+    expect(ctx.status(first) == 201, f"the first keyed create answered {first.status}", first)
     count = len(ctx.listed(ctx.main))
     other = _keyed(ctx, ctx.main, key, ctx.title("something else"))
     expect_problem(other, 422, "IDEMPOTENCY_KEY_REUSED", "the key again with another body")
     expect(len(ctx.listed(ctx.main)) == count, "a reused key created a todo")
 
 
-@check("FR-122", since="1.1")
+@check("FR-122", clauses=(parameter("IdempotencyKey"), op("POST", TODOS, 409)), since="1.1")
 def concurrent_duplicates_create_one_todo(ctx: Context) -> None:
     """Ten concurrent duplicates of one keyed create make one todo; each answers it (201) or 409"""
     key, title = str(uuid.uuid4()), ctx.title("exactly once")
@@ -98,8 +101,8 @@ def concurrent_duplicates_create_one_todo(ctx: Context) -> None:
     created = {t["id"] for t in ctx.listed(ctx.main)} - before
     expect(len(created) == 1, f"ten duplicates created {len(created)} todos", *answers)
     for answer in answers:
-        expect(answer.status in {201, 409}, f"a duplicate answered {answer.status}", answer)
-        if answer.status == 201:
+        expect(ctx.status(answer) in {201, 409}, f"a duplicate answered {answer.status}", answer)
+        if ctx.status(answer) == 201:
             expect(
                 (answer.json_or_none() or {}).get("id") in created,
                 "a duplicate answered another todo",
@@ -111,14 +114,14 @@ def concurrent_duplicates_create_one_todo(ctx: Context) -> None:
             )
 
 
-@check("FR-123", since="1.1")
+@check("FR-123", clauses=(parameter("IdempotencyKey"),), since="1.1")
 def keys_belong_to_their_user(ctx: Context) -> None:
     """Another user's identical key is unrelated: it creates that user's own todo"""
     key = str(uuid.uuid4())
     mine = _keyed(ctx, ctx.main, key, ctx.title("main's"))
     theirs = _keyed(ctx, ctx.alt, key, ctx.title("alt's"))
     expect(
-        mine.status == 201 and theirs.status == 201,
+        ctx.status(mine) == 201 and ctx.status(theirs) == 201,
         f"answers {mine.status}, {theirs.status}",
         theirs,
     )

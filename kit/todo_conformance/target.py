@@ -158,6 +158,7 @@ class Target:
         self._pace = _Pace(max_rps)
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
         self._local = threading.local()
+        self._counting = threading.Lock()
         self.sent = 0
 
     def url(self, path: str) -> str:
@@ -222,7 +223,8 @@ class Target:
             response = self._client.send(request)
         except httpx.TransportError as error:
             raise Unreachable(f"{method} {url}: {type(error).__name__}: {error}") from error
-        self.sent += 1
+        with self._counting:
+            self.sent += 1
         exchange = Exchange(
             method,
             url,

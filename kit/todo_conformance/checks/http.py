@@ -5,14 +5,19 @@ import json
 import uuid
 
 from todo_conformance.checks import (
+    ONE,
     TODOS,
     Context,
     check,
     expect,
     expect_invalid,
     expect_problem,
+    header,
     missing_id,
     named_fields,
+    op,
+    parameter,
+    schema,
     todo_path,
 )
 from todo_conformance.target import Exchange
@@ -32,7 +37,7 @@ def _list_etag(ctx: Context) -> str:
     return _strong(ctx.send("GET", TODOS, ctx.main), "the list")
 
 
-@check("FR-101", since="1.1", modes=("header",))
+@check("FR-101", clauses=(parameter("UserId"),), since="1.1", modes=("header",))
 def the_header_names_the_caller_whatever_its_case(ctx: Context) -> None:
     """header mode: X-User-ID names the caller, the same user whatever the case of its letters"""
     user = ctx.main.user_header or ""
@@ -43,7 +48,7 @@ def the_header_names_the_caller_whatever_its_case(ctx: Context) -> None:
     expect(read.status == 200, "a todo made with the id in upper case is not the user's", read)
 
 
-@check("FR-111", since="1.1")
+@check("FR-111", clauses=(header("ETag"),), since="1.1")
 def every_todo_answer_has_a_strong_etag_that_changes_with_the_todo(ctx: Context) -> None:
     """POST, GET and PATCH carry a strong ETag; it stays while the todo does and changes when it
     changes"""
@@ -66,18 +71,18 @@ def every_todo_answer_has_a_strong_etag_that_changes_with_the_todo(ctx: Context)
         seen.add(etag)
 
 
-@check("FR-112", since="1.1")
+@check("FR-112", clauses=(op("GET", ONE, 304), op("GET", TODOS, 304)), since="1.1")
 def if_none_match_answers_304_for_a_todo_and_for_the_list(ctx: Context) -> None:
     """A matching If-None-Match is 304 with the ETag and no body, for one todo and for the list"""
     todo = ctx.create(ctx.main, "cached")
     path = todo_path(todo["id"])
     etag = _strong(ctx.send("GET", path, ctx.main), "GET")
     for target, tag in ((path, etag), (TODOS, _list_etag(ctx))):
-        for header in (tag, f'"other", {tag}', "*"):
-            answer = ctx.send("GET", target, ctx.main, headers=[("If-None-Match", header)])
+        for condition in (tag, f'"other", {tag}', "*"):
+            answer = ctx.send("GET", target, ctx.main, headers=[("If-None-Match", condition)])
             expect(
                 answer.status == 304,
-                f"GET {target} with If-None-Match {header}: {answer.status}",
+                f"GET {target} with If-None-Match {condition}: {answer.status}",
                 answer,
             )
             expect(
@@ -96,7 +101,7 @@ def if_none_match_answers_304_for_a_todo_and_for_the_list(ctx: Context) -> None:
     expect(foreign.status == 200, "another user's list ETag matched the caller's list", foreign)
 
 
-@check("FR-112", since="1.1")
+@check("FR-112", clauses=(op("GET", TODOS, 200), header("ETag")), since="1.1")
 def the_lists_etag_changes_with_any_of_its_todos(ctx: Context) -> None:
     """The list's ETag changes when one of the caller's todos is created, changed or deleted, and
     only then"""
@@ -115,7 +120,11 @@ def the_lists_etag_changes_with_any_of_its_todos(ctx: Context) -> None:
     expect(_list_etag(ctx) == _list_etag(ctx), "the list's ETag is not stable")
 
 
-@check("FR-113", since="1.1")
+@check(
+    "FR-113",
+    clauses=(parameter("IfMatch"), op("PATCH", ONE, 412), op("DELETE", ONE, 412)),
+    since="1.1",
+)
 def if_match_makes_writes_conditional(ctx: Context) -> None:
     """PATCH and DELETE with If-Match proceed on the current ETag or *, and are 412
     PRECONDITION_FAILED otherwise, changing nothing"""
@@ -155,7 +164,7 @@ def if_match_makes_writes_conditional(ctx: Context) -> None:
     expect(gone.status == 204, f"DELETE with the current If-Match answered {gone.status}", gone)
 
 
-@check("FR-113", since="1.1")
+@check("FR-113", clauses=(op("PATCH", ONE, 404), op("DELETE", ONE, 404)), since="1.1")
 def a_missing_todo_is_404_never_412(ctx: Context) -> None:
     """If-Match on a todo the caller cannot see (missing) is 404, never 412"""
     for method in ("PATCH", "DELETE"):
@@ -173,7 +182,7 @@ def a_missing_todo_is_404_never_412(ctx: Context) -> None:
         )
 
 
-@check("FR-113", since="1.1")
+@check("FR-113", clauses=(op("PATCH", ONE, 412),), since="1.1")
 def of_concurrent_writes_with_one_etag_exactly_one_succeeds(ctx: Context) -> None:
     """Of ten concurrent PATCHes carrying the same ETag, exactly one succeeds; the rest are 412"""
     todo = ctx.create(ctx.main, "contested")
@@ -195,7 +204,7 @@ def of_concurrent_writes_with_one_etag_exactly_one_succeeds(ctx: Context) -> Non
     )
 
 
-@check("FR-108", since="1.1")
+@check("FR-108", clauses=(schema("TodoCreate"), parameter("IdempotencyKey")), since="1.1")
 def a_repeated_member_or_key_is_refused_and_changes_nothing(ctx: Context) -> None:
     """A JSON member named twice (at any depth) or two Idempotency-Key lines are 422, and nothing is
     created"""
@@ -248,7 +257,9 @@ def a_repeated_member_or_key_is_refused_and_changes_nothing(ctx: Context) -> Non
     expect(len(ctx.listed(ctx.main)) == before, "an ambiguous request created a todo")
 
 
-@check("FR-108", since="1.1", modes=("header",))
+@check(
+    "FR-108", clauses=(parameter("UserId"), op("POST", TODOS, 400)), since="1.1", modes=("header",)
+)
 def two_user_ids_are_refused(ctx: Context) -> None:
     """header mode: two X-User-ID lines are 400 INVALID_USER_CONTEXT and change nothing"""
     before = len(ctx.listed(ctx.main))
@@ -259,7 +270,7 @@ def two_user_ids_are_refused(ctx: Context) -> None:
     expect(len(ctx.listed(ctx.main)) == before, "a request naming two users created a todo")
 
 
-@check("FR-108", since="1.1", modes=("bearer",))
+@check("FR-108", clauses=(op("POST", TODOS, 401),), since="1.1", modes=("bearer",))
 def two_authorizations_are_refused(ctx: Context) -> None:
     """bearer mode: two Authorization lines are 401 INVALID_TOKEN and change nothing"""
     before = len(ctx.listed(ctx.main))
@@ -269,7 +280,7 @@ def two_authorizations_are_refused(ctx: Context) -> None:
     expect(len(ctx.listed(ctx.main)) == before, "a request with two tokens created a todo")
 
 
-@check("FR-009", "FR-010", since="1.2")
+@check("FR-009", "FR-010", clauses=(op("HEAD", TODOS), op("HEAD", ONE)), since="1.2")
 def head_answers_what_get_answers_without_a_body(ctx: Context) -> None:
     """HEAD wherever GET works: the same status and headers, no body"""
     todo = ctx.create(ctx.main, "headed")
@@ -281,10 +292,10 @@ def head_answers_what_get_answers_without_a_body(ctx: Context) -> None:
             f"HEAD {path}: {head.status}, {len(head.body)} bytes",
             head,
         )
-        for header in ("etag", "content-type", "link"):
+        for name in ("etag", "content-type", "link"):
             expect(
-                head.header(header) == got.header(header),
-                f"HEAD {path}: {header} differs from GET's",
+                head.header(name) == got.header(name),
+                f"HEAD {path}: {name} differs from GET's",
                 head,
                 got,
             )

@@ -15,6 +15,9 @@ from todo_conformance.checks import (
     check,
     expect,
     expect_problem,
+    header,
+    op,
+    scheme,
 )
 from todo_conformance.target import Exchange
 
@@ -57,7 +60,13 @@ def _challenge(answer: Exchange, error: bool, what: str) -> None:
     )
 
 
-@check("FR-102", since="1.1", modes=("bearer",), writes=False)
+@check(
+    "FR-102",
+    clauses=(scheme("bearerAuth"), op("GET", TODOS, 401)),
+    since="1.1",
+    modes=("bearer",),
+    writes=False,
+)
 def tokens_of_no_or_a_foreign_algorithm_are_refused(ctx: Context) -> None:
     """bearer mode: a token signed with `none`, or with HS256 under a key of the kit's own, is 401
     INVALID_TOKEN"""
@@ -75,7 +84,13 @@ def tokens_of_no_or_a_foreign_algorithm_are_refused(ctx: Context) -> None:
         expect_problem(answer, 401, "INVALID_TOKEN", f"a token with {what}")
 
 
-@check("FR-103", since="1.1", modes=("bearer",), writes=False)
+@check(
+    "FR-103",
+    clauses=(op("GET", TODOS, 401), header("WWWAuthenticate")),
+    since="1.1",
+    modes=("bearer",),
+    writes=False,
+)
 def a_missing_or_bad_token_is_401_with_a_challenge(ctx: Context) -> None:
     """bearer mode: no token is 401 MISSING_TOKEN; a tampered or malformed one is 401 INVALID_TOKEN;
     each with WWW-Authenticate: Bearer"""
@@ -100,7 +115,7 @@ def a_missing_or_bad_token_is_401_with_a_challenge(ctx: Context) -> None:
         _challenge(answer, error=True, what=what)
 
 
-@check("FR-105", since="1.1", modes=("bearer",))
+@check("FR-105", clauses=(scheme("bearerAuth"),), since="1.1", modes=("bearer",))
 def a_tokens_owner_gets_the_derived_user_id(ctx: Context) -> None:
     """bearer mode: a token's todos carry user_id uuid5(uuid5(NAMESPACE_URL, iss), sub), the same on
     every request"""
@@ -113,7 +128,7 @@ def a_tokens_owner_gets_the_derived_user_id(ctx: Context) -> None:
     expect(other["user_id"] != made["user_id"], "two users' todos carry the same user_id")
 
 
-@check("FR-107", since="1.1", writes=False)
+@check("FR-107", clauses=(scheme("bearerAuth"), scheme("userIdHeader")), since="1.1", writes=False)
 def the_contract_declares_both_ways_in(ctx: Context) -> None:
     """The served contract declares a bearer JWT security scheme and the X-User-ID header of header
     mode"""

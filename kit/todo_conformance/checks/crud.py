@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from todo_conformance.checks import (
+    ONE,
     TODOS,
     Broken,
     Context,
@@ -18,6 +19,8 @@ from todo_conformance.checks import (
     expect,
     expect_problem,
     missing_id,
+    op,
+    schema,
     todo_path,
 )
 from todo_conformance.target import Exchange
@@ -53,9 +56,9 @@ def _location_names(answer: Exchange, todo_id: str) -> bool:
     return urlsplit(location).path == f"{TODOS}/{todo_id}"
 
 
-@check("FR-008", "SC-001")
+@check("FR-008", clauses=(op("POST", TODOS, 201),))
 def create_answers_the_todo_with_its_location(ctx: Context) -> None:
-    """POST creates the caller's todo: 201, the todo, and Location naming it, within 2 s"""
+    """POST creates the caller's todo: 201, the todo, and Location naming it"""
     title = ctx.title("buy milk")
     made = ctx.send("POST", TODOS, ctx.main, json={"title": title, "description": "2 l"})
     expect(made.status == 201, f"expected 201, got {made.status}", made)
@@ -63,18 +66,30 @@ def create_answers_the_todo_with_its_location(ctx: Context) -> None:
     expect(isinstance(body, dict) and body.get("title") == title, "the body is not the todo", made)
     expect(body.get("description") == "2 l", "the description sent is not the one answered", made)
     expect(_location_names(made, str(body.get("id"))), "Location does not name the todo", made)
-    expect(made.elapsed < 2, f"the create took {made.elapsed:.2f} s (SC-001: well within 2 s)")
     only_title = ctx.send("POST", TODOS, ctx.main, json={"title": ctx.title("title only")})
-    expect(only_title.status == 201, "a create with a title alone was refused", only_title)
+    expect(ctx.status(only_title) == 201, "a create with a title alone was refused", only_title)
 
 
-@check("FR-001")
+@check("SC-001", clauses=(op("POST", TODOS, 201),))
+def a_create_answers_well_within_two_seconds(ctx: Context) -> None:
+    """A create answers well within 2 s"""
+    made = ctx.send("POST", TODOS, ctx.main, json={"title": ctx.title("quick")})
+    if ctx.created(made) is None:
+        ctx.depart(("FR-008",), f"a create answered {made.status} with no todo", made)
+        raise Broken(f"could not create a todo to time: POST answered {made.status}")
+    expect(
+        made.elapsed < 2, f"the create took {made.elapsed:.2f} s (SC-001: well within 2 s)", made
+    )
+
+
+@check("FR-001", clauses=(schema("Todo"),))
 def a_todo_has_exactly_the_contracts_fields(ctx: Context) -> None:
     """A todo has id, user_id, title, description, is_completed, created_at and updated_at, typed as
     the contract says"""
     made = ctx.send("POST", TODOS, ctx.main, json={"title": ctx.title("shape"), "description": "d"})
     todo = made.json_or_none()
-    if made.status != 201 or not isinstance(todo, dict):
+    if ctx.status(made) != 201 or not isinstance(todo, dict):
+        ctx.depart(("FR-008",), f"a create answered {made.status} with no todo", made)
         raise Broken(f"could not create a todo to check with: POST answered {made.status}")
     expect(set(todo) == FIELDS, f"fields {sorted(todo)} are not the contract's", made)
     for name in ("id", "user_id"):
@@ -111,7 +126,9 @@ def a_todo_has_exactly_the_contracts_fields(ctx: Context) -> None:
         headers=[("Content-Type", "application/json")],
     )
     answered = (paired.json_or_none() or {}).get("title", "")
-    expect(paired.status == 201 and answered.endswith(" \U0001f389"), "an escaped pair", paired)
+    expect(
+        ctx.status(paired) == 201 and answered.endswith(" \U0001f389"), "an escaped pair", paired
+    )
 
 
 def _is_uuid(value: Any) -> bool:
@@ -122,13 +139,13 @@ def _is_uuid(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 36
 
 
-@check("FR-002", "FR-003", "FR-004")
+@check("FR-002", "FR-003", "FR-004", clauses=(schema("Todo"), op("POST", TODOS, 201)))
 def the_server_assigns_id_timestamps_and_open_state(ctx: Context) -> None:
     """The server chooses each todo's id and created_at; a new todo is not completed"""
     first = ctx.send("POST", TODOS, ctx.main, json={"title": ctx.title("one")})
     second = ctx.create(ctx.main, "two")
     todo = first.json_or_none() or {}
-    expect(first.status == 201, f"expected 201, got {first.status}", first)
+    expect(ctx.status(first) == 201, f"expected 201, got {first.status}", first)
     expect(todo.get("id") != second.get("id"), "two creates answered the same id", first)
     expect(todo.get("is_completed") is False, "a new todo is already completed", first)
     expect(
@@ -138,15 +155,14 @@ def the_server_assigns_id_timestamps_and_open_state(ctx: Context) -> None:
     )
     created, date = timestamp(todo.get("created_at")), first.header("date")
     if created is not None and date:
+        # The contract says the server records created_at, not which clock: a clock far
+        # from the answer's own Date is worth knowing, and no departure.
         server_now = parsedate_to_datetime(date)
-        expect(
-            abs(created - server_now) < timedelta(minutes=5),
-            f"created_at {todo.get('created_at')} is far from the answer's Date {date}",
-            first,
-        )
+        if abs(created - server_now) >= timedelta(minutes=5):
+            ctx.advise(f"created_at {todo.get('created_at')} is far from the answer's Date {date}")
 
 
-@check("FR-002", "FR-003", "FR-004")
+@check("FR-002", "FR-003", "FR-004", clauses=(schema("TodoCreate"), op("POST", TODOS, 422)))
 def a_client_cannot_supply_server_fields(ctx: Context) -> None:
     """A create naming id, user_id, created_at, updated_at or is_completed is refused (422) and
     creates nothing"""
@@ -163,7 +179,7 @@ def a_client_cannot_supply_server_fields(ctx: Context) -> None:
     expect(len(ctx.listed(ctx.main)) == before, "a refused create created a todo")
 
 
-@check("FR-009")
+@check("FR-009", clauses=(op("GET", TODOS, 200), schema("TodoList")))
 def the_list_holds_every_todo_newest_first(ctx: Context) -> None:
     """GET /api/v1/todos answers all of the caller's todos, newest first, with their count"""
     made = [ctx.create(ctx.third, f"order {n}")["id"] for n in range(4)]
@@ -186,7 +202,7 @@ def the_list_holds_every_todo_newest_first(ctx: Context) -> None:
     )
 
 
-@check("FR-009", writes=False)
+@check("FR-009", clauses=(op("GET", TODOS, 200),), writes=False)
 def a_user_who_never_wrote_has_an_empty_list(ctx: Context) -> None:
     """A user with no todos gets an empty list"""
     answer = ctx.send("GET", TODOS, ctx.users["fresh"])
@@ -201,7 +217,7 @@ def a_user_who_never_wrote_has_an_empty_list(ctx: Context) -> None:
     )
 
 
-@check("FR-010")
+@check("FR-010", clauses=(op("GET", ONE, 200),))
 def get_answers_the_same_todo(ctx: Context) -> None:
     """GET /api/v1/todos/{id} answers the todo as created"""
     todo = ctx.create(ctx.main, "read me", description=None)
@@ -210,7 +226,7 @@ def get_answers_the_same_todo(ctx: Context) -> None:
     expect(answer.json_or_none() == todo, "the todo read is not the todo created", answer)
 
 
-@check("FR-011", "SC-003")
+@check("FR-011", "SC-003", clauses=(op("PATCH", ONE, 200), schema("TodoUpdate")))
 def patch_changes_only_the_fields_given(ctx: Context) -> None:
     """PATCH changes only the fields sent, and the change is visible on the next read"""
     todo = ctx.create(ctx.main, "draft", description="notes")
@@ -242,7 +258,7 @@ def patch_changes_only_the_fields_given(ctx: Context) -> None:
     )
 
 
-@check("FR-011")
+@check("FR-011", clauses=(schema("Todo"), op("PATCH", ONE, 200)))
 def updated_at_moves_forward_on_every_update(ctx: Context) -> None:
     """updated_at moves forward on every successful update"""
     todo = ctx.create(ctx.main, "tick")
@@ -259,7 +275,7 @@ def updated_at_moves_forward_on_every_update(ctx: Context) -> None:
         )
 
 
-@check("FR-012", "SC-004")
+@check("FR-012", "SC-004", clauses=(op("DELETE", ONE, 204), op("GET", ONE, 404)))
 def delete_removes_for_good(ctx: Context) -> None:
     """DELETE answers 204 without a body; the todo is gone from reads and the list"""
     keep, gone = ctx.create(ctx.main, "keep"), ctx.create(ctx.main, "gone")
@@ -278,7 +294,7 @@ def delete_removes_for_good(ctx: Context) -> None:
     expect(keep["id"] in listed, "the todo kept is gone from the list")
 
 
-@check("EC-4")
+@check("EC-4", clauses=(schema("Description"),))
 def null_and_empty_descriptions_stay_distinct(ctx: Context) -> None:
     """description null and "" are both valid and stay distinct"""
     empty = ctx.create(ctx.main, "empty", description="")
@@ -305,7 +321,7 @@ def null_and_empty_descriptions_stay_distinct(ctx: Context) -> None:
     )
 
 
-@check("EC-5")
+@check("EC-5", clauses=(op("PATCH", ONE, 200),))
 def concurrent_updates_apply_whole_and_the_last_wins(ctx: Context) -> None:
     """Concurrent updates of one todo: each applies whole, and the last written is what stays"""
     todo = ctx.create(ctx.main, "raced")
@@ -330,7 +346,7 @@ def concurrent_updates_apply_whole_and_the_last_wins(ctx: Context) -> None:
     expect(final.json_or_none() in last, "what stays is not the update applied last", final)
 
 
-@check("FR-012")
+@check("FR-012", clauses=(op("DELETE", ONE, 204), op("DELETE", ONE, 404)))
 def concurrent_deletes_of_one_todo_delete_it_once(ctx: Context) -> None:
     """Eight concurrent DELETEs of one todo: exactly one 204, the rest 404"""
     todo = ctx.create(ctx.main, "going")
@@ -342,7 +358,7 @@ def concurrent_deletes_of_one_todo_delete_it_once(ctx: Context) -> None:
     )
 
 
-@check("SC-002")
+@check("SC-002", clauses=(op("GET", TODOS, 200),))
 def a_list_of_a_thousand_is_whole_and_ordered_within_two_seconds(ctx: Context) -> None:
     """A list of 1,000 todos comes whole within 2 s"""
     quota = ctx.options.quota
@@ -358,7 +374,8 @@ def a_list_of_a_thousand_is_whole_and_ordered_within_two_seconds(ctx: Context) -
             return ctx.send("POST", TODOS, user, json={"title": title})
 
         for made in ctx.parallel(make, min(16, missing - start)):
-            if made.status != 201:
+            if ctx.status(made) != 201:
+                ctx.depart(("FR-008",), f"a create answered {made.status}", made)
                 raise Broken(f"could not create the 1,000 todos: POST answered {made.status}")
     started = time.monotonic()
     answer = ctx.send("GET", TODOS, user)

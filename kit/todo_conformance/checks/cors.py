@@ -1,6 +1,14 @@
 """CORS for a browser frontend (1.1), when the run names a listed origin (--origin)."""
 
-from todo_conformance.checks import TODOS, Context, check, expect, missing_id, todo_path
+from todo_conformance.checks import (
+    TODOS,
+    Context,
+    check,
+    expect,
+    header,
+    missing_id,
+    todo_path,
+)
 
 REQUEST_HEADERS = (
     "authorization",
@@ -18,7 +26,13 @@ def _split(value: str | None) -> set[str]:
     return {part.strip().lower() for part in (value or "").split(",") if part.strip()}
 
 
-@check("FR-106", since="1.1", writes=False, needs="origin")
+@check(
+    "FR-106",
+    clauses=(header("Access-Control-Allow-Origin"),),
+    since="1.1",
+    writes=False,
+    needs="origin",
+)
 def a_listed_origins_preflight_succeeds_for_every_method_and_header(ctx: Context) -> None:
     """A preflight from the listed origin succeeds for the contract's methods and request headers,
     with no credentials"""
@@ -64,7 +78,13 @@ def a_listed_origins_preflight_succeeds_for_every_method_and_header(ctx: Context
         )
 
 
-@check("FR-106", since="1.1", writes=False, needs="origin")
+@check(
+    "FR-106",
+    clauses=(header("Access-Control-Allow-Origin"),),
+    since="1.1",
+    writes=False,
+    needs="origin",
+)
 def answers_to_the_listed_origin_expose_the_contracts_headers(ctx: Context) -> None:
     """An answer to the listed origin allows it and exposes Location, ETag, Link, Retry-After,
     Idempotent-Replayed and X-Request-ID"""
@@ -82,7 +102,13 @@ def answers_to_the_listed_origin_expose_the_contracts_headers(ctx: Context) -> N
     )
 
 
-@check("FR-106", since="1.1", writes=False, needs="origin")
+@check(
+    "FR-106",
+    clauses=(header("Access-Control-Allow-Origin"),),
+    since="1.1",
+    writes=False,
+    needs="origin",
+)
 def an_unlisted_origin_gets_no_cors_header(ctx: Context) -> None:
     """An unlisted origin gets no CORS header at all, on a preflight or an answer; nor does
     a request naming its origin twice"""

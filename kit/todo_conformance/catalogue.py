@@ -45,9 +45,18 @@ class Contract:
 
     @classmethod
     def parse(cls, raw: bytes, source: str) -> "Contract":
-        document = yaml.safe_load(raw)
-        if not isinstance(document, dict) or "paths" not in document:
-            raise ValueError(f"{source} is not an OpenAPI document")
+        """ValueError when `raw` is not an OpenAPI document (an HTML page is not one,
+        even where it reads as YAML)."""
+        try:
+            document = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            document = None
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("paths"), dict)
+            or not str(document.get("openapi", "")).startswith("3.")
+        ):
+            raise ValueError(f"{source} is not an OpenAPI 3 document")
         return cls(document, hashlib.sha256(raw).hexdigest(), source)
 
     @property

@@ -11,6 +11,9 @@ from todo_conformance.checks import (
     check,
     expect,
     expect_invalid,
+    op,
+    parameter,
+    schema,
     todo_path,
 )
 from todo_conformance.target import Exchange
@@ -50,7 +53,9 @@ def _fresh(ctx: Context, count: int) -> tuple[User, list[str]]:
     return user, made[::-1]
 
 
-@check("FR-131", since="1.1")
+@check(
+    "FR-131", clauses=(parameter("Limit"), parameter("Cursor"), op("GET", TODOS, 200)), since="1.1"
+)
 def a_limit_answers_pages_that_continue_after_each_other(ctx: Context) -> None:
     """?limit=N answers at most N todos newest first, count, next_cursor and Link rel=next; the
     cursor continues after the page"""
@@ -88,7 +93,7 @@ def a_limit_answers_pages_that_continue_after_each_other(ctx: Context) -> None:
     expect(whole == set(newest), "without limit, the list is not the whole list")
 
 
-@check("FR-132", since="1.1")
+@check("FR-132", clauses=(parameter("Cursor"),), since="1.1")
 def a_walk_meets_each_todo_that_exists_throughout_exactly_once(ctx: Context) -> None:
     """Walking every page while todos are created and deleted meets each todo that existed
     throughout exactly once"""
@@ -109,7 +114,7 @@ def a_walk_meets_each_todo_that_exists_throughout_exactly_once(ctx: Context) -> 
     expect(not missed, f"the walk skipped {len(missed)} todos that existed throughout")
 
 
-@check("FR-131", since="1.1", writes=False)
+@check("FR-131", clauses=(parameter("Limit"), schema("TodoList")), since="1.1", writes=False)
 def an_empty_list_is_one_empty_last_page(ctx: Context) -> None:
     """A user with no todos gets one page: no items, count 0, next_cursor null, no Link"""
     answer = _page(ctx, ctx.users["fresh"], 5)
@@ -123,7 +128,12 @@ def an_empty_list_is_one_empty_last_page(ctx: Context) -> None:
     expect(answer.header("link") is None, "an empty list's page has a Link", answer)
 
 
-@check("FR-133", since="1.1", writes=False)
+@check(
+    "FR-133",
+    clauses=(parameter("Limit"), parameter("Cursor"), op("GET", TODOS, 422)),
+    since="1.1",
+    writes=False,
+)
 def a_bad_cursor_or_limit_is_422_naming_it(ctx: Context) -> None:
     """A limit out of range, or a cursor made up, malformed or tampered with, is 422 naming the
     field"""
@@ -135,7 +145,7 @@ def a_bad_cursor_or_limit_is_422_naming_it(ctx: Context) -> None:
     expect_invalid(twice, "limit", "limit given twice")
 
 
-@check("FR-133", since="1.1")
+@check("FR-133", clauses=(parameter("Cursor"), op("GET", TODOS, 422)), since="1.1")
 def a_tampered_cursor_is_refused_and_a_cursor_reaches_only_the_callers_todos(ctx: Context) -> None:
     """A cursor changed by one character is 422; another user's cursor reaches only the caller's own
     todos"""
