@@ -167,6 +167,22 @@ def _switched(res: Results) -> list[dict[str, Any]]:
     return rows
 
 
+# The tool calls the benchmark sends over /mcp (bench/run.py's _tool_calls), with the REST
+# operation each wraps; a tool call may take at most this many times its time.
+TOOL_CALLS = {"create_todo": "create", "list_todos": "list10"}
+TOOL_CALL_AT_MOST = 2.0
+
+
+def _tool_calls(res: Results) -> list[dict[str, Any]]:
+    """Each tool call's throughput over the REST call it wraps."""
+    rows = []
+    for tool, op in TOOL_CALLS.items():
+        row = _rounds(res, f"{res.stage} mcp", "mcp", "ours", op)
+        if row:
+            rows.append({"option": f"mcp {tool}", **row})
+    return rows
+
+
 # The options the benchmark switches on (bench/run.py's _switches), with the operation
 # each weighs on and the share of throughput it must keep (tracing every request has no
 # target: it is reported).
@@ -254,6 +270,16 @@ def _targets(
         if idle and built:
             check(f"idle RSS, ours / {build}'s", round(idle / built, 3), 1.0, above=False)
     for row in switched:
+        if row["option"].startswith("mcp "):
+            check(
+                f"{row['option']} tool call, time / its REST call's"
+                f" (mean of {len(row['rounds'])} rounds)",
+                round(1 / row["mean"], 2),
+                TOOL_CALL_AT_MOST,
+                above=False,
+                refused=row["non_2xx"],
+            )
+            continue
         if row["option"] not in KEEPS:
             continue
         check(
@@ -271,7 +297,7 @@ def write(
     res = Results(results)
     builds = list(notes.get("builds", {}))
     rows, pairs, versus = _ours_rows(res), _pairs(res), _against_builds(res, builds)
-    switched = _switched(res)
+    switched = _switched(res) + _tool_calls(res)
     checks = _targets(res, rows, pairs, versus, switched, notes)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False

@@ -442,6 +442,31 @@ def _against_build(
             )
 
 
+def _tool_calls(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
+    """A create and a list of ten as MCP tool calls over streamable HTTP (/mcp, the service
+    with TODO_MCP=on) against the REST calls they wrap, in alternated rounds at the
+    higher connection count; the MCP server runs only meanwhile."""
+    ours = servers["ours"]
+    agents = Server("mcp", ours.command, {**ours.env, "TODO_MCP": "on"})
+    agents.start(bench.workdir, "/health/ready")
+    pick = _span(table.halves()[0])
+    ten: dict[str, Env] = {**pick, "BENCH_USER": TEN}
+    try:
+        bench.notes.setdefault("idle_rss_mb", {})["mcp"] = round(agents.rss_mb(), 1)
+        _wrk(agents, "mcp_list", 32, 1 if bench.args.smoke else 5, **ten)
+        for round_ in range(1, bench.args.rounds + 1):
+            for name, rest, tool, env in (
+                ("create", "create", "mcp_create", pick),
+                ("list10", "list", "mcp_list", ten),
+            ):
+                pair = ((ours, rest), (agents, tool))
+                for server, op in pair if round_ % 2 else pair[::-1]:
+                    label = f"{name} r{round_}"
+                    bench.drive(f"{stage} mcp", server, op, bench.connections[-1], label, env)
+    finally:
+        agents.stop()
+
+
 def _switched(bench: Bench, stage: str, table: Range, servers: dict[str, Server]) -> None:
     """Each option on against off, on the operation it weighs on, in alternated rounds
     at the higher connection count; the server with the option runs only meanwhile."""
@@ -601,6 +626,7 @@ def run(bench: Bench) -> None:
         for name in bench.notes.get("builds", {}):
             _against_build(bench, stage, table, servers, name, slices)
         _switched(bench, stage, table, servers)
+        _tool_calls(bench, stage, table, servers)
         _second_wall(bench, stage, table, servers)
         if not bench.args.smoke:
             bench.notes["idle_rss_mb_before_100k"] = round(ours.rss_mb(), 1)

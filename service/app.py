@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
@@ -79,7 +79,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with AsyncExitStack() as running:
+            for part in app.state.running:
+                await running.enter_async_context(part())
+            yield
         db.close()
         telemetry.listener.close()
 
@@ -108,6 +111,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # live, re-checking its routes on every request (bench/results/findings.md),
         # and these routes never change after this.
         app.router.routes.extend(router.routes)
+    # What runs as long as the app does (the MCP endpoint's sessions, when on).
+    app.state.running = []
+    if settings.mcp == "on":
+        from service.mcp.endpoint import mount
+
+        app.state.running.append(mount(app, settings).running)
     _install_error_handlers(app, db)
     # Outermost last. CORS is outermost so that even the last-resort 500 can be read by
     # a browser frontend.

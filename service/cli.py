@@ -1,4 +1,4 @@
-"""`todo-service serve | migrate | db-url`. Owns the embedded PostgreSQL's life when
+"""`todo-service serve | migrate | db-url | mcp`. Owns the embedded PostgreSQL's life when
 NEON_DATABASE_URL is unset: started before serving, stopped on exit or SIGTERM.
 
 `serve` is the supervisor of the workers (service.worker) and idles for the service's
@@ -203,7 +203,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser(
         "db-url", help="print the URL of the database serve uses (the embedded one when unset)"
     )
+    mcp_parser = commands.add_parser(
+        "mcp",
+        help="serve the API's operations as MCP tools over stdio, as a client of a deployment"
+        " (acting as TODO_MCP_TOKEN's user, or TODO_MCP_USER_ID's in header mode)",
+    )
+    mcp_parser.add_argument("--base-url", default="http://127.0.0.1:8000")
     args = parser.parse_args(argv)
+    if args.command == "mcp":
+        # A client of the API, anywhere: none of the service's own settings apply.
+        from service.mcp import stdio
+
+        stdio.run(args.base_url)
+        return
 
     settings = _settings()
     configure_logging(settings.log_level)

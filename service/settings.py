@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # standard variables (OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, ...) itself.
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
+    # on: the contract's tools for agents at /mcp (Model Context Protocol).
+    mcp: Literal["on", "off"] = Field(default="off", alias="TODO_MCP")
+
     log_level: str = Field(default="INFO", alias="TODO_LOG_LEVEL")
 
     @field_validator("jwt_secret")

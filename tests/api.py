@@ -3,8 +3,12 @@
 import uuid
 from typing import Any
 
+import httpx
+import httpx2
 from fastapi.testclient import TestClient
-from httpx import Response
+
+# What TestClient answers with (Starlette prefers httpx2), or a served service over httpx.
+Answer = httpx2.Response | httpx.Response
 
 TODOS = "/api/v1/todos"
 
@@ -24,7 +28,7 @@ def todo_url(todo_id: str | uuid.UUID) -> str:
     return f"{TODOS}/{todo_id}"
 
 
-def problem(response: Response, status: int, code: str) -> dict[str, Any]:
+def problem(response: Answer, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
@@ -33,6 +37,6 @@ def problem(response: Response, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-def fields(response: Response) -> dict[str, str]:
+def fields(response: Answer) -> dict[str, str]:
     body = problem(response, 422, "VALIDATION_ERROR")
     return {error["field"]: error["message"] for error in body["errors"]}

@@ -5,7 +5,7 @@ conformance kit's."""
 import pytest
 from api import TODOS, as_user, create
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from sql_audit import StatementLog
 from sqlalchemy import text
 from sqlalchemy.engine import Engine

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import SPEC_PATH
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from openapi_spec_validator import validate
 
 from service.errors import ServiceError

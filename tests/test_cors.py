@@ -5,7 +5,7 @@ import pytest
 from api import TODOS, as_user, create
 from conftest import make_settings
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 
 from service.app import create_app
 from service.db import Database

@@ -14,7 +14,7 @@ from api import TODOS
 from better_auth import BetterAuth
 from conftest import SPEC_PATH, jwt_settings, make_settings
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 

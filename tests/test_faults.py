@@ -18,7 +18,7 @@ import pytest
 from api import TODOS, as_user, create, problem, todo_url
 from conftest import make_settings
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from ports import free_port
 from served import Serve
 from sql_audit import StatementLog

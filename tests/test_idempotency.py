@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from api import TODOS, as_user
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 

@@ -13,7 +13,7 @@ from better_auth import BetterAuth, SignedUp
 from conftest import jwt_settings, unfiltered_service
 from databases import Databases
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from api import TODOS, as_user, create, problem, todo_url
+from api import TODOS, Answer, as_user, create, problem, todo_url
 from conftest import make_settings
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from served import Serve
 from sql_audit import StatementLog
 from sqlalchemy import text
@@ -118,7 +118,7 @@ def test_the_count_stays_right_however_todos_leave(
     )
 
 
-def _limit(answer: Response) -> tuple[int, int, int, int]:
+def _limit(answer: Answer) -> tuple[int, int, int, int]:
     policy = POLICY.fullmatch(answer.headers["ratelimit-policy"])
     limit = LIMIT.fullmatch(answer.headers["ratelimit"])
     assert policy and limit, answer.headers

@@ -24,6 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import PrometheusServer
 from served import Serve, ServedService
+from worker_probe import loaded_by_a_worker
 
 from service.db import Database
 
@@ -367,45 +368,11 @@ def test_a_tenth_sampled_traces_about_a_tenth_of_the_requests(
 
 # FastAPI itself (0.165) depends on the OpenTelemetry API and imports it, a no-op until a
 # provider is set; what tracing would add is the SDK and the exporter.
-_WORKER = """
-import json, sys, time
-import uvicorn
-from starlette.testclient import TestClient
-
-config = uvicorn.Config("service.worker:build_app", factory=True)
-config.load()
-with TestClient(config.loaded_app) as client:
-    deadline = time.monotonic() + 60
-    while client.get("/health/ready").status_code != 200:
-        assert time.monotonic() < deadline, "not ready"
-        time.sleep(0.2)
-    user = {"X-User-ID": "5f0c1e1e-8a55-4c1e-9a0e-2f1b5d9c7a10"}
-    created = client.post("/api/v1/todos", json={"title": "t"}, headers=user)
-    assert created.status_code == 201, created.text
-    assert client.get("/api/v1/todos", headers=user).status_code == 200
-libraries = ("prometheus_client", "opentelemetry.sdk", "opentelemetry.exporter")
-print(json.dumps([name for name in libraries if name in sys.modules]))
-"""
+LIBRARIES = ("prometheus_client", "opentelemetry.sdk", "opentelemetry.exporter")
 
 
 def _loaded_by_a_worker(url: str, tmp_path: Path, **env: str) -> list[str]:
-    quiet = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "TODO_", "PROMETHEUS_")) and k != "NEON_DATABASE_URL"
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _WORKER],
-        env={**quiet, "NEON_DATABASE_URL": url, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
-    return loaded
+    return loaded_by_a_worker(url, tmp_path, LIBRARIES, **env)
 
 
 @pytest.mark.req("FR-161", "FR-162", "FR-163")

@@ -19,7 +19,7 @@ import pytest
 from api import TODOS, problem
 from conftest import make_settings
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from key_server import AUDIENCE, ISSUER, KeyServer, SigningKey
 from served import EXECUTABLE
 from sqlalchemy import text

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from api import TODOS, as_user, create, fields, problem
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 
 JSON = {"content-type": "application/json"}
 

@@ -1,5 +1,6 @@
 -- One wrk script for every operation, chosen by environment variables:
 --   BENCH_OP      get | list | page | create | create_once | patch | delete | constant
+--                 | mcp_create | mcp_list (the same create and list as MCP tool calls)
 --   BENCH_FIRST, BENCH_LAST   the seeded todos to pick from (see bench/layout.py)
 --   BENCH_USER    the user whose list (or page) is read
 --   BENCH_LIMIT, BENCH_CURSOR the page: its size and where it starts (none: the first)
@@ -64,6 +65,18 @@ function request()
   elseif op == "page" then
     local query = "?limit=" .. limit .. (cursor and ("&cursor=" .. cursor) or "")
     return wrk.format("GET", "/api/v1/todos" .. query, as(list_user))
+  elseif op == "mcp_create" or op == "mcp_list" then
+    -- A tool call over streamable HTTP (stateless: no handshake), one JSON answer.
+    local call
+    if op == "mcp_create" then
+      call = '{"name":"create_todo","arguments":{"title":"Benchmark todo","description":"made under load"}}'
+    else
+      call = '{"name":"list_todos","arguments":{}}'
+    end
+    local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' .. call .. '}'
+    local headers = { ["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream" }
+    local who = op == "mcp_list" and list_user or math.random(4, 10000)
+    return wrk.format("POST", "/mcp", as(who, headers), body)
   elseif op == "create" or op == "create_once" then
     local body = '{"title":"Benchmark todo","description":"made under load"}'
     local headers = { ["Content-Type"] = "application/json" }

@@ -1,0 +1,136 @@
+"""/mcp: the contract's tools over streamable HTTP, served by the service itself when
+TODO_MCP=on (FR-183). An OAuth 2.1 resource server, as the MCP authorization
+specification asks: a request is let in by the same identity function as the API
+(`current_user`), with the same refusals, and a 401 also names this resource's
+metadata (RFC 9728), which names the authorization server. Each tool call is then sent
+to the API in this very process, as the caller, through every middleware an API request
+meets (rate limit, quota, metrics, traces): an agent is one more client."""
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib import metadata
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+from fastapi import FastAPI
+from mcp.server import ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from service.errors import ServiceError, problem_response
+from service.identity import current_user
+from service.mcp.server import build
+from service.settings import Settings
+
+PATH = "/mcp"
+METADATA = "/.well-known/oauth-protected-resource"
+# What a tool call carries on to the API from the request that made it.
+_CARRIED = ("authorization", "x-user-id", "traceparent", "tracestate")
+
+
+class Mcp:
+    """The /mcp endpoint (an ASGI app) and the resource's metadata."""
+
+    route: Route
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self._api = httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://todo-service.internal"
+        )
+        self._authorization_server = _authorization_server(settings)
+        server = build(self._reach, metadata.version("todo-service"))
+        # Stateless, one JSON answer a request: nothing an agent does lives in a
+        # process, as nothing an API client does. Every request carries its credential,
+        # so no rebinding of a browser's DNS can act for anyone.
+        self._sessions = StreamableHTTPSessionManager(
+            app=server,
+            json_response=True,
+            stateless=True,
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+
+    def _reach(
+        self, ctx: ServerRequestContext[Any, Any]
+    ) -> tuple[httpx2.AsyncClient, Mapping[str, str]]:
+        request = ctx.request
+        headers = request.headers if isinstance(request, Request) else {}
+        return self._api, {name: headers[name] for name in _CARRIED if name in headers}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The route the access log and the metrics name this request by: /mcp.
+        scope["route"] = self.route
+        request = Request(scope, receive)
+        try:
+            await current_user(request)
+        except ServiceError as refused:
+            await self._refusal(refused, request)(scope, receive, send)
+            return
+        await self._sessions.handle_request(scope, receive, send)
+
+    def _refusal(self, refused: ServiceError, request: Request) -> Response:
+        response = problem_response(refused)
+        challenge = response.headers.get("www-authenticate")
+        if challenge is not None:
+            where = f'resource_metadata="{_base(request)}{METADATA}{PATH}"'
+            params = challenge.removeprefix("Bearer").strip()
+            response.headers["www-authenticate"] = f"Bearer {where}" + (
+                f", {params}" if params else ""
+            )
+        return response
+
+    async def resource(self, request: Request) -> JSONResponse:
+        """RFC 9728's protected resource metadata: what this resource is, and who
+        issues the tokens it takes."""
+        return JSONResponse(
+            {
+                "resource": f"{_base(request)}{PATH}",
+                "authorization_servers": [self._authorization_server]
+                if self._authorization_server
+                else [],
+                "bearer_methods_supported": ["header"],
+                "resource_name": "todo-service: the caller's todos, as MCP tools",
+            }
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with self._sessions.run():
+            yield
+        await self._api.aclose()
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _authorization_server(settings: Settings) -> str | None:
+    """The issuer of the tokens taken (Better Auth's base URL): TODO_JWT_ISSUER, or the
+    origin of the keys' URL. None in header mode, which takes no token."""
+    if settings.auth_mode != "jwt":
+        return None
+    if settings.jwt_issuer:
+        return settings.jwt_issuer
+    if settings.jwt_jwks_url:
+        parts = urlsplit(settings.jwt_jwks_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+def mount(app: FastAPI, settings: Settings) -> Mcp:
+    """Adds /mcp and the resource's metadata to `app`; the returned Mcp runs with the
+    app's lifespan (`running`)."""
+    mcp = Mcp(app, settings)
+    mcp.route = Route(PATH, endpoint=mcp)
+    app.router.routes.extend(
+        [
+            mcp.route,
+            Route(METADATA, endpoint=mcp.resource, methods=["GET"]),
+            Route(METADATA + PATH, endpoint=mcp.resource, methods=["GET"]),
+        ]
+    )
+    return mcp
