@@ -23,7 +23,7 @@ def named(url: str, database: str) -> str:
 
 class Databases:
     def __init__(self, url: str) -> None:
-        self._url = url
+        self.url = url
         # Names of this run's own: a server given by TEST_DATABASE_URL may outlive it.
         self._prefix = f"t{secrets.token_hex(3)}"
         self._admin: Engine = sqlalchemy.create_engine(
@@ -34,6 +34,12 @@ class Databases:
         self._template = f"{self._prefix}_template"
         self._execute(f"CREATE DATABASE {self._template}")
         migrations.upgrade(named(url, self._template))
+        # PostgreSQL copies no database another session is in, and a pooler (PgBouncer)
+        # keeps the migration's server connection open after the migration has ended.
+        self._execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = '{self._template}' AND pid <> pg_backend_pid()"
+        )
 
     def _execute(self, statement: str) -> None:
         with self._admin.connect() as conn:
@@ -46,7 +52,7 @@ class Databases:
             database = f"{self._prefix}_{len(self._made)}_{word}"[:63]
             self._made.append(database)
         self._execute(f"CREATE DATABASE {database} TEMPLATE {self._template}")
-        return named(self._url, database)
+        return named(self.url, database)
 
     def drop_all(self) -> None:
         for database in [*self._made, self._template]:

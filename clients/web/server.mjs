@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { PostgresDialect } from "kysely";
 import pg from "pg";
 import { betterAuth } from "better-auth";
 import { getMigrations } from "better-auth/db/migration";
@@ -33,9 +34,19 @@ if (!values.port || !values.database) {
 const baseURL = `http://${values.host}:${values.port}`;
 const SCHEMA = "better_auth";
 
+// The URL means what it means to libpq, and so to the todo service reading the same one:
+// `sslmode=require` encrypts without checking the certificate. node-postgres otherwise
+// reads `require` as `verify-full` and refuses a server's self-signed certificate.
+function withLibpqSemantics(url) {
+  const parsed = new URL(url);
+  if (parsed.searchParams.has("sslmode") && !parsed.searchParams.has("uselibpqcompat")) {
+    parsed.searchParams.set("uselibpqcompat", "true");
+  }
+  return parsed.toString();
+}
+
 const database = new pg.Pool({
-  connectionString: values.database,
-  options: `-c search_path=${SCHEMA}`,
+  connectionString: withLibpqSemantics(values.database),
   max: 5,
 });
 // A database that restarts drops the idle connections; the pool opens new ones. Without
@@ -47,12 +58,12 @@ database.on("error", (error) => console.error(`database connection lost: ${error
 // same schema, so that a restart keeps sessions and keys as well as accounts.
 async function secret() {
   if (process.env.BETTER_AUTH_SECRET) return process.env.BETTER_AUTH_SECRET;
-  await database.query("CREATE TABLE IF NOT EXISTS server_secret (secret text NOT NULL)");
+  await database.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.server_secret (secret text NOT NULL)`);
   await database.query(
-    "INSERT INTO server_secret SELECT $1 WHERE NOT EXISTS (SELECT FROM server_secret)",
+    `INSERT INTO ${SCHEMA}.server_secret SELECT $1 WHERE NOT EXISTS (SELECT FROM ${SCHEMA}.server_secret)`,
     [randomBytes(32).toString("hex")],
   );
-  const { rows } = await database.query("SELECT secret FROM server_secret LIMIT 1");
+  const { rows } = await database.query(`SELECT secret FROM ${SCHEMA}.server_secret LIMIT 1`);
   return rows[0].secret;
 }
 
@@ -60,7 +71,14 @@ await database.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
 const auth = betterAuth({
   baseURL,
   secret: await secret(),
-  database,
+  // Every statement names the schema: a pooler in transaction mode (Neon's, PgBouncer)
+  // refuses a search_path set when connecting, and one SET would reach other clients.
+  database: {
+    dialect: new PostgresDialect({ pool: database }),
+    type: "postgres",
+    schemaName: SCHEMA,
+    transaction: true,
+  },
   emailAndPassword: { enabled: true },
   // Defaults: EdDSA (Ed25519) keys with a `kid`, 15-minute tokens, iss = aud = baseURL.
   plugins: [jwt()],
