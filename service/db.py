@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -130,14 +130,16 @@ class Database:
     def __init__(self, settings: Settings, *, schema_ready: bool = True) -> None:
         if not settings.database_url:
             raise RuntimeError("NEON_DATABASE_URL is not set; `todo-service serve` sets it up")
+        self._dsn = libpq_url(settings.database_url)
+        self._connect_args = _connect_args(settings)
         self._pool = AsyncPool(
-            libpq_url(settings.database_url),
+            self._dsn,
             size=settings.pool_size,
             overflow=settings.max_overflow,
             timeout=settings.pool_timeout,
             recycle=settings.pool_recycle,
             connect_timeout=settings.connect_timeout,
-            connect_args=_connect_args(settings),
+            connect_args=self._connect_args,
         )
         self._timeout_ms = str(settings.statement_timeout_ms)
         self._retry_after = settings.retry_after_seconds
@@ -254,6 +256,20 @@ class Database:
             [(secret,)] = await self.fetch(None, CURSOR_KEY, {})
             self._cursor_key = bytes(secret)
         return self._cursor_key
+
+    def schema_is_at(self, revision: str) -> bool:
+        """Whether the schema's revision (Alembic's) is `revision`; False when it cannot
+        be read. Asked once, before the pool serves, on a connection of its own."""
+        try:
+            with (
+                closing(psycopg2.connect(self._dsn, **self._connect_args)) as conn,
+                conn.cursor() as cursor,
+            ):
+                cursor.execute("SELECT version_num FROM alembic_version")
+                found = [row[0] for row in cursor.fetchall()]
+        except psycopg2.Error:
+            return False
+        return found == [revision]
 
     def schema_is_ready(self) -> None:
         """Called once the migrations have run; until then every statement is a 503."""

@@ -1,7 +1,9 @@
 """What each `todo-service serve` worker runs: the app, listening at once, with the
 schema brought up to date in the background (until then readiness and the API answer
 503). The migrations run in a short-lived child process (`todo-service migrate`), so
-Alembic is never loaded into the long-lived workers."""
+Alembic is never loaded into the long-lived workers; a worker that finds the schema at
+the newest revision already (a restart, the second worker) starts none: that child
+costs a second of CPU and of start-up."""
 
 import ctypes
 import logging
@@ -16,6 +18,7 @@ from service import telemetry
 from service.app import create_app
 from service.db import Database
 from service.logs import configure_logging
+from service.migrations import newest
 from service.settings import Settings, get_settings
 from service.telemetry import Listener
 
@@ -81,7 +84,10 @@ def build_app() -> FastAPI:
     database = Database(settings, schema_ready=False)
 
     def migrate_then_open() -> None:
-        migrate_with_retry()
+        if database.schema_is_at(newest()):
+            log.info("schema is at the newest version already")
+        else:
+            migrate_with_retry()
         database.schema_is_ready()
 
     threading.Thread(target=migrate_then_open, name="migrations", daemon=True).start()

@@ -5,11 +5,12 @@ import sys
 
 import pytest
 from alembic.script import ScriptDirectory
+from served import Serve
 from sqlalchemy import create_engine, text
 
 from service.db import sqlalchemy_url
 from service.embedded import EmbeddedPostgres
-from service.migrations import alembic_config
+from service.migrations import alembic_config, newest
 
 
 def _newest_revision() -> str:
@@ -76,3 +77,18 @@ def test_a_todos_row_is_exactly_a_todo_in_the_contracts_order(
             "updated_at",
         ]
     engine.dispose()
+
+
+@pytest.mark.req("FR-005")
+def test_a_worker_on_a_schema_at_the_newest_revision_starts_no_migration(
+    serve: Serve, postgres_url: str, database: object
+) -> None:
+    """The newest revision, read from the migrations' files without Alembic, is
+    Alembic's own; a `serve` on a database already there starts no migration child (on
+    a fresh one it migrates: tests/test_cli.py)."""
+    assert newest() == _newest_revision()
+    current = serve(postgres_url)
+    current.wait_ready()
+    output = current.stop()
+    assert "schema is at the newest version already" in output
+    assert "Running upgrade" not in output and "migrations failed" not in output
