@@ -37,6 +37,8 @@ class Supervision:
     data_dir: Path
     log_level: str
     metrics_port: int | None
+    metrics_host: str | None
+    tracing: bool
 
 
 def _validated() -> Supervision | list[str]:
@@ -55,6 +57,8 @@ def _validated() -> Supervision | list[str]:
         settings.data_dir,
         settings.log_level,
         settings.metrics_port,
+        settings.metrics_host,
+        settings.tracing,
     )
 
 
@@ -99,18 +103,38 @@ def database_url(settings: Supervision) -> Iterator[str]:
 
 
 @contextmanager
-def metrics_listener(settings: Supervision, host: str, api_port: int) -> Iterator[None]:
-    """With TODO_METRICS_PORT, every worker's metrics served on that port for as long as
-    the block runs: the workers write them to files in PROMETHEUS_MULTIPROC_DIR (or a
-    temporary directory), wiped first, which this listener reads at each scrape."""
-    if settings.metrics_port is None:
+def shared_with_workers(settings: Supervision) -> Iterator[Path | None]:
+    """With metrics or traces on, a temporary directory the workers share for as long as
+    the block runs (TODO_RUN_DIR, set for them): the metrics' files, and when the trace
+    exporter last logged. Removed however the block ends, a failed start included."""
+    if settings.metrics_port is None and not settings.tracing:
+        yield None
+        return
+    directory = Path(tempfile.mkdtemp(prefix="todo-service-"))
+    os.environ["TODO_RUN_DIR"] = str(directory)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def metrics_listener(
+    settings: Supervision, shared: Path | None, host: str, api_port: int
+) -> Iterator[None]:
+    """With TODO_METRICS_PORT, every worker's metrics served on that port (and
+    TODO_METRICS_HOST, or the API's host) for as long as the block runs: the workers
+    write them to files in PROMETHEUS_MULTIPROC_DIR (or the shared directory), wiped
+    first, which this listener reads at each scrape."""
+    if settings.metrics_port is None or shared is None:
         yield
         return
+    host = settings.metrics_host or host
     if settings.metrics_port == api_port:
         print("todo-service: TODO_METRICS_PORT must not be the API's port", file=sys.stderr)
         sys.exit(2)
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="todo-service-metrics-"))
+    directory = Path(given) if given else shared / "metrics"
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
@@ -122,16 +146,13 @@ def metrics_listener(settings: Supervision, host: str, api_port: int) -> Iterato
         serve_metrics(directory, host, settings.metrics_port)
     except OSError as error:
         print(
-            f"todo-service: TODO_METRICS_PORT {settings.metrics_port}: {error.strerror}",
+            f"todo-service: TODO_METRICS_HOST and TODO_METRICS_PORT ({host}:"
+            f"{settings.metrics_port}): {error.strerror or error}",
             file=sys.stderr,
         )
         sys.exit(2)
-    log.info("metrics served", extra={"port": settings.metrics_port})
-    try:
-        yield
-    finally:
-        if not given:
-            shutil.rmtree(directory, ignore_errors=True)
+    log.info("metrics served", extra={"host": host, "port": settings.metrics_port})
+    yield
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -142,7 +163,11 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def serve(settings: Supervision, host: str, port: int, workers: int) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with database_url(settings) as url, metrics_listener(settings, host, port):
+    with (
+        shared_with_workers(settings) as shared,
+        metrics_listener(settings, shared, host, port),
+        database_url(settings) as url,
+    ):
         os.environ["NEON_DATABASE_URL"] = url
         uvicorn.run(
             "service.worker:build_app",

@@ -4,17 +4,26 @@ which `serve` wipes before the workers start and its listener reads at every scr
 (service/metrics_listener.py). Imported only when metrics are on.
 
 The names are the OpenTelemetry semantic conventions' (HTTP and database client), in
-Prometheus' spelling; the service's own are `todo_*`. Every label has a bounded set of
+Prometheus' spelling; a process's CPU and memory keep the names of prometheus-client's
+process collector, which every dashboard knows (the collector itself cannot read
+another process); the service's own are `todo_*`. Every label has a bounded set of
 values: route templates, never paths; methods outside HTTP's as `_OTHER`; no user id,
-todo id or token, anywhere."""
+todo id or token, anywhere.
+
+What is a state rather than an event (the process's CPU and memory, the pool's
+connections) is sampled by a thread of each worker, every SAMPLE_SECONDS."""
 
 import os
-from collections.abc import MutableMapping
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from importlib import metadata, resources
 from typing import Any
 
+import yaml
 from prometheus_client import Counter, Gauge, Histogram, values
 
-from service.telemetry import Listener
+from service.telemetry import Listener, PoolState
 
 _process = os.getpid()
 
@@ -86,6 +95,45 @@ KEY_FETCHES = Counter(
     "Fetches of the auth server's keys (JWKS), by outcome: ok, failed, no_usable_key.",
     ("outcome",),
 )
+CAUSES = ("database", "pool", "key_server")
+FETCH_OUTCOMES = ("ok", "failed", "no_usable_key")
+
+# Each worker's figures, summed over the live ones (a dead worker's CPU seconds stay in
+# the sum: they were spent). Kept out of the default registry, where the process
+# collector has these names: only the listener's registry reads a worker's figures.
+CPU_SECONDS = Counter(
+    "process_cpu_seconds",
+    "Total user and system CPU time spent in seconds (every worker).",
+    registry=None,
+)
+RESIDENT_MEMORY = Gauge(
+    "process_resident_memory_bytes",
+    "Resident memory size in bytes (every worker).",
+    multiprocess_mode="livesum",
+    registry=None,
+)
+# The database client conventions' names before db.client.connection.count, whose
+# `_count` Prometheus keeps for histograms and summaries (promtool check metrics).
+CONNECTIONS = Gauge(
+    "db_client_connections_usage",
+    "The number of connections that are currently in the state described by the state"
+    " attribute: used or idle (every worker's pool).",
+    ("state",),
+    multiprocess_mode="livesum",
+)
+CONNECTIONS_MAX = Gauge(
+    "db_client_connections_max",
+    "The maximum number of open connections allowed (every worker's pool).",
+    multiprocess_mode="livesum",
+)
+BUILD_INFO = Gauge(
+    "todo_build_info",
+    "The service's version, the version of the contract it serves, and the commit it"
+    " was built from (unknown: not built from a git checkout).",
+    ("version", "contract_version", "commit"),
+    multiprocess_mode="max",
+)
+SAMPLE_SECONDS = 1.0
 
 
 class Metrics(Listener):
@@ -97,6 +145,35 @@ class Metrics(Listener):
         # The labelled children, found once: `labels()` validates its values on every call.
         self._durations: dict[tuple[str, str, int, str], Any] = {}
         self._statements: dict[tuple[str, bool], Any] = {}
+        BUILD_INFO.labels(*_build()).set(1)
+        # Zero from the start, so that a rate over the first 503 or failed fetch has a
+        # value before it to rise from, and a dashboard shows 0 rather than nothing.
+        for cause in CAUSES:
+            UNAVAILABLE.labels(cause)
+        for outcome in FETCH_OUTCOMES:
+            KEY_FETCHES.labels(outcome)
+        self._pool: Callable[[], PoolState] | None = None
+        threading.Thread(target=self._sample, name="metrics-sampler", daemon=True).start()
+
+    def _sample(self) -> None:
+        spent = 0.0
+        used, idle = CONNECTIONS.labels("used"), CONNECTIONS.labels("idle")
+        while True:
+            now = time.process_time()
+            CPU_SECONDS.inc(now - spent)
+            spent = now
+            resident = _resident_bytes()
+            if resident is not None:
+                RESIDENT_MEMORY.set(resident)
+            if self._pool is not None:
+                state = self._pool()
+                used.set(state.used)
+                idle.set(state.idle)
+                CONNECTIONS_MAX.set(state.most)
+            time.sleep(SAMPLE_SECONDS)
+
+    def pool_opened(self, state: Callable[[], PoolState]) -> None:
+        self._pool = state
 
     def request_started(self, scope: MutableMapping[str, Any]) -> Any:
         ACTIVE_REQUESTS.inc()
@@ -143,3 +220,28 @@ class Metrics(Listener):
 
     def keys_fetched(self, outcome: str) -> None:
         KEY_FETCHES.labels(outcome).inc()
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident set, as `ps` counts it (Linux; elsewhere None)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except OSError:
+        return None
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _build() -> tuple[str, str, str]:
+    """The service's version, the contract's (openapi.yaml's info.version) and the commit
+    the build wrote into the package (hatch_build.py)."""
+    package = resources.files("service")
+    contract = yaml.load(package.joinpath("openapi.yaml").read_bytes(), Loader=_LOADER)
+    stamped = package.joinpath("COMMIT")
+    commit = stamped.read_text().strip() if stamped.is_file() else "unknown"
+    return metadata.version("todo-service"), str(contract["info"]["version"]), commit or "unknown"

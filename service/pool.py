@@ -116,9 +116,15 @@ class AsyncPool:
         self._connect_timeout = connect_timeout
         self._connect_args = connect_args
         self._idle: deque[tuple[Any, float]] = deque()
+        # Connections out of the pool, with a statement or a stream.
+        self._used = 0
         self._slots = threading.BoundedSemaphore(self._capacity)
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._gates = weakref.WeakKeyDictionary()
+        telemetry.listener.pool_opened(self.state)
+
+    def state(self) -> telemetry.PoolState:
+        return telemetry.PoolState(self._used, len(self._idle), self._capacity)
 
     def _gate(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -192,6 +198,7 @@ class AsyncPool:
         try:
             connection, opened = self._take_idle() or (await self._open(), time.monotonic())
             telemetry.listener.connection_waited(time.perf_counter() - asked)
+            self._used += 1
             reusable = False
             try:
                 rows = await run(connection, sql, parameters)
@@ -207,6 +214,7 @@ class AsyncPool:
                 reusable = _reusable_after(error)
                 raise
             finally:
+                self._used -= 1
                 self._give_back(connection, opened, reusable)
         finally:
             self._slots.release()
@@ -221,6 +229,7 @@ class AsyncPool:
         try:
             connection, opened = self._take_idle() or (await self._open(), time.monotonic())
             telemetry.listener.connection_waited(time.perf_counter() - asked)
+            self._used += 1
             reusable = False
             try:
                 yield connection
@@ -229,6 +238,7 @@ class AsyncPool:
                 reusable = _reusable_after(error)
                 raise
             finally:
+                self._used -= 1
                 self._give_back(connection, opened, reusable)
         finally:
             self._slots.release()

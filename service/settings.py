@@ -1,12 +1,21 @@
 """Every environment variable the service reads, typed, with its default."""
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # HS256 keys shorter than the hash's output are brute-forceable (RFC 7518 §3.2).
@@ -14,6 +23,15 @@ JWT_SECRET_MIN_BYTES = 32
 # The contract's bound on how many todos a user may be allowed (Problem.limit).
 QUOTA_MAX = 1_000_000
 _RATE = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*")
+# The samplers the OpenTelemetry SDK knows by name (in any case), and those of them that
+# read OTEL_TRACES_SAMPLER_ARG, as a ratio.
+RATIO_SAMPLERS = frozenset({"traceidratio", "parentbased_traceidratio"})
+SAMPLERS = RATIO_SAMPLERS | {
+    "always_on",
+    "always_off",
+    "parentbased_always_on",
+    "parentbased_always_off",
+}
 
 
 @dataclass(frozen=True)
@@ -58,9 +76,17 @@ class Settings(BaseSettings):
     rate_limit: RatePolicy | None = Field(default=None, alias="TODO_RATE_LIMIT")
 
     metrics_port: int | None = Field(default=None, ge=1, le=65535, alias="TODO_METRICS_PORT")
+    # Unset: the API's --host.
+    metrics_host: str | None = Field(default=None, alias="TODO_METRICS_HOST")
     # Set, traces go there over OTLP/HTTP; the OpenTelemetry SDK reads the rest of its
-    # standard variables (OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, ...) itself.
+    # standard variables (OTEL_SERVICE_NAME, OTEL_BSP_*, ...) itself. What it would only
+    # find wrong at the first export, or take silently for its default, is checked here.
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otlp_traces_endpoint: str | None = Field(
+        default=None, alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    traces_sampler: str | None = Field(default=None, alias="OTEL_TRACES_SAMPLER")
+    traces_sampler_arg: str | None = Field(default=None, alias="OTEL_TRACES_SAMPLER_ARG")
 
     # on: the contract's tools for agents at /mcp (Model Context Protocol).
     mcp: Literal["on", "off"] = Field(default="off", alias="TODO_MCP")
@@ -89,10 +115,61 @@ class Settings(BaseSettings):
     def _unset_when_blank(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("jwt_issuer", "jwt_audience", "jwt_jwks_url", "otlp_endpoint")
+    @field_validator(
+        "jwt_issuer",
+        "jwt_audience",
+        "jwt_jwks_url",
+        "metrics_host",
+        "otlp_endpoint",
+        "otlp_traces_endpoint",
+        "traces_sampler",
+        "traces_sampler_arg",
+    )
     @classmethod
     def _unset_when_empty(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("otlp_endpoint", "otlp_traces_endpoint")
+    @classmethod
+    def _collector_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (raises on a port that is no port)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be the collector's http:// or https:// URL, with its host")
+        return value
+
+    @field_validator("traces_sampler")
+    @classmethod
+    def _known_sampler(cls, value: str | None) -> str | None:
+        # The SDK takes any other name for its default, which traces every request.
+        if value is None or value.lower() in SAMPLERS:
+            return value
+        raise ValueError(f"must be one of {', '.join(sorted(SAMPLERS))}")
+
+    @field_validator("traces_sampler_arg")
+    @classmethod
+    def _ratio(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or "traces_sampler" not in info.data:
+            return value  # unset, or the sampler is wrong already: said once
+        sampler = (info.data["traces_sampler"] or "").lower()
+        try:
+            ratio = float(value)
+        except ValueError:
+            ratio = math.nan
+        if not 0 <= ratio <= 1:
+            raise ValueError("must be a ratio from 0 to 1, such as 0.1")
+        if sampler not in RATIO_SAMPLERS:
+            # The SDK would ignore it and trace every request.
+            raise ValueError(
+                "is read only by a ratio sampler: set OTEL_TRACES_SAMPLER to"
+                " parentbased_traceidratio"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_key_source_in_jwt_mode(self) -> Self:
@@ -101,6 +178,12 @@ class Settings(BaseSettings):
                 "TODO_AUTH_MODE=jwt needs exactly one of TODO_JWT_JWKS_URL and TODO_JWT_SECRET"
             )
         return self
+
+    @property
+    def tracing(self) -> bool:
+        """Traces are sent: to OTEL_EXPORTER_OTLP_ENDPOINT's /v1/traces, or to
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT itself."""
+        return self.otlp_endpoint is not None or self.otlp_traces_endpoint is not None
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -4,8 +4,16 @@ TODO_METRICS_PORT, service/tracing.py with OTEL_EXPORTER_OTLP_ENDPOINT). With ne
 set, nothing listens: a report is one call of a method that does nothing, and neither
 prometheus-client nor OpenTelemetry is ever imported."""
 
-from collections.abc import MutableMapping, Sequence
-from typing import Any
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any, NamedTuple
+
+
+class PoolState(NamedTuple):
+    """A pool's connections at one moment."""
+
+    used: int
+    idle: int
+    most: int  # the most it opens at once
 
 
 class Listener:
@@ -19,6 +27,10 @@ class Listener:
         self, started: Any, method: str, route: str | None, status: int, seconds: float
     ) -> None:
         """`route` is the template the request matched (None: none matched)."""
+
+    def pool_opened(self, state: Callable[[], PoolState]) -> None:
+        """The worker's pool exists; `state()` tells its connections whenever asked,
+        from any thread."""
 
     def connection_waited(self, seconds: float) -> None:
         """How long a statement waited for a connection of the pool (opening one
@@ -59,6 +71,10 @@ class _All(Listener):
     ) -> None:
         for each, mine in zip(self.listeners, started, strict=True):
             each.request_finished(mine, method, route, status, seconds)
+
+    def pool_opened(self, state: Callable[[], PoolState]) -> None:
+        for each in self.listeners:
+            each.pool_opened(state)
 
     def connection_waited(self, seconds: float) -> None:
         for each in self.listeners:

@@ -58,7 +58,7 @@ def _listen(settings: Settings) -> None:
     """Metrics and traces, each only when asked for: off, their libraries are never
     imported."""
     listeners: list[Listener] = []
-    if settings.metrics_port is not None or settings.otlp_endpoint is not None:
+    if settings.metrics_port is not None or settings.tracing:
         from service.store.named import names
 
         named = names()
@@ -66,7 +66,7 @@ def _listen(settings: Settings) -> None:
         from service.metrics import Metrics
 
         listeners.append(Metrics(named))
-    if settings.otlp_endpoint is not None:
+    if settings.tracing:
         from service.tracing import Tracing
 
         listeners.append(Tracing(named))
