@@ -1,9 +1,15 @@
 """What the kit created, so that it can delete it all at the end, and the measure of how
 that went: every todo a create named, under the user who made it, whether a check or
 the fuzzer made it; then every user the kit acted as, searched for anything carrying
-the run's id; then each of them listed again, to count what is still there."""
+the run's id; then each of them listed again, to count what is still there.
+
+A run that was stopped can have a create still on its way when cleanup begins (the
+target had not answered it, or the interrupt caught a thread of the kit starting): its
+todo lands after the search. So what is still listed is deleted again, a few times,
+a little later each time, before it is counted as left."""
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,6 +20,8 @@ from todo_conformance.users import User
 TODOS = "/api/v1/todos"
 # Deletes sent at once at the end (--max-rps still paces them).
 AT_ONCE = 8
+# The waits before each new attempt at what is still listed, in seconds.
+AGAIN_AFTER = (0.5, 1.0, 2.0)
 
 
 @dataclass
@@ -84,15 +92,7 @@ class Ledger:
         users = list(self._users.values())
         problems: list[str] = []
         answered: dict[str, Exchange] = {}
-        with ThreadPoolExecutor(AT_ONCE) as deleting:
-            sent = [
-                deleting.submit(
-                    self._delete, target, self._users[maker], todo, depart, problems, answered
-                )
-                for todo, maker in sorted(self._made.items())
-            ]
-            for each in sent:
-                each.result()
+        self._delete_all(target, sorted(self._made.items()), depart, problems, answered)
         for user in users:
             try:
                 found = [t["id"].lower() for t in _listed(target, user) if mine(t["title"])]
@@ -103,6 +103,46 @@ class Ledger:
                 if todo not in self._made:
                     self.record(user.name, todo)
                     self._delete(target, user, todo, depart, problems, answered)
+        left = self._still_listed(target, users, mine, problems)
+        for pause in AGAIN_AFTER:
+            if not left:
+                break
+            time.sleep(pause)
+            again = [(todo, self._made[todo]) for todo in sorted(left)]
+            self._delete_all(target, again, depart, problems, answered)
+            left = self._still_listed(target, users, mine, problems)
+        for todo in sorted(left):
+            if todo in answered:
+                depart("a delete answered 204, and the todo is still listed", answered[todo])
+        return Cleanup(len(self._made), [f"{self._made[t]}: {t}" for t in sorted(left)], problems)
+
+    def _delete_all(
+        self,
+        target: Target,
+        todos: list[tuple[str, str]],
+        depart: Callable[[str, Exchange], None],
+        problems: list[str],
+        answered: dict[str, Exchange],
+    ) -> None:
+        """Each (todo, maker) deleted as its maker, several at once."""
+        with ThreadPoolExecutor(AT_ONCE) as deleting:
+            sent = [
+                deleting.submit(
+                    self._delete, target, self._users[maker], todo, depart, problems, answered
+                )
+                for todo, maker in todos
+            ]
+            for each in sent:
+                each.result()
+
+    def _still_listed(
+        self,
+        target: Target,
+        users: list[User],
+        mine: Callable[[str], bool],
+        problems: list[str],
+    ) -> set[str]:
+        """What each user's list still holds of the run's, each under who lists it."""
         left: set[str] = set()
         for user in users:
             try:
@@ -110,13 +150,12 @@ class Ledger:
             except (Unreachable, ValueError) as error:
                 problems.append(f"user {user.name}, listed again: {error}")
                 continue
-            left |= {t["id"].lower() for t in listed if t["id"].lower() in self._made}
-            left |= {t["id"].lower() for t in listed if mine(t["title"])}
-        for todo in sorted(left):
-            self._made.setdefault(todo, "?")
-            if todo in answered:
-                depart("a delete answered 204, and the todo is still listed", answered[todo])
-        return Cleanup(len(self._made), [f"{self._made[t]}: {t}" for t in sorted(left)], problems)
+            for todo in listed:
+                found = todo["id"].lower()
+                if found in self._made or mine(todo["title"]):
+                    self.record(user.name, found)
+                    left.add(found)
+        return left
 
     @staticmethod
     def _delete(
