@@ -36,7 +36,7 @@ from service.store.named import statements
 REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO / "openapi.yaml"
 
-pytest_plugins = ["kit_jobs"]
+pytest_plugins = ["scheduling", "kit_jobs"]
 
 # The embedded PostgreSQL of a test run keeps nothing past the run: it need not wait for
 # the disk at every commit (a third of a kit run's time, measured), nor have room for
@@ -300,27 +300,6 @@ def spare_postgres(tmp_path: Path, run_logs: RunLogs) -> Iterator[EmbeddedPostgr
         yield server
     finally:
         server.stop()
-
-
-# -- the audits run after everything else, so they see the whole run's statements and
-# logs. The tests that read the kit's runs go together (one worker process runs them
-# and their runs), last when one process runs everything, so that the runs have had the
-# longest to finish in the background, and first when several share the work, so that
-# their worker starts the runs at once while the others take the rest.
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    workers = "PYTEST_XDIST_WORKER" in os.environ or bool(getattr(config.option, "numprocesses", 0))
-    for item in items:
-        if item.get_closest_marker("kit") is not None:
-            item.add_marker(pytest.mark.xdist_group("kit"))
-    items.sort(
-        key=lambda item: (
-            item.get_closest_marker("audit_last") is not None,
-            (item.get_closest_marker("kit") is None) == workers,
-        )
-    )
 
 
 # -- outcomes per requirement id, for contracts/conformance.py -----------------------

@@ -1,7 +1,8 @@
-"""The conformance kit's runs, for its own tests: each run is a job, started when the
-test session starts and several at once, in the background of the other tests (most
-of a run is waiting on sockets), so that a test reading a run waits only for what is
-not done yet. A test names the jobs it reads with `@pytest.mark.kit("job", ...)`; a
+"""The conformance kit's runs, for its own tests, and the other long runs of a served
+service (an operator's load on `serve`): each run is a job, started when the test
+session starts and several at once, in the background of the other tests (most of a run
+is waiting on sockets), so that a test reading a run waits only for what is not done
+yet. A test names the jobs it reads with `@pytest.mark.kit("job", ...)`; a
 test module registers its jobs with `@job(...)`; the `kit_jobs` fixture starts the
 jobs the selected tests name, no others. The implementations they check are served by
 one fleet (tests/fleet.py), each on a database of its own (tests/databases.py), and
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from better_auth import BetterAuth
@@ -23,6 +24,7 @@ from databases import Databases
 from fleet import Fleet, Instance
 from ports import free_port
 from run_logs import RunLogs
+from scheduling import is_jobs_worker
 from served import ServedService
 
 # Runs at once, beside the other tests: the machine has two cores, and a run spends
@@ -81,6 +83,13 @@ def _served_env(name: str, auth: BetterAuth | None) -> dict[str, str]:
 SERVED = ("header", "jwt")
 
 
+class Stoppable(Protocol):
+    def stop(self) -> Any: ...
+
+
+Running = TypeVar("Running", bound=Stoppable)
+
+
 class Kits:
     """What a job can reach: the fleet's instances, this service served, Better Auth,
     and directories of its own. Started by the first job, whichever thread runs it."""
@@ -101,6 +110,7 @@ class Kits:
         self._started = threading.Lock()
         self._fleet: Fleet | None = None
         self._services: dict[str, ServedService] = {}
+        self._kept: list[Stoppable] = []
         self._up = False
 
     def start(self) -> None:
@@ -136,6 +146,30 @@ class Kits:
     def service(self, name: str) -> ServedService:
         return self._services[name]
 
+    @property
+    def server_url(self) -> str:
+        """The run's PostgreSQL server, as the session's own database."""
+        return self._databases.url
+
+    def database(self, name: str) -> str:
+        """A migrated database of the job's own, empty."""
+        return self._databases.clone(name)
+
+    def serve(self, name: str, database_url: str, **options: Any) -> ServedService:
+        """This service served for the job alone (options as ServedService's)."""
+        return self.keep(
+            ServedService(self._factory.mktemp(name), self._logs, database_url, **options)
+        )
+
+    def keep(self, running: Running) -> Running:
+        """Stopped with the session (a job's result may still need it), unless stopped before."""
+        self._kept.append(running)
+        return running
+
+    def scratch(self, name: str) -> Path:
+        """A temporary directory of the job's own."""
+        return self._factory.mktemp(name)
+
     def directory(self, name: str) -> Path:
         """Where a run's reports go: KIT_REPORT_DIR/name when set (`nox -s report` keeps
         them beside the requirements report), otherwise a temporary directory."""
@@ -147,7 +181,7 @@ class Kits:
         return directory
 
     def stop(self) -> None:
-        for service in self._services.values():
+        for service in [*self._services.values(), *self._kept]:
             service.stop()
         if self._fleet is not None:
             self._fleet.stop()
@@ -221,9 +255,10 @@ def kit_jobs(
 @pytest.fixture(autouse=True)
 def _kit_jobs_begin(request: pytest.FixtureRequest) -> None:
     """The jobs start with the session's first test, in the background of the others;
-    when worker processes share the tests (pytest-xdist), with the first test that
-    reads them, in the one worker that runs those tests."""
-    if "PYTEST_XDIST_WORKER" in os.environ and request.node.get_closest_marker("kit") is None:
+    when worker processes share the tests (pytest-xdist), with the first test of the
+    one that runs the tests reading them (tests/scheduling.py)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None and not is_jobs_worker(worker):
         return
     kit_jobs: Scheduled = request.getfixturevalue("kit_jobs")
     kit_jobs.start(lambda: request.getfixturevalue("better_auth"))

@@ -48,7 +48,7 @@ def _house_style_run(kits: Kits) -> KitRun:
         "--origin",
         ORIGIN,
         "--fuzz-examples",
-        "10",
+        "3",
     )
 
 
@@ -442,8 +442,9 @@ def _installed_alone(kits: Kits) -> tuple[str, list[str], KitRun]:
     venv.create(directory / "venv")  # bare: not even pip, which installs from outside
     python = directory / "venv" / "bin" / "python"
     installed = subprocess.run(
+        # --no-compile: what the run imports is compiled as it is, not all of it.
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         str(REPO / "kit")],
+         "--no-compile", str(REPO / "kit")],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
@@ -457,7 +458,7 @@ def _installed_alone(kits: Kits) -> tuple[str, list[str], KitRun]:
     version = subprocess.run([str(kit), "--version"], capture_output=True, text=True, check=True)
     done = subprocess.run(
         [str(kit), "run", "--base-url", kits.service("header").base, "--report-dir",
-         str(directory / "report"), "--only", "FR-008,FR-010,FR-014", "--fuzz-examples", "3"],
+         str(directory / "report"), "--only", "FR-008,FR-010,FR-014", "--fuzz-examples", "0"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     run = KitRun(done.returncode, done.stdout + done.stderr, directory / "report")

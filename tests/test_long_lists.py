@@ -37,12 +37,17 @@ def _give(admin_engine: Engine, user: str, count: int) -> list[str]:
 
 
 def _open_transactions(admin_engine: Engine) -> int:
+    """The service's connections left inside a transaction. Counted before and after
+    what a test does: a stream another test abandoned may still hold one until it is
+    collected."""
     with admin_engine.connect() as conn:
         return int(
             conn.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
                     " 'todo-service' AND state LIKE 'idle in transaction%'"
+                    # The services other tests serve use databases of their own.
+                    " AND datname = current_database()"
                 )
             ).scalar_one()
         )
@@ -77,8 +82,9 @@ def test_a_streamed_list_leaves_nothing_behind_on_its_connection(
     one_connection: TestClient, admin_engine: Engine, alice: str, bob: str
 ) -> None:
     _give(admin_engine, alice, MANY)
+    before = _open_transactions(admin_engine)
     assert one_connection.get(TODOS, headers=as_user(alice)).json()["count"] == MANY
-    assert _open_transactions(admin_engine) == 0
+    assert _open_transactions(admin_engine) <= before
     mine = create(one_connection, bob, title="bob's only")
     assert one_connection.get(TODOS, headers=as_user(bob)).json()["items"] == [mine]
 
@@ -92,11 +98,12 @@ def test_a_stream_abandoned_midway_rolls_back_before_its_connection_is_reused(
     db = Database(settings)
 
     async def abandon_then_list() -> todos.Items | None:
+        before = _open_transactions(admin_engine)
         _, batches = await todos.stream_all(db, UserId(uuid.UUID(alice)))
         await anext(batches)
-        assert _open_transactions(admin_engine) == 1  # the cursor's, while it is read
+        assert _open_transactions(admin_engine) == before + 1  # the cursor's, while read
         await batches.aclose()  # what a client that hangs up amounts to
-        assert _open_transactions(admin_engine) == 0
+        assert _open_transactions(admin_engine) <= before
         return await todos.list_all(db, UserId(uuid.uuid4()))
 
     assert asyncio.run(abandon_then_list()) == todos.Items(0, "[]", 0)
@@ -108,9 +115,10 @@ def test_head_of_a_streamed_list_reads_no_list(
     client: TestClient, admin_engine: Engine, alice: str
 ) -> None:
     _give(admin_engine, alice, MANY)
+    before = _open_transactions(admin_engine)
     got = client.get(TODOS, headers=as_user(alice))
     head = client.head(TODOS, headers=as_user(alice))
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["etag"] == got.headers["etag"]
     assert "content-length" not in head.headers
-    assert _open_transactions(admin_engine) == 0
+    assert _open_transactions(admin_engine) <= before
