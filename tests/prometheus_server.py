@@ -1,5 +1,6 @@
 """A real Prometheus server (Debian's `prometheus` package, which `nox -s tests`
-installs), scraping targets every second, asked through its HTTP query API."""
+installs), scraping targets and evaluating its rules every second, asked through its
+HTTP API."""
 
 import shutil
 import subprocess
@@ -13,16 +14,25 @@ from ports import free_port
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path, targets: list[str]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        job: str = "todo",
+        rule_files: tuple[Path, ...] = (),
+    ) -> None:
         program = shutil.which("prometheus")
         if program is None:
             pytest.fail("Debian's prometheus package is needed (nox -s tests installs it)")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
         listed = ", ".join(f"'{target}'" for target in targets)
+        rules = "".join(f"  - '{path.resolve()}'\n" for path in rule_files) or "  []\n"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            f"scrape_configs:\n  - job_name: todo\n    static_configs:\n"
+            "  evaluation_interval: 1s\n"
+            f"rule_files:\n{rules}"
+            f"scrape_configs:\n  - job_name: {job}\n    static_configs:\n"
             f"      - targets: [{listed}]\n"
         )
         self.port = free_port()
@@ -50,11 +60,19 @@ class PrometheusServer:
         except httpx.TransportError:
             return False
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        answer = httpx.get(f"{self.base}/api/v1/query", params={"query": promql}, timeout=10)
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """`promql`'s result now, or at the Unix time `at`."""
+        params = {"query": promql, **({"time": str(at)} if at is not None else {})}
+        answer = httpx.get(f"{self.base}/api/v1/query", params=params, timeout=10)
         answer.raise_for_status()
         found: list[dict[str, Any]] = answer.json()["data"]["result"]
         return found
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Every rule loaded, with its health and last error."""
+        answer = httpx.get(f"{self.base}/api/v1/rules", timeout=10)
+        answer.raise_for_status()
+        return [r for g in answer.json()["data"]["groups"] for r in g["rules"]]
 
     def stop(self) -> None:
         self.process.terminate()

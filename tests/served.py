@@ -26,13 +26,15 @@ class ServedService:
         database_url: str | None = None,
         workers: int = 1,
         extra_env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
         self.database_url = database_url
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://{host}:{self.port}"
         metrics_port = (extra_env or {}).get("TODO_METRICS_PORT")
-        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
+        metrics_host = (extra_env or {}).get("TODO_METRICS_HOST") or host
+        self.metrics_url = f"http://{metrics_host}:{metrics_port}/metrics" if metrics_port else None
         self.output_path = workdir / f"serve-{self.port}.log"
         self._logs = logs
         self._stopped = False
@@ -44,7 +46,10 @@ class ServedService:
         logs.follow(f"serve on port {self.port}", self.output_path)
         with self.output_path.open("w") as output:
             self.process = subprocess.Popen(
-                [str(EXECUTABLE), "serve", "--port", str(self.port), "--workers", str(workers)],
+                [
+                    *(str(EXECUTABLE), "serve", "--host", host, "--port", str(self.port)),
+                    *("--workers", str(workers)),
+                ],
                 cwd=workdir,
                 env=env,
                 stdout=output,

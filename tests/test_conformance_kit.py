@@ -45,11 +45,14 @@ UNOBSERVABLE = {r["id"] for r in CATALOGUE if r.get("unobservable")}
 UNDECLARED = {"FR-151", "FR-152"}
 HEADER_ONLY = {"EC-2", "FR-161"}
 BEARER_ONLY = {"FR-102", "FR-103", "FR-105"}
+# SC-002's check makes and deletes a thousand todos, most of a run's requests, and reads
+# no identity: the header-mode run proves it, and other runs leave it out (--only).
+ALL_BUT_THE_THOUSAND = ",".join(r["id"] for r in CATALOGUE if r["id"] != "SC-002")
 CHECKED_IN_HEADER_MODE = sorted(
     {r["id"] for r in CATALOGUE} - UNOBSERVABLE - UNDECLARED - BEARER_ONLY
 )
 CHECKED_IN_BEARER_MODE = sorted(
-    {r["id"] for r in CATALOGUE} - UNOBSERVABLE - UNDECLARED - HEADER_ONLY
+    {r["id"] for r in CATALOGUE} - UNOBSERVABLE - UNDECLARED - HEADER_ONLY - {"SC-002"}
 )
 # After a run with thousands of distinct ids and paths, the metrics' series (label sets,
 # buckets aside) stay fewer than this: labels are templates, methods, status codes and
@@ -65,11 +68,16 @@ CLOSED = {
         "/openapi.yaml", "/docs",
     },
     "url_scheme": {"http", "https"},
+    "state": {"used", "idle"},
 }  # fmt: skip
+# What the build is: one series, whatever the values.
+BUILD = {"version", "contract_version", "commit"}
 # Any other label's value: a status code, an outcome, a statement's name. Never an id, a
 # path or a token.
 OPEN_VALUE = re.compile(r"[0-9]{3}|[a-z_]*|[a-z_.]+\.[A-Z_]+")
 FUZZ_EXAMPLES = os.environ.get("KIT_FUZZ_EXAMPLES", "30")
+# The jwt run fuzzes what bearer mode changes, the identity; the header run the rest.
+JWT_FUZZ_EXAMPLES = os.environ.get("KIT_FUZZ_EXAMPLES", "3")
 
 
 def _bystander(base: str) -> tuple[dict[str, str], bytes]:
@@ -120,8 +128,10 @@ def _jwt_run(kits: Kits) -> KitRun:
         kits.better_auth.base,
         "--origin",
         ORIGIN,
+        "--only",
+        ALL_BUT_THE_THOUSAND,
         "--fuzz-examples",
-        FUZZ_EXAMPLES,
+        JWT_FUZZ_EXAMPLES,
     )
 
 
@@ -156,7 +166,7 @@ def test_after_the_kits_fuzzing_the_metrics_series_stay_bounded(kit_jobs: Schedu
         for name, value in labels:
             if name in CLOSED:
                 assert value in CLOSED[name], f"{name}={value!r}"
-            else:
+            elif name not in BUILD:
                 assert OPEN_VALUE.fullmatch(value), f"{name}={value!r} looks chosen by a caller"
 
 
@@ -218,7 +228,7 @@ def _limits_run(kits: Kits) -> KitRun:
         "--only",
         "FR-151,FR-152,FR-153,FR-008,FR-013",
         "--fuzz-examples",
-        "5",
+        "0",
     )
 
 
@@ -242,6 +252,8 @@ def _contract_1_0_run(kits: Kits) -> KitRun:
         kits.directory("contract-1.0"),
         "--contract",
         str(released),
+        "--only",
+        ALL_BUT_THE_THOUSAND,
         "--fuzz-examples",
         "5",
     )
@@ -255,6 +267,8 @@ def test_against_a_1_0_contract_the_later_requirements_are_not_applicable(
     run = kit_jobs["contract 1.0"]
     assert run.status == 0, run.output
     for r in CATALOGUE:
+        if r["id"] == "SC-002":
+            continue  # left out of this run (ALL_BUT_THE_THOUSAND)
         outcome = run.requirement(r["id"])
         if r["id"] in UNOBSERVABLE:
             assert outcome["outcome"] == "not-applicable", outcome
@@ -501,19 +515,16 @@ BROKEN = {
 }
 
 
-# SC-002's check makes and deletes a thousand todos, most of a run's requests, and reads
-# nothing these defects change: it is checked in every clean run, not in these.
-ALL_BUT_THE_THOUSAND = ",".join(r["id"] for r in CATALOGUE if r["id"] != "SC-002")
-
-
 # The defects schemathesis finds too: their runs fuzz, so that its findings are held to the
 # same ids. Of the others it finds nothing (seen at 10 examples), and fuzzing would cost
-# each run three seconds of CPU to show that.
+# each run three seconds of CPU to show that. Three examples find these as ten do: its
+# coverage phase, which tries the boundaries whatever the number, is what finds them.
+# SC-002 (ALL_BUT_THE_THOUSAND) reads nothing these defects change.
 FUZZER_SEES = {"bad-id-500", "default-user", "long-description", "long-title", "not-problems"}
 
 
 def _broken_run(kits: Kits, defect: str) -> KitRun:
-    examples = "10" if defect in FUZZER_SEES else "0"
+    examples = "3" if defect in FUZZER_SEES else "0"
     return run_kit(
         kits[defect].base,
         kits.directory(defect),
