@@ -60,7 +60,7 @@ _OUTAGES = (
     psycopg2.OperationalError,
     psycopg2.InterfaceError,
     PoolTimeout,  # no connection free within the pool timeout
-    TimeoutError,  # the connect timeout
+    TimeoutError,  # the connect timeout, or an answer that did not come
 )
 
 UserKey = uuid.UUID | None
@@ -139,6 +139,8 @@ class Database:
             timeout=settings.pool_timeout,
             recycle=settings.pool_recycle,
             connect_timeout=settings.connect_timeout,
+            # The statement's own timeout, and a second for the way there and back.
+            answer_timeout=settings.statement_timeout_ms / 1000 + 1,
             connect_args=self._connect_args,
         )
         self._timeout_ms = str(settings.statement_timeout_ms)

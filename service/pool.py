@@ -106,6 +106,7 @@ class AsyncPool:
         timeout: float,
         recycle: float,
         connect_timeout: float,
+        answer_timeout: float,
         connect_args: dict[str, Any],
     ) -> None:
         self._dsn = dsn
@@ -114,6 +115,7 @@ class AsyncPool:
         self._timeout = timeout
         self._recycle = recycle
         self._connect_timeout = connect_timeout
+        self._answer_timeout = answer_timeout
         self._connect_args = connect_args
         self._idle: deque[tuple[Any, float]] = deque()
         # Connections out of the pool, with a statement or a stream.
@@ -201,7 +203,10 @@ class AsyncPool:
             self._used += 1
             reusable = False
             try:
-                rows = await run(connection, sql, parameters)
+                # PostgreSQL's statement timeout cannot end a statement it has not been
+                # given: one a pooler queues, or one lost on the way. This can.
+                async with asyncio.timeout(self._answer_timeout):
+                    rows = await run(connection, sql, parameters)
                 notices: list[str] = []
                 if listen:
                     # psycopg2 hands an asynchronous connection's notices over at its

@@ -24,6 +24,7 @@ from served import Serve
 from sql_audit import StatementLog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
+from stalling_proxy import StallingProxy
 
 from service.app import create_app
 from service.db import Database, sqlalchemy_url
@@ -221,6 +222,29 @@ def test_slow_requests_drain_the_pool_and_others_get_503_after_the_pool_timeout(
             assert 2.4 < took < 5, f"a slow statement ran {took:.2f}s under a 2.5s timeout"
     assert small.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
     db.close()
+
+
+@pytest.mark.req("FR-006", "EC-1")
+def test_a_statement_whose_answer_never_comes_gets_503_a_second_after_the_statement_timeout(
+    postgres_url: str, database: Database, alice: str
+) -> None:
+    """PostgreSQL ends a statement that runs too long, but not one it never received: a
+    pooler holds it while the database refuses connections, or the packets are lost.
+    The service gives up on the answer itself, and the next request, once the database
+    answers again, is served."""
+    with StallingProxy(postgres_url) as proxy:
+        settings = make_settings(proxy.url, TODO_DB_STATEMENT_TIMEOUT_MS=1000)
+        db = Database(settings)
+        client = TestClient(create_app(settings, db), raise_server_exceptions=False)
+        assert client.get(TODOS, headers=as_user(alice)).status_code == 200
+        proxy.passing.clear()
+        stalled, waited = _timed(lambda: client.get(TODOS, headers=as_user(alice)))
+        problem(stalled, 503, "SERVICE_UNAVAILABLE")
+        assert stalled.headers["retry-after"]
+        assert 1.9 < waited < 3, f"waited {waited:.2f} s for a statement timeout of 1 s"
+        proxy.passing.set()
+        assert client.get(TODOS, headers=as_user(alice)).status_code == 200
+        db.close()
 
 
 @pytest.mark.req("FR-006", "EC-5", "FR-008")

@@ -185,7 +185,11 @@ def _load(base: str, seconds: float, statuses: Counter[int]) -> None:
 
     def user(steady: bool) -> None:
         mine: list[str] = []
-        with httpx.Client(base_url=base, headers={"X-User-ID": str(uuid.uuid4())}) as client:
+        # A timeout above the service's own bound on an answer (the statement timeout,
+        # 5 s, and a second): the service answers every request, 503 at worst.
+        with httpx.Client(
+            base_url=base, headers={"X-User-ID": str(uuid.uuid4())}, timeout=10
+        ) as client:
             while time.monotonic() < until:
                 answers = [client.get(TODOS)]
                 if steady:
