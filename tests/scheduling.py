@@ -41,10 +41,12 @@ class JobsInTheBackground(LoadGroupScheduling):
         node.send_runtest_some(
             [collection.index(nodeid) for nodeid, done in work_unit.items() if not done]
         )
-        if scope == JOBS_GROUP:
-            # The workers left waiting for it may go on: to the audits, or home.
-            for other, workload in self.assigned_work.items():
-                if other is not node and not self._pending_of(workload):
+        if scope == JOBS_GROUP or not self.workqueue:
+            # The workers left waiting for it may go on: to the audits, or home. A worker
+            # runs its last test only once it has another or is sent home (it tears down
+            # knowing the next), so one left waiting holds back the audits.
+            for other in self.assigned_work:
+                if other is not node:
                     self._reschedule(other)
 
 
