@@ -53,6 +53,7 @@ class StallingProxy:
         tb: TracebackType | None,
     ) -> None:
         self.passing.set()
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (close does not)
         self._listener.close()
         for end in self._open:
             end.close()
