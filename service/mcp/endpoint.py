@@ -6,6 +6,7 @@ metadata (RFC 9728), which names the authorization server. Each tool call is the
 to the API in this very process, as the caller, through every middleware an API request
 meets (rate limit, quota, metrics, traces): an agent is one more client."""
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -26,6 +27,10 @@ from service.errors import ServiceError, problem_response
 from service.identity import current_user
 from service.mcp.server import build
 from service.settings import Settings
+
+# Stateless, the SDK's transport says at INFO that it ends each request's session ("Terminating
+# session: None"): a line per tool call beside the access log's, saying nothing.
+logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
 
 PATH = "/mcp"
 METADATA = "/.well-known/oauth-protected-resource"
