@@ -16,11 +16,9 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree
 
 import httpx
@@ -34,6 +32,7 @@ from kit_jobs import ORIGIN, Kits, Scheduled, job
 from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from served import ServedService
+from waits import until
 
 from kit import MARK, KitRun, RecordingProxy, kit_command, run_kit
 from service.db import libpq_url
@@ -392,13 +391,6 @@ def test_a_read_only_run_sends_nothing_but_get_head_and_options(kit_jobs: Schedu
     assert run.requirement("FR-133")["outcome"] == "pass"
 
 
-def _until(condition: Any, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def _marked(database_url: str) -> int:
     """Todos in that database whose title carries the kit's mark."""
     with psycopg2.connect(libpq_url(database_url)) as conn, conn.cursor() as cursor:
@@ -417,7 +409,7 @@ def _interrupted_run(kits: Kits, signum: int) -> tuple[int, str, KitRun, int]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    _until(lambda: _marked(instance.database_url) >= 30, 60)
+    until(lambda: _marked(instance.database_url) >= 30, 60, "30 todos made by the kit")
     kit.send_signal(signum)
     output, _ = kit.communicate(timeout=120)
     return (

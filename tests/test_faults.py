@@ -25,17 +25,11 @@ from sql_audit import StatementLog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from stalling_proxy import StallingProxy
+from waits import until
 
 from service.app import create_app
 from service.db import Database, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
-
-
-def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} within {seconds} s"
-        time.sleep(0.05)
 
 
 def _service_connections(url: str) -> int:
@@ -93,17 +87,17 @@ def test_serve_waits_for_a_database_that_is_down_at_start_up(
     late.stop()
 
     service = serve(url)
-    _until(lambda: service.ready_status() is not None, 30, "serve listens")
+    until(lambda: service.ready_status() is not None, 30, "serve listens")
     for _ in range(3):
         assert service.ready_status() == 503
         answer = httpx.get(f"{service.base}{TODOS}", headers=as_user(str(uuid.uuid4())))
         problem(answer, 503, "SERVICE_UNAVAILABLE")
         time.sleep(0.5)
-    _until(lambda: "retrying" in service.output, 30, "a migration attempt to fail")
+    until(lambda: "retrying" in service.output, 30, "a migration attempt to fail")
 
     late.start()
     try:
-        _until(lambda: service.ready_status() == 200, 30, "ready once the database is up")
+        until(lambda: service.ready_status() == 200, 30, "ready once the database is up")
         user = as_user(str(uuid.uuid4()))
         made = httpx.post(f"{service.base}{TODOS}", json={"title": "late"}, headers=user)
         assert made.status_code == 201
@@ -153,7 +147,7 @@ def test_a_connection_killed_mid_request_gets_503_and_writes_nothing(
         waiting: Future[Response] = pool.submit(
             client.patch, todo_url(todo["id"]), json={"title": "half"}, headers=as_user(alice)
         )
-        _until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the PATCH waits on the lock")
+        until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the PATCH waits on the lock")
         with admin_engine.connect() as conn:
             for pid in _waiting_on_a_lock(admin_engine):
                 conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
@@ -171,7 +165,7 @@ def test_a_create_killed_mid_request_leaves_neither_user_nor_todo(
     with ThreadPoolExecutor(1) as pool, admin_engine.connect() as lock:
         lock.execute(text("LOCK TABLE todos IN SHARE MODE"))
         waiting = pool.submit(client.post, TODOS, json={"title": "half"}, headers=as_user(newcomer))
-        _until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the POST waits on the lock")
+        until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the POST waits on the lock")
         with admin_engine.connect() as conn:
             for pid in _waiting_on_a_lock(admin_engine):
                 conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
@@ -209,7 +203,7 @@ def test_slow_requests_drain_the_pool_and_others_get_503_after_the_pool_timeout(
 
     with ThreadPoolExecutor(2) as pool, _row_locked(admin_engine, todo["id"]):
         slow = [pool.submit(_timed, patch) for _ in range(2)]
-        _until(
+        until(
             lambda: len(_waiting_on_a_lock(admin_engine)) == 2, 10, "both PATCHes hold a connection"
         )
         shut_out, waited = _timed(lambda: small.get(TODOS, headers=as_user(alice)))
@@ -291,7 +285,7 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_no_write(
             timeout=15,
         )
         writers = [pool.submit(write, n) for n in range(8)]
-        _until(lambda: len(acknowledged) >= 50, 30, "load is flowing")
+        until(lambda: len(acknowledged) >= 50, 30, "load is flowing")
         service.process.terminate()
         time.sleep(1)  # shutting down: the PATCH is still waiting on the row lock
         assert not in_flight.done()

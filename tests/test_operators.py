@@ -30,6 +30,7 @@ from ports import free_port
 from prometheus_server import PrometheusServer
 from pydantic import ValidationError
 from served import EXECUTABLE, Serve, ServedService
+from waits import until
 
 from service.db import Database, sqlalchemy_url
 from service.settings import Settings, settings_problems
@@ -39,6 +40,8 @@ RULES_DIR = REPO / "deploy" / "prometheus"
 RULES = RULES_DIR / "rules.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboard.json"
 JOB = "todo-service"
+# A query before Prometheus has the series, or while it starts.
+_NOT_YET = (IndexError, httpx.TransportError)
 # What Grafana's $__rate_interval is, here: four of the test's one-second scrapes and more.
 RATE_INTERVAL = "10s"
 TODOS = "/api/v1/todos"
@@ -250,7 +253,13 @@ def _operated(kits: Kits) -> Operated:
             rule_files=(RULES,),
         )
     )
-    _until(lambda: prometheus.query(f'up{{job="{JOB}"}} == 1'), "the first scrape")
+    until(
+        lambda: prometheus.query(f'up{{job="{JOB}"}} == 1'),
+        30,
+        "the first scrape",
+        ignoring=_NOT_YET,
+        every=0.25,
+    )
     started = time.time()
     statuses: Counter[int] = Counter()
     loading = threading.Thread(target=_load, args=(service.base, LOAD_SECONDS, statuses))
@@ -262,9 +271,12 @@ def _operated(kits: Kits) -> Operated:
     loading.join()
     ended = time.time()
     counted = f'sum(http_server_request_duration_seconds_count{{job="{JOB}"}})'
-    _until(
+    until(
         lambda: float(prometheus.query(counted)[0]["value"][1]) >= statuses.total(),
+        30,
         "Prometheus to scrape every request sent",
+        ignoring=_NOT_YET,
+        every=0.25,
     )
     workers = _workers(service)
     read, before = time.time(), _cpu(workers)
@@ -293,18 +305,6 @@ def _operated(kits: Kits) -> Operated:
         output,
         (serving, sorted(p.name for p in temporary.iterdir())),
     )
-
-
-def _until(condition: Any, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if condition():
-                return
-        except (IndexError, httpx.TransportError):
-            pass
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.25)
 
 
 _BY = re.compile(r"\bby \(([^)]*)\)")
