@@ -66,12 +66,15 @@ def _row_locked(admin_engine: Engine, todo_id: str) -> Iterator[Connection]:
 
 
 def _waiting_on_a_lock(admin_engine: Engine) -> list[int]:
+    """The statements on the todos waiting on a lock in this test's database (the kit's
+    jobs, in the background, wait on locks of their own in other databases)."""
     with admin_engine.connect() as conn:
         return list(
             conn.execute(
                 text(
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND query LIKE '%todos%' AND pid <> pg_backend_pid()"
+                    " AND datname = current_database()"
                 )
             ).scalars()
         )
