@@ -245,7 +245,31 @@ async def list_all(db: Database, user: UserId) -> Items | None:
     return Items(version, items or "[]", count)
 
 
-async def stream_all(db: Database, user: UserId) -> tuple[int, AsyncGenerator[list[str], None]]:
+class Batches:
+    """The todos' JSON, a batch at a time, from one open snapshot. Closing it gives the
+    snapshot's connection back whether a batch was read or not (a generator closed
+    before its first step would run no `finally`, and leave that to the collector)."""
+
+    def __init__(
+        self, first: list[tuple[Any, ...]], rows: AsyncGenerator[list[tuple[Any, ...]], None]
+    ) -> None:
+        self._first: list[tuple[Any, ...]] | None = first
+        self._rows = rows
+
+    def __aiter__(self) -> "Batches":
+        return self
+
+    async def __anext__(self) -> list[str]:
+        batch, self._first = self._first, None
+        if batch is None:
+            batch = await anext(self._rows)
+        return [row[0] for row in batch]
+
+    async def aclose(self) -> None:
+        await self._rows.aclose()
+
+
+async def stream_all(db: Database, user: UserId) -> tuple[int, Batches]:
     """The list version and the same todos as `list_all`, as JSON, in batches from one
     snapshot. The first batch is read before this returns, so an outage surfaces
     before anything is answered."""
@@ -256,16 +280,7 @@ async def stream_all(db: Database, user: UserId) -> tuple[int, AsyncGenerator[li
         await rows.aclose()
         raise
     version = first[0][1] if first else 0
-
-    async def batches() -> AsyncGenerator[list[str], None]:
-        try:
-            yield [row[0] for row in first]
-            async for batch in rows:
-                yield [row[0] for row in batch]
-        finally:
-            await rows.aclose()
-
-    return version, batches()
+    return version, Batches(first, rows)
 
 
 async def page(db: Database, user: UserId, limit: int, after: Position | None) -> Items:
