@@ -151,7 +151,11 @@ def _served_here(session: nox.Session) -> Iterator[str]:
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix="todo-conformance-served-"))
-    env = os.environ | {"TODO_CORS_ORIGINS": LOCAL_ORIGIN, "TODO_DATA_DIR": str(workdir / "data")}
+    env = os.environ | {
+        "TODO_CORS_ORIGINS": LOCAL_ORIGIN,
+        "TODO_DATA_DIR": str(workdir / "data"),
+        "TODO_SHUTDOWN_GRACE_SECONDS": "0",  # no load balancer to drain for
+    }
     output = (workdir / "serve.log").open("w")
     server = subprocess.Popen(
         [str(Path(session.bin) / "todo-service"), "serve", "--port", str(port)],
