@@ -34,6 +34,9 @@ def drain_on_sigterm(grace_seconds: float) -> None:
             return
         started.set()
         log.info("SIGTERM: draining", extra={"grace_s": grace_seconds})
+        if not grace_seconds:
+            stop(signum, frame)
+            return
         closing = threading.Timer(grace_seconds, stop, (signum, None))
         closing.daemon = True
         closing.start()
