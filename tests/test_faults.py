@@ -277,7 +277,9 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_no_write(
 ) -> None:
     user = str(uuid.uuid4())
     held = create(client, user, title="held")
-    service = serve(postgres_url)
+    # The PATCH waits on the lock until the test releases it, however long the load
+    # takes to flow on a busy machine: not ended by the statement timeout first.
+    service = serve(postgres_url, extra_env={"TODO_DB_STATEMENT_TIMEOUT_MS": "60000"})
     service.wait_ready()
     acknowledged: list[str] = []
     unanswered = 0
