@@ -27,6 +27,7 @@ from todo_conformance.checks import (
     limits,  # noqa: F401
     pages,  # noqa: F401
     retries,  # noqa: F401
+    text,  # noqa: F401
     validation,  # noqa: F401
 )
 from todo_conformance.ledger import TODOS, Cleanup, Ledger
