@@ -313,11 +313,16 @@ FINDINGS: list[tuple[str, str, Failure, dict[str, Any], dict[str, Any], tuple[st
     ("no Content-Type on a problem", "response_schema_conformance",
      MissingContentType(operation=ONE, media_types=["application/problem+json"], message=WORDS),
      _case(ONE, todo_id=TODO), answer(404), ("FR-020",)),
-    # The rest: the type says which.
+    # A status not declared: a success of another kind is the operation's, the rest FR-021.
+    ("a create answered 200, not 201", "status_code_conformance",
+     UndefinedStatusCode(operation=CREATE, status_code=200, defined_status_codes=["201"],
+                         allowed_status_codes=[201], message=WORDS),
+     _case(CREATE, body={"title": "t"}), answer(200, OK), ("FR-008",)),
     ("a status the contract does not declare", "status_code_conformance",
      UndefinedStatusCode(operation=DELETE, status_code=418, defined_status_codes=["204"],
                          allowed_status_codes=[204], message=WORDS),
      _case(DELETE, todo_id=TODO), answer(418), ("FR-021",)),
+    # The rest: the type says which.
     ("a content type the contract does not declare", "content_type_conformance",
      UndefinedContentType(operation=ONE, content_type="text/html",
                           defined_content_types=["application/json"], message=WORDS),

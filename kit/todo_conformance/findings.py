@@ -12,7 +12,6 @@ from typing import Any
 
 # Failure types whose requirement the type alone says, by schemathesis's class name.
 BY_TYPE: dict[str, tuple[str, ...]] = {
-    "UndefinedStatusCode": ("FR-021",),
     "UnsupportedMethodResponse": ("FR-021",),
     "AllowHeaderMismatch": ("FR-021",),
     "UndefinedContentType": ("FR-020",),
@@ -26,6 +25,9 @@ BY_TYPE: dict[str, tuple[str, ...]] = {
     # A check that raised a bare assertion: none of the kit's has a requirement of its own.
     "CustomFailure": ("FR-021",),
 }
+# A status the operation does not declare: a success of another kind breaks the operation's
+# own requirement (a create answered 200, not 201), a refusal or failure FR-021.
+UNDECLARED = "UndefinedStatusCode"
 # Invalid input answered with a 500, or accepted: the requirement of the input made invalid.
 SERVER_ERRORS = frozenset({"ServerError", "ContentTypeServerError"})
 ACCEPTED = frozenset({"AcceptedNegativeData", "MissingHeaderNotRejected"})
@@ -38,7 +40,9 @@ BODY = frozenset(
 # A declared response header missing, or (JsonSchemaError from this check) out of its schema.
 MISSING_HEADERS = "MissingHeaders"
 HEADER_CHECK = "response_headers_conformance"
-KNOWN_TYPES = frozenset({*BY_TYPE, *SERVER_ERRORS, *ACCEPTED, REFUSED, *BODY, MISSING_HEADERS})
+KNOWN_TYPES = frozenset(
+    {*BY_TYPE, UNDECLARED, *SERVER_ERRORS, *ACCEPTED, REFUSED, *BODY, MISSING_HEADERS}
+)
 
 # An input, by where it goes and its name (lower case).
 BY_PARAMETER: dict[tuple[str, str], tuple[str, ...]] = {
@@ -100,6 +104,8 @@ def ids(
     status = int(response.get("status_code") or 0)
     if kind in BY_TYPE:
         return BY_TYPE[kind]
+    if kind == UNDECLARED:
+        return BY_OPERATION.get(operation, ("FR-021",)) if status < 400 else ("FR-021",)
     if kind in SERVER_ERRORS:
         return _invalid(case, body=()) or ("FR-021",)
     if kind in ACCEPTED:
