@@ -110,10 +110,10 @@ def a_user_id_in_any_letter_case_names_the_same_user(ctx: Context) -> None:
     )
     mine = ctx.send("GET", TODOS, lower)
     expect(made["id"] in _ids(mine), "the list in lower case misses the todo made in upper", mine)
+    # 204 finds the todo as the caller's (another user's is 404); whether it is then gone
+    # is FR-012's to say.
     gone = ctx.send("DELETE", path, mixed)
     expect(gone.status == 204, f"a delete in mixed case answered {gone.status}", gone)
-    after = ctx.send("GET", path, lower)
-    expect(after.status == 404, f"deleted in mixed case, it reads {after.status}", after)
 
 
 def _alternating(user_id: str) -> str:
