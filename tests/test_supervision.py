@@ -60,7 +60,7 @@ def test_workers_die_with_a_killed_supervisor_and_a_restart_takes_the_port(
 def _running(process: psutil.Process) -> bool:
     """Dead, a process may stay a zombie until whoever inherited it reaps it."""
     try:
-        return process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
