@@ -189,6 +189,10 @@ def test_the_kit_finds_this_service_conforming_in_jwt_mode_with_better_auth(
     assert run.report["mode"] == "bearer"
     assert run.report["cleanup"]["completed"] is True
     assert run.todos_left(_database_of(kit_jobs.service("jwt"))) == 0, "todos left behind"
+    # The accounts it signed up are deleted again (this Better Auth allows delete-user).
+    accounts = run.report["cleanup"]["accounts"]
+    assert accounts == {"made": 4, "deleted": 4, "kept": [], "why": []}, accounts
+    assert "accounts: made 4, deleted 4" in run.output
 
 
 @pytest.mark.kit("jwt")

@@ -299,6 +299,10 @@ def _kit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
         (["--base-url", "ftp://example.com"], "not an http(s) URL"),
         (["--base-url", "example.com"], "not an http(s) URL"),
         (["--no-such-option"], "unrecognized arguments"),
+        # FR-151 fills a user up to the quota: past what a run can spend, it is refused,
+        # never skipped in silence.
+        (["--quota", "10000"], "at most 5,000"),
+        (["--quota", "0"], "--quota 0"),
     ],
 )
 def test_a_mistake_is_refused_with_exit_2_and_one_line(

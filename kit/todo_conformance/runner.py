@@ -46,7 +46,7 @@ from todo_conformance.results import (
     judge,
 )
 from todo_conformance.target import Exchange, KitFault, Target, Unreachable
-from todo_conformance.users import SignInFailed, User
+from todo_conformance.users import Accounts, SignInFailed, User
 
 NEEDS = {
     "origin": "CORS needs the frontend's origin: give --origin",
@@ -81,6 +81,8 @@ class Run:
     fuzz: Callable[[Context, Progress], list[CheckResult]] | None = None
     expected: dict[str, str] = field(default_factory=dict)
     only: set[str] | None = None
+    # The Better Auth accounts the run signs up (--better-auth), deleted at its end.
+    accounts: Accounts | None = None
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Outcome:
     meta: dict[str, Any]
     requirements: list[RequirementResult]
     cleanup: Cleanup | None
+    accounts: Accounts | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -314,6 +317,10 @@ def execute(
         if not run.options.read_only:
             progress.phase("cleanup", total=ledger.count)
             cleanup = ledger.clean(target, _mine(run_id), _deleting(ctx))
+        if run.accounts is not None:
+            # After the todos: deleting an account first would strand its todos.
+            progress.phase("deleting accounts")
+            run.accounts.delete()
         # A signal during cleanup did not stop it; the run was interrupted all the same.
         meta["interrupted"] = meta["interrupted"] or bool(stop.signal)
     if ctx is not None and "fuzz" in ctx.notes:
@@ -331,11 +338,13 @@ def execute(
             "problems": cleanup.problems,
         }
     )
+    if run.accounts is not None:
+        meta["cleanup"]["accounts"] = run.accounts.shown()
     if halted is not None:
         judged = _every_requirement(ERROR, halted, run.only)
     else:
         judged = _judge_all(run, contract, [*departures, *results], meta["interrupted"])
-    return Outcome(meta, judged, cleanup)
+    return Outcome(meta, judged, cleanup, run.accounts)
 
 
 def _deleting(ctx: Context | None) -> Callable[[str, Exchange], None]:
