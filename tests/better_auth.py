@@ -40,7 +40,9 @@ class BetterAuth:
         database: str,
         api: str = "http://127.0.0.1:8000",
         port: int | None = None,
+        keep_accounts: bool = False,
     ) -> None:
+        """`keep_accounts`: delete-user is not allowed (a deployment's choice)."""
         node = shutil.which("node")
         assert node, "Node.js runs the auth server"
         assert (REPO / "node_modules" / "better-auth").is_dir(), (
@@ -52,7 +54,10 @@ class BetterAuth:
         self.log_path = workdir / f"better-auth-{self.port}.log"
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [node, str(SERVER), "--port", str(self.port), "--api", api, "--database", database],
+                [
+                    *(node, str(SERVER), "--port", str(self.port), "--api", api),
+                    *("--database", database, *(["--keep-accounts"] if keep_accounts else [])),
+                ],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

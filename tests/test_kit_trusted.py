@@ -21,6 +21,7 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
+from better_auth import BetterAuth
 from conftest import REPO
 from implementations import HOUSE_STYLE, SHIPPED
 from kit_jobs import ORIGIN, Kits, Scheduled, job
@@ -197,6 +198,40 @@ REACHING = {
     "fuzzing": ("--only", "FR-010", "--fuzz-examples", "30"),
     "cleanup": ("--only", "FR-010", "--fuzz-examples", "0", "--max-rps", "20"),
 }
+
+
+@job("accounts kept", weight=4)
+def _accounts_kept_run(kits: Kits) -> KitRun:
+    """Against this service in jwt mode trusting a Better Auth that does not allow its
+    users to delete their accounts: a few ids, enough to sign the users up."""
+    database = kits.database("accounts-kept")
+    auth = kits.keep(BetterAuth(kits.scratch("accounts-kept"), database, keep_accounts=True))
+    trust = {"TODO_AUTH_MODE": "jwt", "TODO_JWT_JWKS_URL": auth.jwks_url}
+    service = kits.serve("accounts-kept", database, extra_env=trust)
+    service.wait_ready()
+    return run_kit(
+        service.base,
+        kits.directory("accounts-kept"),
+        *("--better-auth", auth.base, "--only", "FR-001", "--fuzz-examples", "0"),
+    )
+
+
+@pytest.mark.kit("accounts kept")
+@pytest.mark.req("FR-173")
+def test_accounts_the_auth_server_keeps_are_counted_and_listed_in_the_cleanup_line(
+    kit_jobs: Scheduled,
+) -> None:
+    run = kit_jobs["accounts kept"]
+    assert run.status == 0, "kept accounts hold no todo: they do not fail the run\n" + run.output
+    accounts = run.report["cleanup"]["accounts"]
+    assert accounts["made"] == 4 and accounts["deleted"] == 0, accounts
+    prefix = f"todo-conformance-{run.report['run_id']}-"
+    assert sorted(accounts["kept"]) == sorted(
+        f"{prefix}{name}@example.com" for name in ("main", "alt", "third", "fresh")
+    )
+    assert "does not allow delete-user" in accounts["why"][0], accounts
+    line = next(line for line in run.output.splitlines() if "cleanup:" in line)
+    assert "accounts: made 4, deleted 0, kept 4" in line and f"{prefix}main@" in line, line
 
 
 def _interrupted_when_seen(kits: Kits, instance: str, phase: str) -> tuple[int, str, KitRun]:

@@ -133,7 +133,10 @@ class Accounts:
                 )
             except httpx.TransportError as error:
                 return f"delete-user: {error}"
-        body = answer.json() if "json" in answer.headers.get("content-type", "") else None
+        try:
+            body = answer.json()
+        except ValueError:  # Better Auth's 404 for a disabled endpoint has no body
+            body = None
         message = body.get("message") if isinstance(body, dict) else None
         if answer.status_code == 200 and message == "User deleted":
             return None
