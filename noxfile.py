@@ -124,6 +124,17 @@ def browser(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def readme(session: nox.Session) -> None:
+    """Every command block of the README, run as written with free ports substituted
+    (consumers/test_readme.py): the curl lines against `todo-service serve`, the kit's
+    full runs against it in header mode and against `npm run web:serve` (jwt mode, a real
+    Better Auth), and the nox sessions it names checked to exist."""
+    _install(session, "test", kit=True)
+    _npm_ci(session)
+    session.run("pytest", "consumers/test_readme.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def report(session: nox.Session) -> None:
     """Runs the suite and writes contracts/report/conformance.{html,md,json}, with the
     kit's own reports of this service (contracts/report/kit/); fails when any
@@ -205,7 +216,14 @@ def conformance(session: nox.Session) -> None:
 
 def _debian_packages(session: nox.Session, programs: dict[str, str]) -> None:
     """Installs the Debian package of each program (name -> package) not on PATH."""
-    missing = [package for program, package in programs.items() if shutil.which(program) is None]
+    absent = [program for program in programs if shutil.which(program) is None]
+    missing = sorted({programs[program] for program in absent})
+    if missing and (shutil.which("apt-get") is None or os.geteuid() != 0):
+        # One line saying what to install, not apt-get's failure on another system.
+        session.error(
+            f"{', '.join(absent)} not found: install {', '.join(missing)} (Debian's"
+            " package names; this session runs apt-get itself only on Debian or Ubuntu as root)"
+        )
     if missing:
         session.run("apt-get", "update", "-q", external=True)
         env = {"DEBIAN_FRONTEND": "noninteractive"}
