@@ -195,6 +195,31 @@ def test_the_kit_finds_this_service_conforming_in_jwt_mode_with_better_auth(
     assert "accounts: made 4, deleted 4" in run.output
 
 
+@job("jwt without tokens", services=("jwt",), weight=2)
+def _jwt_without_tokens_run(kits: Kits) -> KitRun:
+    """The README's header-mode command against this service in jwt mode."""
+    return run_kit(
+        kits.service("jwt").base,
+        kits.directory("jwt-without-tokens"),
+        *("--only", "FR-001,FR-009", "--fuzz-examples", "0"),
+    )
+
+
+@pytest.mark.kit("jwt without tokens")
+@pytest.mark.req("FR-171")
+def test_a_jwt_deployment_checked_without_tokens_errs_saying_what_to_pass(
+    kit_jobs: Scheduled,
+) -> None:
+    """No departure: the deployment conforms, and the kit could not sign in."""
+    run = kit_jobs["jwt without tokens"]
+    assert run.status == 1 and run.failing() == set(), run.output
+    for rid in ("FR-001", "FR-009"):
+        reason = run.requirement(rid)["reason"]
+        assert run.requirement(rid)["outcome"] == "error", reason
+        assert reason.startswith("sign-in: the target wants bearer tokens"), reason
+        assert "--better-auth URL" in reason and "--token-command" in reason, reason
+
+
 @pytest.mark.kit("jwt")
 @pytest.mark.parametrize(
     "rid", [pytest.param(r, marks=pytest.mark.req(r)) for r in CHECKED_IN_BEARER_MODE]

@@ -187,6 +187,14 @@ def _preflight(ctx: Context) -> str | None:
         answer = ctx.send("GET", TODOS, user)
         if answer.status == 200:
             continue
+        if not ctx.bearer and answer.status == 401:
+            # A deployment in jwt mode, conforming, and the kit has no tokens for it.
+            return erred(
+                SIGN_IN,
+                f"the target wants bearer tokens, not X-User-ID: GET {TODOS} answered 401"
+                f" ({answer.header('www-authenticate') or 'no WWW-Authenticate'}); give"
+                " --better-auth URL (the Better Auth it trusts) or --token-command CMD",
+            )
         if ctx.bearer and answer.status in (401, 403):
             return erred(
                 SIGN_IN,
