@@ -55,9 +55,12 @@ def tests(session: nox.Session) -> None:
     workers = [] if os.environ.get("TEST_DATABASE_URL") else ["-n", "2", "--dist", "load"]
     with tempfile.TemporaryDirectory(prefix="todo-tests-run-") as records:
         env = {"TODO_TESTS_RUN": records}
+        # Its temporary files (the served services' logs the audits read among them) kept
+        # with the records, past pytest's rotation of its own temporary directories.
+        basetemp = f"--basetemp={Path(records) / 'tmp'}"
         session.run(
-            "pytest", *workers, "-m", "not audit_last", "--durations=15", *session.posargs,
-            env=env,
+            "pytest", *workers, "-m", "not audit_last", basetemp, "--durations=15",
+            *session.posargs, env=env,
         )  # fmt: skip
         # Exit status 5: the selection held no audit.
         session.run("pytest", "-m", "audit_last", *session.posargs, env=env, success_codes=[0, 5])
@@ -70,9 +73,12 @@ def kit_depth(session: nox.Session) -> None:
     the same check as deep as it ever was (docs/testing.md lists each pair)."""
     _install(session, "test", kit=True)
     _npm_ci(session)
+    # Forty runs, four at once, each as deep as it was: a test may wait longer for its
+    # run than nox -s tests allows, still bounded.
     session.run(
         "pytest", "tests/test_conformance_kit.py", "tests/test_kit_trusted.py",
-        "--durations=15", *session.posargs, env={"KIT_DEPTH": "full"},
+        "--durations=15", "--timeout=1500", *session.posargs,
+        env={"KIT_DEPTH": "full", "KIT_JOB_WAIT": "1200"},
     )  # fmt: skip
 
 
