@@ -4,13 +4,13 @@ processes whose tests read them:
     python tests/job_runner.py DIRECTORY
 
 DIRECTORY/request.json names the jobs and the test modules that read them (importing
-them registers the jobs, as it did in pytest). This process
-starts what they check (its own PostgreSQL, or TEST_DATABASE_URL's server; Better Auth;
-`serve`; the fleet), describes it in kits.json, runs the jobs several at once and
-writes each one's result, or its traceback, to results/ as it ends. It keeps what it
-started up for the tests that read it until DIRECTORY/stop appears or the pytest
-process that began the run has gone, then stops it all and leaves DIRECTORY/stopped.
-Nothing here changes its environment, so every child gets the one it was given."""
+them registers the jobs, as it did in pytest). This process starts what they check (its
+own PostgreSQL, or TEST_DATABASE_URL's server; Better Auth; `serve`; the fleet),
+describes it in kits.json, runs the jobs several at once and writes each one's result,
+or its traceback, to results/ as it ends. It keeps what it started up for the tests
+that read it until DIRECTORY/stop appears or the pytest process that began the run has
+gone, then stops it all and leaves DIRECTORY/stopped. Nothing here changes its
+environment, so every child gets the one it was given."""
 
 import contextlib
 import importlib
@@ -87,7 +87,10 @@ def main() -> None:
             logs = RunLogs(WholeRun())
             logs.database_url(url)
             databases = Databases(url)
-            stack.callback(databases.drop_all)
+            if os.environ.get("TEST_DATABASE_URL"):
+                # A server of the run's own goes whole; a given one keeps no database
+                # of this run's.
+                stack.callback(databases.drop_all)
             auth = None
             if any(j.better_auth or "jwt" in j.services for j in jobs.values()):
                 auth = BetterAuth(scratch.mktemp("better-auth"), databases.clone("better-auth"))
