@@ -353,7 +353,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     pytest-xdist worker collects the same tests; one that replaces a crashed worker
     finds them started)."""
     names = _wanted(session.items)
-    if not names:
+    if not names or session.config.option.collectonly:
         return
     directory = jobs_directory()
     directory.mkdir(exist_ok=True)
