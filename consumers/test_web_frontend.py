@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import httpx
 import pytest
 from conftest import CHROMIUM_FLAGS, REPO, chromium
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from waits import until
 
 from service.embedded import free_port
 
@@ -52,16 +52,11 @@ class Frontend:
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    def up() -> bool:
         assert process.poll() is None, f"{what} exited"
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{what} did not come up"
-        time.sleep(0.2)
+        return httpx.get(url, timeout=2).status_code < 500
+
+    until(up, 60, f"{what} to come up", ignoring=(httpx.TransportError,), every=0.2)
 
 
 def _serve(workdir: Path, port: int, env: dict[str, str], log: IO[bytes]) -> Callable[[], Popen]:
