@@ -41,16 +41,44 @@ def _npm_ci(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded), with
     a real Better Auth server (Node, from package-lock.json) issuing the tokens and a
-    real Prometheus (Debian's package, installed here when missing) scraping metrics."""
+    real Prometheus (Debian's package, installed here when missing) scraping metrics;
+    amtool and the blackbox exporter check deploy/'s configurations. The trial of the
+    alerts in real time is `nox -s alerts`."""
     _install(session, "test", kit=True)
     _npm_ci(session)
-    _debian_packages(session, {"prometheus": "prometheus", "promtool": "prometheus"})
+    _debian_packages(
+        session,
+        {
+            "prometheus": "prometheus",
+            "promtool": "prometheus",
+            "amtool": "prometheus-alertmanager",
+            "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+        },
+    )
     # The slowest fifteen end every run: what the suite costs stays in sight. Two worker
     # processes share the tests (the kit's runs in one, with their own threads); on a
     # database given by TEST_DATABASE_URL they would empty each other's tables, so there
     # one process runs them all.
     workers = [] if os.environ.get("TEST_DATABASE_URL") else ["-n", "2", "--dist", "loadgroup"]
     session.run("pytest", *workers, "--durations=15", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def alerts(session: nox.Session) -> None:
+    """The operator's trial, in real time (a few minutes): `serve` under load, a real
+    Prometheus with deploy/'s rules, the blackbox exporter with deploy/'s probe and
+    Alertmanager with deploy/'s routes (Debian's packages, installed here when missing);
+    the database stops, and a page naming the cause must reach a webhook within 2 minutes."""
+    _install(session, "test")
+    _debian_packages(
+        session,
+        {
+            "prometheus": "prometheus",
+            "prometheus-alertmanager": "prometheus-alertmanager",
+            "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+        },
+    )
+    session.run("pytest", "-m", "alerts", "tests/test_alert_trial.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)
