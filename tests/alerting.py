@@ -4,6 +4,7 @@
 reaches it, as a pager's would."""
 
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -16,6 +17,13 @@ import httpx
 import pytest
 import yaml
 from ports import free_port
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors of a Markdown page's headings, as GitHub and remark make them: where
+    an alert's runbook_url may point."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
 class Webhook:

@@ -9,7 +9,6 @@ It takes minutes, so it runs in `nox -s alerts` (after `nox -s tests` in .ci/run
 in `nox -s tests`: the `alerts` marker is deselected by default (pyproject.toml)."""
 
 import contextlib
-import re
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from alerting import Alertmanager, Blackbox, Webhook, to_webhook
+from alerting import Alertmanager, Blackbox, Webhook, heading_anchors, to_webhook
 from api import TODOS, as_user
 from ports import free_port
 from prometheus_server import PrometheusServer
@@ -60,12 +59,6 @@ def _steady_load(base: str, stop: threading.Event) -> None:
         while not stop.wait(0.2):
             with contextlib.suppress(httpx.TransportError):
                 client.get(TODOS)
-
-
-def _runbook_anchors() -> set[str]:
-    """The anchors of docs/operations.md's headings, as GitHub and remark make them."""
-    headings = re.findall(r"^#+ (.+)$", RUNBOOKS.read_text(), flags=re.MULTILINE)
-    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
 @pytest.mark.req("FR-164")
@@ -128,7 +121,7 @@ def test_a_stopped_database_pages_within_two_minutes_naming_its_cause(
         blackbox.stop()
         webhook.stop()
 
-    anchors = _runbook_anchors()
+    anchors = heading_anchors(RUNBOOKS)
     for name in ("TodoServiceUnavailable", "TodoServiceNotReady"):
         at, receiver, alert = paged(name)[0]
         print(f"{name} reached the webhook {at - fault:.1f} s after the database stopped")

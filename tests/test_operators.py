@@ -25,6 +25,7 @@ import psutil
 import pytest
 import sqlalchemy
 import yaml
+from alerting import heading_anchors
 from kit_jobs import Kits, Scheduled, job
 from ports import free_port
 from prometheus_server import PrometheusServer
@@ -81,15 +82,9 @@ def test_the_rules_pass_promtool_and_every_alert_is_unit_tested_firing_and_quiet
     assert {c["alertname"] for c in cases if not c["exp_alerts"]} == alerts, "one never stays quiet"
 
 
-def _anchors(markdown: Path) -> set[str]:
-    """The anchors of a page's headings, as GitHub and remark make them."""
-    headings = re.findall(r"^#+ (.+)$", markdown.read_text(), flags=re.MULTILINE)
-    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
-
-
 @pytest.mark.req("FR-164")
 def test_every_alert_has_a_mixin_severity_a_runbook_section_and_the_dashboard() -> None:
-    runbooks = _anchors(REPO / "docs" / "operations.md")
+    runbooks = heading_anchors(REPO / "docs" / "operations.md")
     uid = json.loads(DASHBOARD.read_text())["uid"]
     for rule in _rules():
         if "alert" not in rule:
