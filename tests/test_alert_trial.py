@@ -65,23 +65,27 @@ def _steady_load(base: str, stop: threading.Event) -> None:
 def test_a_stopped_database_pages_within_two_minutes_naming_its_cause(
     serve: Serve, spare_postgres: EmbeddedPostgres, tmp_path: Path
 ) -> None:
-    webhook = Webhook()
-    alertmanager = Alertmanager(tmp_path / "alertmanager", to_webhook(ALERTMANAGER, webhook.url))
-    blackbox = Blackbox(tmp_path / "blackbox", BLACKBOX)
-    metrics_port = free_port()
-    service = serve(spare_postgres.url, extra_env={"TODO_METRICS_PORT": str(metrics_port)})
-    service.wait_ready()
-    prometheus = PrometheusServer(
-        tmp_path / "prometheus",
-        [f"127.0.0.1:{metrics_port}"],
-        job=JOB,
-        rule_files=(RULES,),
-        more_scrape_configs=(_probe(f"{service.base}/health/ready", blackbox.address),),
-        alertmanagers=(alertmanager.address,),
-    )
-    stop_load = threading.Event()
-    load = threading.Thread(target=_steady_load, args=(service.base, stop_load))
-    try:
+    with contextlib.ExitStack() as running:
+        webhook = Webhook()
+        running.callback(webhook.stop)
+        alertmanager = Alertmanager(
+            tmp_path / "alertmanager", to_webhook(ALERTMANAGER, webhook.url)
+        )
+        running.callback(alertmanager.stop)
+        blackbox = Blackbox(tmp_path / "blackbox", BLACKBOX)
+        running.callback(blackbox.stop)
+        metrics_port = free_port()
+        service = serve(spare_postgres.url, extra_env={"TODO_METRICS_PORT": str(metrics_port)})
+        service.wait_ready()
+        prometheus = PrometheusServer(
+            tmp_path / "prometheus",
+            [f"127.0.0.1:{metrics_port}"],
+            job=JOB,
+            rule_files=(RULES,),
+            more_scrape_configs=(_probe(f"{service.base}/health/ready", blackbox.address),),
+            alertmanagers=(alertmanager.address,),
+        )
+        running.callback(prometheus.stop)
         until(
             lambda: (
                 prometheus.query(f'up{{job="{JOB}"}} == 1')
@@ -92,7 +96,11 @@ def test_a_stopped_database_pages_within_two_minutes_naming_its_cause(
             ignoring=(httpx.TransportError,),
             every=0.25,
         )
+        stop_load = threading.Event()
+        load = threading.Thread(target=_steady_load, args=(service.base, stop_load))
         load.start()
+        running.callback(load.join)
+        running.callback(stop_load.set)
         time.sleep(5)  # a few scrapes of a healthy service: the rates have a before
         assert not webhook.alerts(), f"alerts before the fault: {webhook.alerts()}"
 
@@ -112,14 +120,6 @@ def test_a_stopped_database_pages_within_two_minutes_naming_its_cause(
         unavailable = f'todo_unavailable_responses_total{{job="{JOB}"}}'
         counted = prometheus.query(f"sum by (cause) (increase({unavailable}[1m])) > 0")
         known = {series["metric"]["cause"] for series in prometheus.query(unavailable)}
-    finally:
-        stop_load.set()
-        if load.is_alive():
-            load.join()
-        prometheus.stop()
-        alertmanager.stop()
-        blackbox.stop()
-        webhook.stop()
 
     anchors = heading_anchors(RUNBOOKS)
     for name in ("TodoServiceUnavailable", "TodoServiceNotReady"):
