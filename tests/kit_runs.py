@@ -54,7 +54,7 @@ def _bystander(base: str) -> tuple[dict[str, str], bytes]:
 # -- this service, checked from outside, in both modes ---------------------------------
 
 
-@job("header", services=("header",), weight=20)
+@job("header", services=("header",), weight=55)
 def _header_run(kits: Kits) -> tuple[KitRun, bytes, bytes]:
     """The kit against this service in header mode, fuzzing included, and a bystander's
     list before and after."""
@@ -79,7 +79,7 @@ def _header_run(kits: Kits) -> tuple[KitRun, bytes, bytes]:
 JWT_FUZZ_EXAMPLES = FUZZ_EXAMPLES if FULL_DEPTH else os.environ.get("KIT_FUZZ_EXAMPLES", "3")
 
 
-@job("jwt", services=("jwt",), better_auth=True, weight=20)
+@job("jwt", services=("jwt",), better_auth=True, weight=30)
 def _jwt_run(kits: Kits) -> KitRun:
     """The kit against this service in jwt mode, trusting a real Better Auth, through
     which the kit signs its users up."""
@@ -133,7 +133,7 @@ def _contract_1_0_run(kits: Kits) -> KitRun:
 # -- safety ----------------------------------------------------------------------------
 
 
-@job("read-only", services=("header",), weight=3)
+@job("read-only", services=("header",), weight=15)
 def _read_only_run(kits: Kits) -> tuple[KitRun, list[str]]:
     proxy = RecordingProxy(kits.service("header").base)
     try:
@@ -263,7 +263,8 @@ def broken_job(defect: str) -> None:
     as the job `broken <defect>`: registered by each module whose tests read it."""
     if f"broken {defect}" in JOBS:
         return
-    job(f"broken {defect}", instances={defect: (defect, {})}, weight=8)(
+    weight = 30 if defect in FUZZED_BROKEN else 8
+    job(f"broken {defect}", instances={defect: (defect, {})}, weight=weight)(
         partial(_broken_run, defect=defect)
     )
 
