@@ -33,12 +33,14 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 from run_logs import RunLogs
 from served import EXECUTABLE, ServedService
 from worker_probe import loaded_by_a_worker
 
 from service.app import create_app
 from service.db import Database
+from service.settings import Settings, settings_problems
 
 CONTRACT: dict[str, Any] = yaml.safe_load((REPO / "openapi.yaml").read_text())
 TOOLS = {"list_todos", "get_todo", "create_todo", "update_todo", "delete_todo"}
@@ -384,6 +386,7 @@ def test_without_a_valid_token_mcp_is_401_naming_the_resource_metadata(
     tampered = f"{head}.{body}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
     expired = key.sign({**claims, "iat": now - 1200, "exp": now - 600})
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    # TestClient's listener is `testserver`, port 80.
     metadata = 'resource_metadata="http://testserver/.well-known/oauth-protected-resource/mcp"'
     for token, code in (
         (None, "MISSING_TOKEN"),
@@ -406,20 +409,111 @@ def test_without_a_valid_token_mcp_is_401_naming_the_resource_metadata(
     assert accepted.status_code != 401, accepted.text
 
 
-@pytest.mark.req("FR-183")
+@pytest.mark.req("FR-183", "FR-188")
 def test_the_protected_resource_metadata_names_better_auth(
     jwt_mode: ServedService, better_auth: BetterAuth
 ) -> None:
+    """/mcp's document names /mcp; the one at the root names the origin (RFC 9728)."""
     refused = httpx.post(f"{jwt_mode.base}/mcp", json={})
     assert refused.status_code == 401
     challenge = refused.headers["www-authenticate"]
     where = challenge.split('resource_metadata="')[1].split('"')[0]
     assert where == f"{jwt_mode.base}/.well-known/oauth-protected-resource/mcp"
-    for url in (where, f"{jwt_mode.base}/.well-known/oauth-protected-resource"):
+    for url, resource in (
+        (where, f"{jwt_mode.base}/mcp"),
+        (f"{jwt_mode.base}/.well-known/oauth-protected-resource", jwt_mode.base),
+    ):
         document = httpx.get(url).json()
-        assert document["resource"] == f"{jwt_mode.base}/mcp"
+        assert document["resource"] == resource
         assert document["authorization_servers"] == [better_auth.base]
         assert document["bearer_methods_supported"] == ["header"]
+
+
+METADATA = "/.well-known/oauth-protected-resource"
+# What a client may write to rename the service in its answers, were the service to listen.
+SPOOFED = (
+    {"Host": "evil.example"},
+    {"Host": "evil.example:8443", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
+    {"Forwarded": "host=evil.example;proto=https", "X-Forwarded-Port": "443"},
+)
+
+
+def _answers(base: str, client: httpx.Client, headers: dict[str, str]) -> list[Any]:
+    """/mcp's refusal and both metadata documents, as a client sending `headers` sees them."""
+    refused = client.post(f"{base}/mcp", json={}, headers=headers)
+    documents = [
+        client.get(f"{base}/.well-known/oauth-protected-resource{path}", headers=headers)
+        for path in ("", "/mcp")
+    ]
+    return [
+        (refused.status_code, refused.headers.get("www-authenticate"), refused.json()),
+        *((d.status_code, d.json()) for d in documents),
+    ]
+
+
+@pytest.mark.req("FR-188")
+def test_a_spoofed_host_changes_nothing_in_any_answer(jwt_mode: ServedService) -> None:
+    """Unset, TODO_PUBLIC_URL's place is taken by the address the listener accepted the
+    connection on (here `serve --host 127.0.0.1 --port N`), never by a request's Host or
+    a proxy's forwarding headers, which the client writes."""
+    with httpx.Client(timeout=10) as client:
+        honest = _answers(jwt_mode.base, client, {})
+        assert honest[0][1].count(f'"{jwt_mode.base}/.well-known/') == 1, honest[0]
+        assert honest[1][1]["resource"] == jwt_mode.base
+        assert honest[2][1]["resource"] == f"{jwt_mode.base}/mcp"
+        for headers in SPOOFED:
+            assert _answers(jwt_mode.base, client, headers) == honest, headers
+
+
+@pytest.mark.req("FR-188")
+def test_todo_public_url_names_the_resource_whatever_host_a_request_carries(
+    postgres_url: str, database: Database
+) -> None:
+    settings = make_settings(
+        postgres_url,
+        TODO_MCP="on",
+        TODO_AUTH_MODE="jwt",
+        TODO_JWT_SECRET="s" * 32,
+        TODO_JWT_ISSUER="https://app.example.com",
+        TODO_PUBLIC_URL="https://Todos.example.com/",
+    )
+    public = "https://todos.example.com"
+    with TestClient(create_app(settings, database)) as client:
+        for headers in ({}, *SPOOFED):
+            refused = client.post("/mcp", json={}, headers=headers)
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"].startswith(
+                f'Bearer resource_metadata="{public}/.well-known/oauth-protected-resource/mcp"'
+            )
+            for path, resource in (("", public), ("/mcp", f"{public}/mcp")):
+                document = client.get(
+                    f"/.well-known/oauth-protected-resource{path}", headers=headers
+                )
+                assert document.json()["resource"] == resource
+                assert document.json()["authorization_servers"] == ["https://app.example.com"]
+
+
+@pytest.mark.req("FR-188")
+@pytest.mark.parametrize(
+    "value",
+    [
+        "todos.example.com",
+        "ftp://todos.example.com",
+        "https://todos.example.com/api",
+        "https://todos.example.com?x=1",
+        "https://user@todos.example.com",
+        "https://todos.example.com:99999",
+        "https://",
+    ],
+)
+def test_a_public_url_that_is_no_origin_is_named_at_start(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TODO_PUBLIC_URL", value)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    [problem] = settings_problems(refused.value)
+    assert problem.startswith("TODO_PUBLIC_URL: must be an origin"), problem
 
 
 @pytest.mark.req("FR-183", "FR-015")

@@ -48,6 +48,7 @@ class Mcp:
             transport=httpx2.ASGITransport(app=app), base_url="http://todo-service.internal"
         )
         self._authorization_server = _authorization_server(settings)
+        self._public_origin = settings.public_url
         server = build(self._reach, metadata.version("todo-service"))
         # Stateless, one JSON answer a request: nothing an agent does lives in a
         # process, as nothing an API client does. Every request carries its credential,
@@ -77,11 +78,26 @@ class Mcp:
             return
         await self._sessions.handle_request(scope, receive, send)
 
+    def _origin(self, scope: Scope) -> str:
+        """Where clients reach this service: TODO_PUBLIC_URL, or the address the listener
+        accepted this connection on (the socket's own, over plain HTTP, as `serve` listens).
+        Never the request's Host, nor a proxy's X-Forwarded-* headers: the client writes
+        those, and a document naming the resource must not be the client's to rename."""
+        if self._public_origin is not None:
+            return self._public_origin
+        server = scope.get("server")
+        if not server or server[1] is None:
+            # A Unix socket has no address a client could use: TODO_PUBLIC_URL names one.
+            return "http://localhost"
+        host, port = server
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+
     def _refusal(self, refused: ServiceError, request: Request) -> Response:
         response = problem_response(refused)
         challenge = response.headers.get("www-authenticate")
         if challenge is not None:
-            where = f'resource_metadata="{_base(request)}{METADATA}{PATH}"'
+            where = f'resource_metadata="{self._origin(request.scope)}{METADATA}{PATH}"'
             params = challenge.removeprefix("Bearer").strip()
             response.headers["www-authenticate"] = f"Bearer {where}" + (
                 f", {params}" if params else ""
@@ -90,10 +106,13 @@ class Mcp:
 
     async def resource(self, request: Request) -> JSONResponse:
         """RFC 9728's protected resource metadata: what this resource is, and who
-        issues the tokens it takes."""
+        issues the tokens it takes. The document at the root of the well-known path
+        describes the resource named by the origin itself; the one under /mcp, /mcp's
+        (RFC 9728 section 3.1: the resource's path follows the well-known name)."""
+        origin = self._origin(request.scope)
         return JSONResponse(
             {
-                "resource": f"{_base(request)}{PATH}",
+                "resource": origin + request.scope["path"].removeprefix(METADATA),
                 "authorization_servers": [self._authorization_server]
                 if self._authorization_server
                 else [],
@@ -107,10 +126,6 @@ class Mcp:
         async with self._sessions.run():
             yield
         await self._api.aclose()
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
 
 
 def _authorization_server(settings: Settings) -> str | None:
