@@ -27,10 +27,11 @@ class ServedService:
         workers: int = 1,
         extra_env: dict[str, str] | None = None,
         host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.database_url = database_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://{host}:{self.port}"
         metrics_port = (extra_env or {}).get("TODO_METRICS_PORT")
         metrics_host = (extra_env or {}).get("TODO_METRICS_HOST") or host

@@ -15,12 +15,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
 import httpx2
+import jwt
 import mcp_types as types
 import pytest
 import yaml
@@ -31,18 +34,21 @@ from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 from key_server import KeyServer, SigningKey
 from mcp import Client
+from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp_types import CallToolResult
 from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
+from pydantic import AnyUrl, ValidationError
 from run_logs import RunLogs
 from served import EXECUTABLE, ServedService
 from worker_probe import loaded_by_a_worker
 
 from service.app import create_app
 from service.db import Database
+from service.identity import owner_id
 from service.settings import Settings, settings_problems
 
 CONTRACT: dict[str, Any] = yaml.safe_load((REPO / "openapi.yaml").read_text())
@@ -54,10 +60,19 @@ TRANSPORTS = ("stdio", "http")
 
 
 def _served(
-    factory: pytest.TempPathFactory, logs: RunLogs, databases: Databases, name: str, **env: str
+    factory: pytest.TempPathFactory,
+    logs: RunLogs,
+    databases: Databases,
+    name: str,
+    port: int | None = None,
+    **env: str,
 ) -> ServedService:
     service = ServedService(
-        factory.mktemp(name), logs, databases.clone(name), extra_env={"TODO_MCP": "on", **env}
+        factory.mktemp(name),
+        logs,
+        databases.clone(name),
+        extra_env={"TODO_MCP": "on", **env},
+        port=port,
     )
     service.wait_ready()
     return service
@@ -80,25 +95,52 @@ def header_mode(
     service.stop()
 
 
+# Access tokens of the deployment agents log in to live this long, so that expiry comes
+# within a test; the service allows this much clock skew past it.
+LIFETIME = 5
+LEEWAY = 2
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """jwt mode with /mcp, and the Better Auth that is its authorization server."""
+
+    service: ServedService
+    auth: BetterAuth
+
+    @property
+    def base(self) -> str:
+        return self.service.base
+
+
 @pytest.fixture(scope="module")
 def jwt_mode(
-    tmp_path_factory: pytest.TempPathFactory,
-    run_logs: RunLogs,
-    databases: Databases,
-    better_auth: BetterAuth,
-) -> Iterator[ServedService]:
+    tmp_path_factory: pytest.TempPathFactory, run_logs: RunLogs, databases: Databases
+) -> Iterator[Deployment]:
+    """A Better Auth of its own, whose OAuth access tokens are for this service's /mcp
+    (its URL is known before the service starts), as a deployment's would be."""
+    port = free_port()
+    auth = BetterAuth(
+        tmp_path_factory.mktemp("mcp-auth"),
+        databases.clone("mcp-auth"),
+        api=f"http://127.0.0.1:{port}",
+        token_lifetime=LIFETIME,
+    )
     service = _served(
         tmp_path_factory,
         run_logs,
         databases,
         "mcp-jwt",
+        port=port,
         TODO_AUTH_MODE="jwt",
-        TODO_JWT_JWKS_URL=better_auth.jwks_url,
-        TODO_JWT_ISSUER=better_auth.base,
-        TODO_JWT_AUDIENCE=better_auth.base,
+        TODO_JWT_JWKS_URL=auth.jwks_url,
+        TODO_JWT_ISSUER=auth.base,
+        TODO_JWT_AUDIENCE=auth.base,
+        TODO_JWT_LEEWAY_SECONDS=str(LEEWAY),
     )
-    yield service
+    yield Deployment(service, auth)
     service.stop()
+    auth.stop()
 
 
 # -- agents -------------------------------------------------------------------------------
@@ -124,6 +166,102 @@ async def agent(transport: str, base: str, identity: dict[str, str]) -> AsyncIte
         command=str(EXECUTABLE), args=["mcp", "--base-url", base], env=env
     )
     async with Client(server) as client:
+        yield client
+
+
+class Remembered:
+    """An MCP client's token storage, in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+@dataclass
+class Login:
+    """What an agent's logging in came to: how often its user was asked (sign-in and
+    consent), and how often it refreshed its access token."""
+
+    storage: Remembered = field(default_factory=Remembered)
+    authorizations: int = 0
+    refreshes: int = 0
+
+
+def token_command(deployment: Deployment, email: str) -> str:
+    """A command that prints a fresh token for `email`'s user (tests/token_command.py)."""
+    script = REPO / "tests" / "token_command.py"
+    return f"{sys.executable} {script} {deployment.auth.base} {email}"
+
+
+@asynccontextmanager
+async def stdio_agent(base: str, token: str | None, command: str) -> AsyncIterator[Client]:
+    """`todo-service mcp --token-command command`, started with TODO_MCP_TOKEN=token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TODO_")}
+    server = StdioServerParameters(
+        command=str(EXECUTABLE),
+        args=["mcp", "--base-url", base, "--token-command", command],
+        env={**env, **({"TODO_MCP_TOKEN": token} if token else {})},
+    )
+    async with Client(server) as client:
+        yield client
+
+
+@asynccontextmanager
+async def logged_in(
+    transport: str, deployment: Deployment, email: str, login: Login | None = None
+) -> AsyncIterator[Client]:
+    """The official SDK's client acting for `email`'s user, who logs in by itself: over
+    HTTP with the SDK's OAuth client (discovery from /mcp's 401, registration,
+    authorization code with PKCE, the user's sign-in and consent scripted, refresh);
+    over stdio with `todo-service mcp --token-command`, which renews the token."""
+    if transport == "stdio":
+        async with stdio_agent(deployment.base, None, token_command(deployment, email)) as client:
+            yield client
+        return
+    login = login or Login()
+    asked: list[str] = []
+
+    async def redirect(url: str) -> None:
+        asked.append(url)
+
+    async def callback() -> AuthorizationCodeResult:
+        login.authorizations += 1
+        back = await anyio.to_thread.run_sync(deployment.auth.consented, email, asked[-1])
+        said = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
+        return AuthorizationCodeResult(code=said["code"], state=said["state"], iss=said["iss"])
+
+    async def counted(request: httpx2.Request) -> None:
+        if request.url.path.endswith("/oauth2/token") and b"refresh_token" in request.content:
+            login.refreshes += 1
+
+    provider = OAuthClientProvider(
+        server_url=f"{deployment.base}/mcp",
+        client_metadata=OAuthClientMetadata(
+            client_name="the tests' agent",
+            redirect_uris=[AnyUrl(f"http://127.0.0.1:{free_port()}/callback")],
+            grant_types=["authorization_code", "refresh_token"],
+            token_endpoint_auth_method="none",
+        ),
+        storage=login.storage,
+        redirect_handler=redirect,
+        callback_handler=callback,
+    )
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30, event_hooks={"request": [counted]}) as http,
+        Client(streamable_http_client(f"{deployment.base}/mcp", http_client=http)) as client,
+    ):
         yield client
 
 
@@ -465,20 +603,23 @@ def test_any_value_of_any_argument_is_a_result_or_a_tool_error(
 # -- two users' agents --------------------------------------------------------------------
 
 
-@pytest.mark.req("FR-184", "FR-013", "FR-014", "FR-105")
+@pytest.mark.req("FR-184", "FR-013", "FR-014", "FR-105", "FR-185", "FR-186")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_two_users_agents_never_see_change_or_learn_of_each_others_todos(
-    jwt_mode: ServedService, better_auth: BetterAuth, transport: str
+    jwt_mode: Deployment, transport: str
 ) -> None:
-    """With tokens a real Better Auth issued: every tool on the other user's todo answers
-    what it answers on a missing one, and changes nothing; no list holds it."""
-    alice, bob = better_auth.sign_up("Alice").token, better_auth.sign_up("Bob").token
+    """Two users of a real Better Auth, each agent logged in by itself: every tool on the
+    other user's todo answers what it answers on a missing one, and changes nothing; no
+    list holds it."""
+    alice, bob = (f"{uuid.uuid4().hex}@example.com" for _ in range(2))
+    jwt_mode.auth.sign_up("Alice", alice)
+    jwt_mode.auth.sign_up("Bob", bob)
 
     async def scenario() -> None:
-        async with agent(transport, jwt_mode.base, bearer(alice)) as hers:
+        async with logged_in(transport, jwt_mode, alice) as hers:
             secret = (await call(hers, "create_todo", title="Alice's secret")).structured_content
             assert secret is not None
-            async with agent(transport, jwt_mode.base, bearer(bob)) as his:
+            async with logged_in(transport, jwt_mode, bob) as his:
                 mine = (await call(his, "create_todo", title="Bob's own")).structured_content
                 assert mine is not None and mine["user_id"] != secret["user_id"]
                 missing = str(uuid.uuid4())
@@ -501,6 +642,117 @@ def test_two_users_agents_never_see_change_or_learn_of_each_others_todos(
             assert after.structured_content == secret, "another user's agent changed it"
             listed = (await call(hers, "list_todos")).structured_content
             assert listed is not None and [t["id"] for t in listed["items"]] == [secret["id"]]
+
+    run(scenario)
+
+
+# -- agents that log in by themselves -------------------------------------------------------
+
+
+async def _refused_when_expired(url: str, token: str, **request: Any) -> None:
+    """Until `url` refuses `token` as expired: the access token's real expiry, here."""
+    deadline = time.monotonic() + LIFETIME + LEEWAY + 30
+    async with httpx2.AsyncClient(timeout=10) as client:
+        while True:
+            answer = await client.post(url, headers=bearer(token), **request)
+            if answer.status_code == 401 and answer.json()["code"] == "TOKEN_EXPIRED":
+                return
+            assert time.monotonic() < deadline, (answer.status_code, answer.text)
+            await anyio.sleep(0.25)
+
+
+@pytest.mark.req("FR-185", "FR-183")
+def test_a_standard_mcp_client_logs_in_by_itself_and_goes_on_past_expiry(
+    jwt_mode: Deployment,
+) -> None:
+    """The official SDK's OAuth client, given nothing but /mcp's URL: from the 401 it
+    finds the resource's metadata and Better Auth's, registers, logs its user in with
+    an authorization code and PKCE, lists and creates todos, and keeps calling after its
+    access token has expired, through a refresh, without asking its user again."""
+    email = f"{uuid.uuid4().hex}@example.com"
+    user = jwt_mode.auth.sign_up("Agent's user", email)
+    login = Login()
+
+    async def scenario() -> None:
+        async with logged_in("http", jwt_mode, email, login) as client:
+            made = await call(client, "create_todo", title="Before the expiry")
+            assert made.structured_content is not None, said(made)
+            assert made.structured_content["user_id"] == str(
+                owner_id(jwt_mode.auth.base, user.subject)
+            ), "the agent acts for another user than the one who logged in"
+            listed = (await call(client, "list_todos")).structured_content
+            assert listed is not None and listed["count"] == 1
+            assert login.storage.client is not None and login.storage.client.client_id
+            tokens = login.storage.tokens
+            assert tokens is not None and tokens.refresh_token
+            claims = jwt.decode(tokens.access_token, options={"verify_signature": False})
+            assert claims["aud"][0] == f"{jwt_mode.base}/mcp", claims["aud"]
+            await _refused_when_expired(f"{jwt_mode.base}/mcp", tokens.access_token, json={})
+            again = await call(client, "create_todo", title="After the expiry")
+            assert not again.is_error, said(again)
+            listed = (await call(client, "list_todos")).structured_content
+            assert listed is not None and listed["count"] == 2
+            assert login.storage.tokens is not None
+            assert login.storage.tokens.access_token != tokens.access_token
+        assert login.authorizations == 1, "the user was asked to log in again"
+        assert login.refreshes >= 1
+
+    run(scenario)
+
+
+@pytest.mark.req("FR-185", "FR-103")
+def test_a_token_for_another_audience_is_refused(jwt_mode: Deployment) -> None:
+    """Better Auth's tokens for the API (its `jwt` plugin's, aud = its base URL) are not
+    /mcp's, and /mcp's are not the API's: each is refused where it is not meant for."""
+    email = f"{uuid.uuid4().hex}@example.com"
+    for_the_api = jwt_mode.auth.sign_up("Someone", email).token
+    refused = httpx.post(f"{jwt_mode.base}/mcp", json={}, headers=bearer(for_the_api))
+    assert refused.status_code == 401 and refused.json()["code"] == "INVALID_TOKEN"
+    assert "audience" in refused.json()["detail"]
+    assert 'resource_metadata="' in refused.headers["www-authenticate"]
+    login = Login()
+
+    async def scenario() -> None:
+        async with logged_in("http", jwt_mode, email, login) as client:
+            assert not (await call(client, "list_todos")).is_error
+
+    run(scenario)
+    assert login.storage.tokens is not None
+    for_mcp = login.storage.tokens.access_token
+    api = httpx.get(f"{jwt_mode.base}/api/v1/todos", headers=bearer(for_mcp))
+    assert api.status_code == 401 and api.json()["code"] == "INVALID_TOKEN"
+    fresh = jwt_mode.auth.sign_in(email).token
+    assert httpx.get(f"{jwt_mode.base}/api/v1/todos", headers=bearer(fresh)).is_success
+
+
+@pytest.mark.req("FR-186", "FR-182")
+def test_stdio_renews_its_token_across_an_expiry_and_a_refusal(jwt_mode: Deployment) -> None:
+    """`todo-service mcp --token-command`: the token it was started with expires (the
+    API refuses it) and the agent goes on; a token the API refuses from the start is
+    replaced at the first call; a command that prints no token is a tool error saying
+    so, in one line."""
+    email = f"{uuid.uuid4().hex}@example.com"
+    first = jwt_mode.auth.sign_up("Someone", email).token
+    command = token_command(jwt_mode, email)
+    now = int(time.time())
+    refused = _unsigned({"sub": "someone", "iss": jwt_mode.auth.base, "exp": now + 3600})
+
+    async def scenario() -> None:
+        async with stdio_agent(jwt_mode.base, first, command) as client:
+            before = await call(client, "create_todo", title="Before the expiry")
+            assert not before.is_error, said(before)
+            todos = f"{jwt_mode.base}/api/v1/todos"
+            await _refused_when_expired(todos, first, json={"title": "x"})
+            after = await call(client, "create_todo", title="After the expiry")
+            assert not after.is_error, said(after)
+        async with stdio_agent(jwt_mode.base, refused, command) as client:
+            listed = await call(client, "list_todos")
+            assert listed.structured_content is not None, said(listed)
+            assert listed.structured_content["count"] == 2
+        async with stdio_agent(jwt_mode.base, refused, "false") as client:
+            failed = await call(client, "list_todos")
+            assert failed.is_error and said(failed).startswith("TOKEN_COMMAND_FAILED: ")
+            assert one_line(failed)
 
     run(scenario)
 
@@ -539,25 +791,27 @@ def _unsigned(claims: dict[str, Any]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-@pytest.mark.req("FR-183", "FR-103")
+@pytest.mark.req("FR-183", "FR-103", "FR-185")
 def test_without_a_valid_token_mcp_is_401_naming_the_resource_metadata(
     signed_by_us: tuple[TestClient, SigningKey, str],
 ) -> None:
     client, key, issuer = signed_by_us
     now = int(time.time())
-    claims = {"sub": "agent-user", "iss": issuer, "aud": issuer, "iat": now, "exp": now + 600}
+    # TestClient's listener is `testserver`, port 80: /mcp is http://testserver/mcp.
+    claims: dict[str, Any] = {"sub": "agent-user", "iss": issuer, "aud": "http://testserver/mcp"}
+    claims |= {"iat": now, "exp": now + 600}
     good = key.sign(claims)
     head, body, signature = good.split(".")
     tampered = f"{head}.{body}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
     expired = key.sign({**claims, "iat": now - 1200, "exp": now - 600})
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-    # TestClient's listener is `testserver`, port 80.
     metadata = 'resource_metadata="http://testserver/.well-known/oauth-protected-resource/mcp"'
     for token, code in (
         (None, "MISSING_TOKEN"),
         (tampered, "INVALID_TOKEN"),
         (expired, "TOKEN_EXPIRED"),
         (_unsigned(claims), "INVALID_TOKEN"),
+        (key.sign({**claims, "aud": issuer}), "INVALID_TOKEN"),
     ):
         headers = {} if token is None else bearer(token)
         answer = client.post("/mcp", json=initialize, headers=headers)
@@ -575,9 +829,7 @@ def test_without_a_valid_token_mcp_is_401_naming_the_resource_metadata(
 
 
 @pytest.mark.req("FR-183", "FR-188")
-def test_the_protected_resource_metadata_names_better_auth(
-    jwt_mode: ServedService, better_auth: BetterAuth
-) -> None:
+def test_the_protected_resource_metadata_names_better_auth(jwt_mode: Deployment) -> None:
     """/mcp's document names /mcp; the one at the root names the origin (RFC 9728)."""
     refused = httpx.post(f"{jwt_mode.base}/mcp", json={})
     assert refused.status_code == 401
@@ -590,7 +842,7 @@ def test_the_protected_resource_metadata_names_better_auth(
     ):
         document = httpx.get(url).json()
         assert document["resource"] == resource
-        assert document["authorization_servers"] == [better_auth.base]
+        assert document["authorization_servers"] == [jwt_mode.auth.base]
         assert document["bearer_methods_supported"] == ["header"]
 
 
@@ -617,7 +869,7 @@ def _answers(base: str, client: httpx.Client, headers: dict[str, str]) -> list[A
 
 
 @pytest.mark.req("FR-188")
-def test_a_spoofed_host_changes_nothing_in_any_answer(jwt_mode: ServedService) -> None:
+def test_a_spoofed_host_changes_nothing_in_any_answer(jwt_mode: Deployment) -> None:
     """Unset, TODO_PUBLIC_URL's place is taken by the address the listener accepted the
     connection on (here `serve --host 127.0.0.1 --port N`), never by a request's Host or
     a proxy's forwarding headers, which the client writes."""

@@ -1,10 +1,12 @@
 """/mcp: the contract's tools over streamable HTTP, served by the service itself when
 TODO_MCP=on (FR-183). An OAuth 2.1 resource server, as the MCP authorization
 specification asks: a request is let in by the same identity function as the API
-(`current_user`), with the same refusals, and a 401 also names this resource's
-metadata (RFC 9728), which names the authorization server. Each tool call is then sent
-to the API in this very process, as the caller, through every middleware an API request
-meets (rate limit, quota, metrics, traces): an agent is one more client."""
+(`current_user`), with the same refusals, and in `jwt` mode only with a token meant for
+/mcp itself, its audience (FR-185); a 401 also names this resource's metadata (RFC
+9728), which names the authorization server. Each tool call is then sent to the API in
+this very process, acting for the caller, through every middleware an API request
+meets (rate limit, quota, metrics, traces): an agent is one more client. The token is
+never passed on: the API would refuse it, being meant for /mcp."""
 
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -24,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from service.errors import ServiceError, problem_response
-from service.identity import current_user
+from service.identity import acting_for, current_user
 from service.mcp.server import build
 from service.settings import Settings
 
@@ -35,7 +37,8 @@ logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
 PATH = "/mcp"
 METADATA = "/.well-known/oauth-protected-resource"
 # What a tool call carries on to the API from the request that made it.
-_CARRIED = ("authorization", "x-user-id", "traceparent", "tracestate")
+_CARRIED = ("traceparent", "tracestate")
+_CALLER = "todo.mcp.caller"
 
 
 class Mcp:
@@ -60,23 +63,30 @@ class Mcp:
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
 
-    def _reach(
+    @asynccontextmanager
+    async def _reach(
         self, ctx: ServerRequestContext[Any, Any]
-    ) -> tuple[httpx2.AsyncClient, Mapping[str, str]]:
+    ) -> AsyncIterator[tuple[httpx2.AsyncClient, Mapping[str, str]]]:
         request = ctx.request
-        headers = request.headers if isinstance(request, Request) else {}
-        return self._api, {name: headers[name] for name in _CARRIED if name in headers}
+        assert isinstance(request, Request), "a tool call at /mcp comes in an HTTP request"
+        headers = request.headers
+        with acting_for(request.scope[_CALLER]):
+            yield self._api, {name: headers[name] for name in _CARRIED if name in headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The route the access log and the metrics name this request by: /mcp.
         scope["route"] = self.route
         request = Request(scope, receive)
         try:
-            await current_user(request)
+            scope[_CALLER] = await current_user(request, audience=self.resource_url(scope))
         except ServiceError as refused:
             await self._refusal(refused, request)(scope, receive, send)
             return
         await self._sessions.handle_request(scope, receive, send)
+
+    def resource_url(self, scope: Scope) -> str:
+        """/mcp's URL: the audience its tokens are for (RFC 8707's resource indicator)."""
+        return self._origin(scope) + PATH
 
     def _origin(self, scope: Scope) -> str:
         """Where clients reach this service: TODO_PUBLIC_URL, or the address the listener
