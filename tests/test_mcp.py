@@ -27,7 +27,7 @@ import jwt
 import mcp_types as types
 import pytest
 import yaml
-from better_auth import BetterAuth
+from better_auth import PASSWORD, BetterAuth
 from conftest import REPO, make_settings
 from databases import Databases
 from fastapi.testclient import TestClient
@@ -200,8 +200,8 @@ class Login:
 
 
 def token_command(deployment: Deployment, email: str) -> str:
-    """A command that prints a fresh token for `email`'s user (tests/token_command.py)."""
-    script = REPO / "tests" / "token_command.py"
+    """The command docs/agents.md gives for a fresh token of `email`'s user."""
+    script = REPO / "clients" / "web" / "token.py"
     return f"{sys.executable} {script} {deployment.auth.base} {email}"
 
 
@@ -209,6 +209,7 @@ def token_command(deployment: Deployment, email: str) -> str:
 async def stdio_agent(base: str, token: str | None, command: str) -> AsyncIterator[Client]:
     """`todo-service mcp --token-command command`, started with TODO_MCP_TOKEN=token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TODO_")}
+    env["BETTER_AUTH_PASSWORD"] = PASSWORD
     server = StdioServerParameters(
         command=str(EXECUTABLE),
         args=["mcp", "--base-url", base, "--token-command", command],
