@@ -996,14 +996,15 @@ def test_the_stdio_server_refuses_to_start_without_a_user(tmp_path: Path) -> Non
 
 # -- the MCP Inspector's command line -------------------------------------------------------
 
-INSPECTOR = REPO / "node_modules" / ".bin" / "mcp-inspector"
+# As docs/agents.md runs it, after `npm ci`; never fetched from the registry here.
+INSPECTOR = ["npx", "--no-install", "@modelcontextprotocol/inspector"]
 
 
 def _inspector(target: list[str], *args: str) -> Any:
     """The Inspector's answer; with --strict, it has found nothing to say of the tools'
     schemas (their portability to single-type dialects, remote refs, untyped schemas)."""
     done = subprocess.run(
-        [str(INSPECTOR), "--cli", *target, *args],
+        [*INSPECTOR, "--cli", *target, *args],
         capture_output=True,
         text=True,
         timeout=120,
