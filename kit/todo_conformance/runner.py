@@ -19,15 +19,6 @@ from todo_conformance.checks import (
     Failed,
     Inapplicable,
     Options,
-    cors,  # noqa: F401  (each module registers its checks)
-    crud,  # noqa: F401
-    http,  # noqa: F401
-    identity,  # noqa: F401
-    isolation,  # noqa: F401
-    limits,  # noqa: F401
-    pages,  # noqa: F401
-    retries,  # noqa: F401
-    validation,  # noqa: F401
 )
 from todo_conformance.ledger import TODOS, Cleanup, Ledger
 from todo_conformance.progress import Progress
