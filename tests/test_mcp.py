@@ -1004,7 +1004,8 @@ def _inspector(target: list[str], *args: str) -> Any:
     """The Inspector's answer; with --strict, it has found nothing to say of the tools'
     schemas (their portability to single-type dialects, remote refs, untyped schemas)."""
     done = subprocess.run(
-        [*INSPECTOR, "--cli", *target, *args],
+        # A stdio server starting on a loaded machine may take past the 15 s default.
+        [*INSPECTOR, "--cli", *target, "--connect-timeout", "60000", *args],
         capture_output=True,
         text=True,
         timeout=120,
