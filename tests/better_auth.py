@@ -7,14 +7,15 @@ there, signing in and saying yes, done over HTTP."""
 
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import environment
 import httpx
 from ports import free_port
+from waits import until
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER = REPO / "clients" / "web" / "server.mjs"
@@ -44,9 +45,11 @@ class BetterAuth:
         api: str = "http://127.0.0.1:8000",
         port: int | None = None,
         token_lifetime: int = 900,
+        keep_accounts: bool = False,
     ) -> None:
         """`api` is the todo service's URL: its /mcp is the resource OAuth access tokens
-        are for. Both kinds of access token live `token_lifetime` seconds."""
+        are for. Both kinds of access token live `token_lifetime` seconds.
+        `keep_accounts`: delete-user is not allowed (a deployment's choice)."""
         node = shutil.which("node")
         assert node, "Node.js runs the auth server"
         assert (REPO / "node_modules" / "better-auth").is_dir(), (
@@ -61,21 +64,19 @@ class BetterAuth:
                 [
                     *(node, str(SERVER), "--port", str(self.port), "--api", api),
                     *("--database", database, "--token-lifetime", str(token_lifetime)),
+                    *(["--keep-accounts"] if keep_accounts else []),
                 ],
                 cwd=REPO,
+                env=environment.child(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while True:
+
+        def up() -> bool:
             assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                if httpx.get(f"{self.base}/api/auth/ok", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "Better Auth did not start within 30 s"
-            time.sleep(0.1)
+            return httpx.get(f"{self.base}/api/auth/ok", timeout=2).status_code == 200
+
+        until(up, 30, "Better Auth to start", ignoring=(httpx.TransportError,), every=0.1)
 
     @property
     def jwks_url(self) -> str:

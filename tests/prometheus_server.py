@@ -4,13 +4,15 @@ HTTP API."""
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
+import environment
 import httpx
 import pytest
+import yaml
 from ports import free_port
+from waits import until
 
 
 class PrometheusServer:
@@ -20,21 +22,28 @@ class PrometheusServer:
         targets: list[str],
         job: str = "todo",
         rule_files: tuple[Path, ...] = (),
+        more_scrape_configs: tuple[dict[str, Any], ...] = (),
+        alertmanagers: tuple[str, ...] = (),
     ) -> None:
+        """`more_scrape_configs` beside the job scraping `targets`; `alertmanagers`
+        (host:port) are sent the alerts."""
         program = shutil.which("prometheus")
         if program is None:
             pytest.fail("Debian's prometheus package is needed (nox -s tests installs it)")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        listed = ", ".join(f"'{target}'" for target in targets)
-        rules = "".join(f"  - '{path.resolve()}'\n" for path in rule_files) or "  []\n"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "  evaluation_interval: 1s\n"
-            f"rule_files:\n{rules}"
-            f"scrape_configs:\n  - job_name: {job}\n    static_configs:\n"
-            f"      - targets: [{listed}]\n"
-        )
+        every = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
+        scrape = {"job_name": job, "static_configs": [{"targets": targets}]}
+        settings: dict[str, Any] = {
+            "global": every,
+            "rule_files": [str(path.resolve()) for path in rule_files],
+            "scrape_configs": [scrape, *more_scrape_configs],
+        }
+        if alertmanagers:
+            settings["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+            }
+        config.write_text(yaml.safe_dump(settings))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._output = (workdir / "prometheus.log").open("w")
@@ -47,12 +56,14 @@ class PrometheusServer:
             ],
             stdout=self._output,
             stderr=subprocess.STDOUT,
+            env=environment.child(),
         )
-        deadline = time.monotonic() + 60
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not start: {(workdir / 'prometheus.log').read_text()}")
-            time.sleep(0.2)
+
+        def ready() -> bool:
+            assert self.process.poll() is None, (workdir / "prometheus.log").read_text()
+            return self._ready()
+
+        until(ready, 60, "prometheus to start", every=0.2)
 
     def _ready(self) -> bool:
         try:
@@ -73,6 +84,11 @@ class PrometheusServer:
         answer = httpx.get(f"{self.base}/api/v1/rules", timeout=10)
         answer.raise_for_status()
         return [r for g in answer.json()["data"]["groups"] for r in g["rules"]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What another process needs to ask it (a job's result, tests/kit_jobs.py): its
+        address. Its process stays with the one that started it, which stops it."""
+        return {"port": self.port, "base": self.base}
 
     def stop(self) -> None:
         self.process.terminate()

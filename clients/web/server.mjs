@@ -3,7 +3,8 @@
 // accounts in PostgreSQL, in a schema of its own (`better_auth`), so they survive a
 // restart: the todo service's own database will do (`todo-service db-url` prints the
 // embedded one's URL). The todo service is another origin; the page calls it with the
-// JWT from /api/auth/token. The tests start this server as the real auth server.
+// JWT from /api/auth/token. The tests start this server as the real auth server;
+// `npm run web:serve` (start.mjs) starts it beside the service.
 //
 // It is also the OAuth 2.1 authorization server an MCP client logs in with
 // (@better-auth/oauth-provider): metadata at /.well-known/oauth-authorization-server
@@ -13,7 +14,11 @@
 // /consent; a script does the same over HTTP (docs/agents.md).
 //
 //   node clients/web/server.mjs --port 3000 --database URL [--api http://127.0.0.1:8000]
-//     [--token-lifetime SECONDS]   both kinds of access token (default 900)
+//        [--token-lifetime SECONDS]   both kinds of access token (default 900)
+//        [--keep-accounts]
+//
+// The page's origin is http://127.0.0.1:PORT, and http://localhost:PORT is trusted too:
+// a browser pointed at either signs in (Better Auth refuses an origin it does not trust).
 import http from "node:http";
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
@@ -39,6 +44,8 @@ const { values } = parseArgs({
     api: { type: "string", default: "http://127.0.0.1:8000" },
     database: { type: "string" },
     "token-lifetime": { type: "string", default: "900" },
+    // Users cannot delete their accounts, as on a deployment that does not allow it.
+    "keep-accounts": { type: "boolean", default: false },
   },
 });
 if (!values.port || !values.database) {
@@ -53,6 +60,10 @@ if (!Number.isInteger(tokenLifetime) || tokenLifetime < 1) {
 }
 // The todo service's MCP endpoint, the one resource its OAuth access tokens are for.
 const mcpResource = `${values.api.replace(/\/$/, "")}/mcp`;
+const loopback = ["127.0.0.1", "localhost"].includes(values.host);
+const trustedOrigins = loopback
+  ? [`http://127.0.0.1:${values.port}`, `http://localhost:${values.port}`]
+  : [baseURL];
 const SCHEMA = "better_auth";
 
 // The URL means what it means to libpq, and so to the todo service reading the same one:
@@ -69,6 +80,8 @@ function withLibpqSemantics(url) {
 const database = new pg.Pool({
   connectionString: withLibpqSemantics(values.database),
   max: 5,
+  // A database that is down is said at once, not waited for.
+  connectionTimeoutMillis: 3000,
 });
 // A database that restarts drops the idle connections; the pool opens new ones. Without
 // a listener, the dropped connection's error would end this process.
@@ -91,6 +104,7 @@ async function secret() {
 await database.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
 const auth = betterAuth({
   baseURL,
+  trustedOrigins,
   secret: await secret(),
   // Every statement names the schema: a pooler in transaction mode (Neon's, PgBouncer)
   // refuses a search_path set when connecting, and one SET would reach other clients.
@@ -101,6 +115,9 @@ const auth = betterAuth({
     transaction: true,
   },
   emailAndPassword: { enabled: true },
+  // A user may delete their account (POST /api/auth/delete-user, with the password or a
+  // fresh session): the conformance kit deletes the accounts it signs up this way.
+  user: { deleteUser: { enabled: !values["keep-accounts"] } },
   plugins: [
     // EdDSA (Ed25519) keys with a `kid`; iss = aud = baseURL. The OAuth provider signs
     // with the same keys and names the same issuer.
@@ -146,6 +163,18 @@ const files = {
 const server = http.createServer(async (req, res) => {
   const path = new URL(req.url ?? "/", baseURL).pathname;
   if (path.startsWith("/api/auth/")) return authHandler(req, res);
+  if (path === "/health") {
+    // Whether sign-in's database answers: the page tells a database that is down from a
+    // service that is down (with the embedded PostgreSQL, stopping `serve` stops both).
+    try {
+      await database.query("SELECT 1");
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ database: "up" }));
+    } catch (error) {
+      res.writeHead(503, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ database: "down", detail: error.message }));
+    }
+  }
   // RFC 8414 and OpenID discovery at the root, where a client looks for the issuer's.
   if (path === "/.well-known/oauth-authorization-server") return metadata(serverMetadata, res);
   if (path === "/.well-known/openid-configuration") return metadata(openIdMetadata, res);
