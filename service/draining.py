@@ -9,6 +9,7 @@ uvicorn closes the listener as soon as it hears SIGTERM; its handler is installe
 before the app is built, so the worker takes it over here, and calls it once the grace
 is over. A second SIGTERM calls it at once."""
 
+import contextvars
 import logging
 import signal
 import threading
@@ -33,7 +34,9 @@ def drain_on_sigterm(grace_seconds: float) -> None:
             stop(signum, frame)
             return
         started.set()
-        log.info("SIGTERM: draining", extra={"grace_s": grace_seconds})
+        # A signal handler runs in whatever context the main thread was in, a request's
+        # too: the line must not carry that request's id (it read as its second line).
+        contextvars.Context().run(log.info, "SIGTERM: draining", extra={"grace_s": grace_seconds})
         if not grace_seconds:
             stop(signum, frame)
             return
