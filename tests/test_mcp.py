@@ -650,12 +650,14 @@ def test_two_users_agents_never_see_change_or_learn_of_each_others_todos(
 # -- agents that log in by themselves -------------------------------------------------------
 
 
-async def _refused_when_expired(url: str, token: str, **request: Any) -> None:
-    """Until `url` refuses `token` as expired: the access token's real expiry, here."""
+async def _refused_when_expired(method: str, url: str, token: str, **request: Any) -> None:
+    """Until `url` refuses `token` as expired: the access token's real expiry, here. The
+    request asked again and again must change nothing (a POST creating a todo made a
+    user of some twenty-five of them, one every quarter second until the expiry)."""
     deadline = time.monotonic() + LIFETIME + LEEWAY + 30
     async with httpx2.AsyncClient(timeout=10) as client:
         while True:
-            answer = await client.post(url, headers=bearer(token), **request)
+            answer = await client.request(method, url, headers=bearer(token), **request)
             if answer.status_code == 401 and answer.json()["code"] == "TOKEN_EXPIRED":
                 return
             assert time.monotonic() < deadline, (answer.status_code, answer.text)
@@ -688,7 +690,9 @@ def test_a_standard_mcp_client_logs_in_by_itself_and_goes_on_past_expiry(
             assert tokens is not None and tokens.refresh_token
             claims = jwt.decode(tokens.access_token, options={"verify_signature": False})
             assert claims["aud"][0] == f"{jwt_mode.base}/mcp", claims["aud"]
-            await _refused_when_expired(f"{jwt_mode.base}/mcp", tokens.access_token, json={})
+            await _refused_when_expired(
+                "POST", f"{jwt_mode.base}/mcp", tokens.access_token, json={}
+            )
             again = await call(client, "create_todo", title="After the expiry")
             assert not again.is_error, said(again)
             listed = (await call(client, "list_todos")).structured_content
@@ -733,23 +737,32 @@ def test_stdio_renews_its_token_across_an_expiry_and_a_refusal(jwt_mode: Deploym
     replaced at the first call; a command that prints no token is a tool error saying
     so, in one line."""
     email = f"{uuid.uuid4().hex}@example.com"
-    first = jwt_mode.auth.sign_up("Someone", email).token
+    user = jwt_mode.auth.sign_up("Someone", email)
+    first, own = user.token, str(owner_id(jwt_mode.auth.base, user.subject))
     command = token_command(jwt_mode, email)
     now = int(time.time())
+    todos = f"{jwt_mode.base}/api/v1/todos"
+    # Unsigned, so never anyone: the API refuses it, and the agent started with it acts
+    # for the user its --token-command signs in, no one else.
     refused = _unsigned({"sub": "someone", "iss": jwt_mode.auth.base, "exp": now + 3600})
+    unsigned = httpx.get(todos, headers=bearer(refused))
+    assert (unsigned.status_code, unsigned.json()["code"]) == (401, "INVALID_TOKEN")
 
     async def scenario() -> None:
         async with stdio_agent(jwt_mode.base, first, command) as client:
             before = await call(client, "create_todo", title="Before the expiry")
             assert not before.is_error, said(before)
-            todos = f"{jwt_mode.base}/api/v1/todos"
-            await _refused_when_expired(todos, first, json={"title": "x"})
+            await _refused_when_expired("GET", todos, first)
             after = await call(client, "create_todo", title="After the expiry")
             assert not after.is_error, said(after)
         async with stdio_agent(jwt_mode.base, refused, command) as client:
             listed = await call(client, "list_todos")
             assert listed.structured_content is not None, said(listed)
-            assert listed.structured_content["count"] == 2
+            items = listed.structured_content["items"]
+            assert {(todo["user_id"], todo["title"]) for todo in items} == {
+                (own, "Before the expiry"),
+                (own, "After the expiry"),
+            }
         async with stdio_agent(jwt_mode.base, refused, "false") as client:
             failed = await call(client, "list_todos")
             assert failed.is_error and said(failed).startswith("TOKEN_COMMAND_FAILED: ")
