@@ -748,25 +748,32 @@ def test_stdio_renews_its_token_across_an_expiry_and_a_refusal(jwt_mode: Deploym
     unsigned = httpx.get(todos, headers=bearer(refused))
     assert (unsigned.status_code, unsigned.json()["code"]) == (401, "INVALID_TOKEN")
 
-    async def scenario() -> None:
-        async with stdio_agent(jwt_mode.base, first, command) as client:
-            before = await call(client, "create_todo", title="Before the expiry")
-            assert not before.is_error, said(before)
-            await _refused_when_expired("GET", todos, first)
-            after = await call(client, "create_todo", title="After the expiry")
-            assert not after.is_error, said(after)
+    def listed(result: CallToolResult) -> set[tuple[str, str]]:
+        assert result.structured_content is not None, said(result)
+        return {(todo["user_id"], todo["title"]) for todo in result.structured_content["items"]}
+
+    async def refused_from_the_start() -> None:
         async with stdio_agent(jwt_mode.base, refused, command) as client:
-            listed = await call(client, "list_todos")
-            assert listed.structured_content is not None, said(listed)
-            items = listed.structured_content["items"]
-            assert {(todo["user_id"], todo["title"]) for todo in items} == {
-                (own, "Before the expiry"),
-                (own, "After the expiry"),
-            }
+            assert listed(await call(client, "list_todos")) == {(own, "Before the expiry")}
         async with stdio_agent(jwt_mode.base, refused, "false") as client:
             failed = await call(client, "list_todos")
             assert failed.is_error and said(failed).startswith("TOKEN_COMMAND_FAILED: ")
             assert one_line(failed)
+
+    async def scenario() -> None:
+        async with stdio_agent(jwt_mode.base, first, command) as client:
+            before = await call(client, "create_todo", title="Before the expiry")
+            assert not before.is_error, said(before)
+            # The other agents meanwhile: the expiry is waited for in real time.
+            async with anyio.create_task_group() as meanwhile:
+                meanwhile.start_soon(refused_from_the_start)
+                await _refused_when_expired("GET", todos, first)
+            after = await call(client, "create_todo", title="After the expiry")
+            assert not after.is_error, said(after)
+            assert listed(await call(client, "list_todos")) == {
+                (own, "Before the expiry"),
+                (own, "After the expiry"),
+            }
 
     run(scenario)
 
