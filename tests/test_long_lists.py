@@ -121,4 +121,5 @@ def test_head_of_a_streamed_list_reads_no_list(
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["etag"] == got.headers["etag"]
     assert "content-length" not in head.headers
-    assert _open_transactions(admin_engine) == 0
+    # HEAD closes the stream's connection after its first batch: see above.
+    until(lambda: _open_transactions(admin_engine) == 0, 10, "the transaction to end")
