@@ -272,15 +272,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     mcp_parser = commands.add_parser(
         "mcp",
         help="serve the API's operations as MCP tools over stdio, as a client of a deployment"
-        " (acting as TODO_MCP_TOKEN's user, or TODO_MCP_USER_ID's in header mode)",
+        " (acting as TODO_MCP_TOKEN's or --token-command's user, or TODO_MCP_USER_ID's in"
+        " header mode)",
     )
     mcp_parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+    mcp_parser.add_argument(
+        "--token-command",
+        metavar="CMD",
+        help="jwt mode: a command that prints a fresh bearer token, run when the one held"
+        " nears its expiry or is refused",
+    )
     args = parser.parse_args(argv)
     if args.command == "mcp":
         # A client of the API, anywhere: none of the service's own settings apply.
         from service.mcp import stdio
 
-        stdio.run(args.base_url)
+        stdio.run(args.base_url, args.token_command)
         return
 
     settings = _settings()

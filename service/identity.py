@@ -5,6 +5,9 @@ which: the store sees a Caller."""
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -72,19 +75,41 @@ def bearer_token(headers: Headers) -> str:
     return token
 
 
-async def current_user(request: Request) -> Caller:
-    """The caller, who from here on owes a step of their rate limit (if one is set)."""
-    verifier: TokenVerifier | None = request.app.state.token_verifier
-    if verifier is None:
-        caller = _from_header(request.headers)
-    else:
-        try:
-            verified = await verifier.verify(bearer_token(request.headers))
-        except ServiceError as refused:
-            telemetry.listener.token_checked(refused.code.lower())
-            raise
-        telemetry.listener.token_checked("valid")
-        subject = verified.subject
-        caller = Caller(owner_id(verified.issuer, subject), verified.issuer, subject)
+# Who a request made in this process acts for: a tool call at /mcp is sent to the API
+# as /mcp's caller, already identified, whose token was meant for /mcp and not for the
+# API (FR-185). Set only by `acting_for`, around such a request; no header can set it.
+_acting_for: ContextVar[Caller | None] = ContextVar("acting_for", default=None)
+
+
+@contextmanager
+def acting_for(caller: Caller) -> Iterator[None]:
+    """Requests sent within the block, to this process's app, act for `caller`."""
+    token = _acting_for.set(caller)
+    try:
+        yield
+    finally:
+        _acting_for.reset(token)
+
+
+async def current_user(request: Request, audience: str | None = None) -> Caller:
+    """The caller, who from here on owes a step of their rate limit (if one is set). In
+    `jwt` mode the token must name `audience`, when given, instead of TODO_JWT_AUDIENCE."""
+    caller = _acting_for.get()
+    if caller is None:
+        caller = await _identified(request, audience)
     limits.owe(caller.id)
     return caller
+
+
+async def _identified(request: Request, audience: str | None) -> Caller:
+    verifier: TokenVerifier | None = request.app.state.token_verifier
+    if verifier is None:
+        return _from_header(request.headers)
+    try:
+        verified = await verifier.verify(bearer_token(request.headers), audience)
+    except ServiceError as refused:
+        telemetry.listener.token_checked(refused.code.lower())
+        raise
+    telemetry.listener.token_checked("valid")
+    subject = verified.subject
+    return Caller(owner_id(verified.issuer, subject), verified.issuer, subject)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     Field,
@@ -101,6 +101,10 @@ class Settings(BaseSettings):
 
     # on: the contract's tools for agents at /mcp (Model Context Protocol).
     mcp: Literal["on", "off"] = Field(default="off", alias="TODO_MCP")
+    # The origin clients reach the service at (behind a proxy, the proxy's): what /mcp's
+    # metadata and challenges name. Unset: the address the listener accepted the
+    # connection on. Never a request's Host, which the client writes.
+    public_url: str | None = Field(default=None, alias="TODO_PUBLIC_URL")
 
     log_level: str = Field(default="INFO", alias="TODO_LOG_LEVEL")
 
@@ -158,14 +162,27 @@ class Settings(BaseSettings):
     def _collector_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 (raises on a port that is no port)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        if _http_url(value) is None:
             raise ValueError("must be the collector's http:// or https:// URL, with its host")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = _http_url(value)
+        if (
+            parts is None
+            or parts.username is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                "must be an origin, http(s)://host[:port], such as https://todos.example.com"
+            )
+        return f"{parts.scheme}://{parts.netloc.lower()}"
 
     @field_validator("traces_sampler")
     @classmethod
@@ -217,6 +234,18 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+
+def _http_url(value: str) -> SplitResult | None:
+    """`value` as an http(s) URL with a host, or None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a port that is no port)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts
 
 
 def settings_problems(error: ValidationError) -> list[str]:

@@ -138,24 +138,29 @@ class TokenVerifier:
             if settings.jwt_jwks_url
             else None
         )
-        self._verified: dict[str, Verified] = {}
+        self._verified: dict[tuple[str, str | None], Verified] = {}
         self._verified_lock = threading.Lock()
 
-    async def verify(self, token: str) -> Verified:
-        known = self._verified.get(token)
+    async def verify(self, token: str, audience: str | None = None) -> Verified:
+        """`audience`, when given, is the one the token must name in place of
+        TODO_JWT_AUDIENCE (/mcp takes only tokens meant for itself)."""
+        key = (token, audience)
+        known = self._verified.get(key)
         if known is None:
             # Key fetches block; a token is verified once, then remembered.
-            known = await asyncio.get_running_loop().run_in_executor(None, self._verify, token)
-            self._remember(token, known)
+            known = await asyncio.get_running_loop().run_in_executor(
+                None, self._verify, token, audience or self._audience
+            )
+            self._remember(key, known)
         if known.expires_at <= time.time() - self._leeway:
             raise _expired()
         return known
 
-    def _remember(self, token: str, verified: Verified) -> None:
+    def _remember(self, key: tuple[str, str | None], verified: Verified) -> None:
         with self._verified_lock:
             if len(self._verified) >= VERIFIED_TOKENS_KEPT:
                 self._verified.pop(next(iter(self._verified)))
-            self._verified[token] = verified
+            self._verified[key] = verified
 
     def _key(self, header: dict[str, object]) -> tuple[PyJWK | str, str]:
         """The one key this token may be checked with, and its one algorithm."""
@@ -174,17 +179,17 @@ class TokenVerifier:
             raise InvalidToken(f"The token must be signed with {expected}.")
         return key, expected
 
-    def _verify(self, token: str) -> Verified:
+    def _verify(self, token: str, audience: str | None) -> Verified:
         try:
             key, algorithm = self._key(jwt.get_unverified_header(token))
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=[algorithm],
-                audience=self._audience,
+                audience=audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp"], "verify_aud": self._audience is not None},
+                options={"require": ["exp"], "verify_aud": audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired(

@@ -114,6 +114,9 @@ def build_app() -> FastAPI:
         else:
             migrate_with_retry(database)
         database.schema_is_ready()
+        # Readiness is per worker, and a probe reaches whichever one accepts: this line
+        # is how an operator (and the tests) tell that every worker is serving.
+        log.info("ready: this worker serves requests")
 
     threading.Thread(target=migrate_then_open, name="migrations", daemon=True).start()
     return create_app(settings, database)

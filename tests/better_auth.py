@@ -1,13 +1,16 @@
 """A real Better Auth server (npm `better-auth`, `jwt` plugin, its accounts in
 PostgreSQL), run by Node from clients/web/server.mjs, as the frontend's auth server
 would be: users sign up over its HTTP API and get EdDSA JWTs that the service verifies
-against its JWKS."""
+against its JWKS. It is also the OAuth 2.1 authorization server an MCP client logs in
+with (`@better-auth/oauth-provider`): `consented` is what a person does in a browser
+there, signing in and saying yes, done over HTTP."""
 
 import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environment
 import httpx
@@ -41,9 +44,12 @@ class BetterAuth:
         database: str,
         api: str = "http://127.0.0.1:8000",
         port: int | None = None,
+        token_lifetime: int = 900,
         keep_accounts: bool = False,
     ) -> None:
-        """`keep_accounts`: delete-user is not allowed (a deployment's choice)."""
+        """`api` is the todo service's URL: its /mcp is the resource OAuth access tokens
+        are for. Both kinds of access token live `token_lifetime` seconds.
+        `keep_accounts`: delete-user is not allowed (a deployment's choice)."""
         node = shutil.which("node")
         assert node, "Node.js runs the auth server"
         assert (REPO / "node_modules" / "better-auth").is_dir(), (
@@ -57,7 +63,8 @@ class BetterAuth:
             self.process = subprocess.Popen(
                 [
                     *(node, str(SERVER), "--port", str(self.port), "--api", api),
-                    *("--database", database, *(["--keep-accounts"] if keep_accounts else [])),
+                    *("--database", database, "--token-lifetime", str(token_lifetime)),
+                    *(["--keep-accounts"] if keep_accounts else []),
                 ],
                 cwd=REPO,
                 env=environment.child(),
@@ -92,6 +99,30 @@ class BetterAuth:
             token = client.get("/api/auth/token")
             assert token.status_code == 200, token.text
             return SignedUp(subject, token.json()["token"], client.cookies)
+
+    def consented(self, email: str, authorization_url: str) -> str:
+        """Where the authorization server sends the browser back (the client's redirect URI
+        with `code`, `state` and `iss`), once `email`'s user has signed in at it and
+        allowed the client: the two pages a person would see, done over HTTP."""
+        with httpx.Client(base_url=self.base, timeout=10) as browser:
+            signed = browser.post(
+                "/api/auth/sign-in/email", json={"email": email, "password": PASSWORD}
+            )
+            assert signed.status_code == 200, signed.text
+            asked = browser.get(authorization_url)
+            assert asked.status_code == 302, asked.text
+            page = urlsplit(asked.headers["location"])
+            if page.path != "/consent":
+                return asked.headers["location"]
+            # Cookie-authenticated POSTs must name their origin (Better Auth's CSRF check).
+            allowed = browser.post(
+                "/api/auth/oauth2/consent",
+                json={"accept": True, "oauth_query": page.query},
+                headers={"Origin": self.base},
+            )
+            assert allowed.status_code == 200, allowed.text
+            back: str = allowed.json()["url"]
+            return back
 
     def fresh_token(self, user: SignedUp) -> str:
         """Another JWT for the same session, as a frontend gets before the last expires."""

@@ -16,6 +16,8 @@ from run_logs import RunLogs
 from waits import until
 
 EXECUTABLE = Path(sys.executable).with_name("todo-service")
+# What each worker logs once its schema is ready (service/worker.py).
+WORKER_READY = "ready: this worker serves requests"
 
 
 class ServedService:
@@ -37,6 +39,7 @@ class ServedService:
         metrics_host = (extra_env or {}).get("TODO_METRICS_HOST") or host
         self.metrics_url = f"http://{metrics_host}:{metrics_port}/metrics" if metrics_port else None
         self.output_path = workdir / f"serve-{self.port}.log"
+        self.workers = workers
         self._logs = logs
         self._stopped = False
         # Stopped at once, unless a test drains: nothing balances load here.
@@ -71,16 +74,17 @@ class ServedService:
             return None
 
     def wait_ready(self, seconds: float = 60, in_a_row: int = 1) -> None:
-        """Until readiness answers 200 `in_a_row` times on fresh connections: with
-        several workers, each migrates before it is ready, and which one accepts a
-        connection is the kernel's choice."""
+        """Until every worker has said it serves and readiness answers 200 `in_a_row`
+        times on fresh connections: with several workers, each migrates before it is
+        ready, and which one accepts a connection is the kernel's choice (one that does
+        not accept yet is never asked, so answers alone can come from one worker)."""
         ready = 0
 
         def answered() -> bool:
             nonlocal ready
             ready = ready + 1 if self.ready_status() == 200 else 0
             assert ready or self.process.poll() is None, self.output
-            return ready >= in_a_row
+            return ready >= in_a_row and self.output.count(WORKER_READY) >= self.workers
 
         try:
             until(answered, seconds, "serve to be ready", every=0.1)

@@ -177,6 +177,12 @@ FINDINGS: list[tuple[str, str, Failure, dict[str, Any], dict[str, Any], tuple[st
      ServerError(operation=PATCH, status_code=500, message=WORDS),
      mutated(PATCH, ("path", "todo_id", ["format"]), todo_id="x", body={"is_completed": True}),
      answer(500), ("FR-019",)),
+    # The id alone: a request naming no todo says nothing of its If-Match or its body.
+    ("500 for an id no UUID beside other invalid inputs", "not_a_server_error",
+     ServerError(operation=PATCH, status_code=500, message=WORDS),
+     mutated(PATCH, ("header", "If-Match", ["maxLength"]), ("body", "title", ["pattern"]),
+             todo_id="0", body={"title": " "}),
+     answer(500), ("FR-019",)),
     ("500 for a blank title", "not_a_server_error",
      ServerError(operation=CREATE, status_code=500, message=WORDS),
      mutated(CREATE, ("body", "title", ["pattern"]), body={"title": " "}),

@@ -6,7 +6,15 @@
 // JWT from /api/auth/token. The tests start this server as the real auth server;
 // `npm run web:serve` (start.mjs) starts it beside the service.
 //
+// It is also the OAuth 2.1 authorization server an MCP client logs in with
+// (@better-auth/oauth-provider): metadata at /.well-known/oauth-authorization-server
+// (and openid-configuration), dynamic client registration, authorization code with
+// PKCE, refresh tokens, and access tokens bound to the todo service's /mcp (`--api`
+// followed by /mcp) as their audience. A person signs in at /sign-in and consents at
+// /consent; a script does the same over HTTP (docs/agents.md).
+//
 //   node clients/web/server.mjs --port 3000 --database URL [--api http://127.0.0.1:8000]
+//        [--token-lifetime SECONDS]   both kinds of access token (default 900)
 //        [--keep-accounts]
 //
 // The page's origin is http://127.0.0.1:PORT, and http://localhost:PORT is trusted too:
@@ -23,6 +31,11 @@ import { betterAuth } from "better-auth";
 import { getMigrations } from "better-auth/db/migration";
 import { toNodeHandler } from "better-auth/node";
 import { jwt } from "better-auth/plugins";
+import {
+  oauthProvider,
+  oauthProviderAuthServerMetadata,
+  oauthProviderOpenIdConfigMetadata,
+} from "@better-auth/oauth-provider";
 
 const { values } = parseArgs({
   options: {
@@ -30,6 +43,7 @@ const { values } = parseArgs({
     host: { type: "string", default: "127.0.0.1" },
     api: { type: "string", default: "http://127.0.0.1:8000" },
     database: { type: "string" },
+    "token-lifetime": { type: "string", default: "900" },
     // Users cannot delete their accounts, as on a deployment that does not allow it.
     "keep-accounts": { type: "boolean", default: false },
   },
@@ -39,6 +53,13 @@ if (!values.port || !values.database) {
   process.exit(2);
 }
 const baseURL = `http://${values.host}:${values.port}`;
+const tokenLifetime = Number(values["token-lifetime"]);
+if (!Number.isInteger(tokenLifetime) || tokenLifetime < 1) {
+  console.error("--token-lifetime: a whole number of seconds, at least 1");
+  process.exit(2);
+}
+// The todo service's MCP endpoint, the one resource its OAuth access tokens are for.
+const mcpResource = `${values.api.replace(/\/$/, "")}/mcp`;
 const loopback = ["127.0.0.1", "localhost"].includes(values.host);
 const trustedOrigins = loopback
   ? [`http://127.0.0.1:${values.port}`, `http://localhost:${values.port}`]
@@ -97,18 +118,44 @@ const auth = betterAuth({
   // A user may delete their account (POST /api/auth/delete-user, with the password or a
   // fresh session): the conformance kit deletes the accounts it signs up this way.
   user: { deleteUser: { enabled: !values["keep-accounts"] } },
-  // Defaults: EdDSA (Ed25519) keys with a `kid`, 15-minute tokens, iss = aud = baseURL.
-  plugins: [jwt()],
+  plugins: [
+    // EdDSA (Ed25519) keys with a `kid`; iss = aud = baseURL. The OAuth provider signs
+    // with the same keys and names the same issuer.
+    jwt({ jwt: { issuer: baseURL, expirationTime: `${tokenLifetime}s` } }),
+    oauthProvider({
+      loginPage: "/sign-in",
+      consentPage: "/consent",
+      // MCP clients register themselves, as public clients (no secret: PKCE instead).
+      allowDynamicClientRegistration: true,
+      allowUnauthenticatedClientRegistration: true,
+      // A client on this machine (http://localhost:PORT/callback) is a native one, one
+      // with an https callback a web one: the client need not say which.
+      clientRegistrationDefaultApplicationType: "infer",
+      resources: [{ identifier: mcpResource, name: "Todos" }],
+      clientRegistrationDefaultResources: [mcpResource],
+      accessTokenExpiresIn: tokenLifetime,
+    }),
+  ],
   rateLimit: { enabled: false },
   telemetry: { enabled: false },
 });
 // Better Auth's tables, made or brought up to date at every start (idempotent).
 await (await getMigrations(auth.options)).runMigrations();
 const authHandler = toNodeHandler(auth);
+const serverMetadata = oauthProviderAuthServerMetadata(auth);
+const openIdMetadata = oauthProviderOpenIdConfigMetadata(auth);
+
+async function metadata(handler, res) {
+  const answer = await handler(new Request(new URL("/", baseURL)));
+  res.writeHead(answer.status, Object.fromEntries(answer.headers));
+  res.end(await answer.text());
+}
 
 const here = dirname(fileURLToPath(import.meta.url));
 const files = {
   "/": ["index.html", "text/html; charset=utf-8"],
+  "/sign-in": ["oauth.html", "text/html; charset=utf-8"],
+  "/consent": ["oauth.html", "text/html; charset=utf-8"],
   "/app.js": ["dist/app.js", "text/javascript; charset=utf-8"],
   "/favicon.svg": ["favicon.svg", "image/svg+xml"],
 };
@@ -128,6 +175,9 @@ const server = http.createServer(async (req, res) => {
       return res.end(JSON.stringify({ database: "down", detail: error.message }));
     }
   }
+  // RFC 8414 and OpenID discovery at the root, where a client looks for the issuer's.
+  if (path === "/.well-known/oauth-authorization-server") return metadata(serverMetadata, res);
+  if (path === "/.well-known/openid-configuration") return metadata(openIdMetadata, res);
   if (path === "/config.json") {
     res.writeHead(200, { "content-type": "application/json" });
     return res.end(JSON.stringify({ api: values.api }));

@@ -107,7 +107,7 @@ def ids(
     if kind == UNDECLARED:
         return BY_OPERATION.get(operation, ("FR-021",)) if status < 400 else ("FR-021",)
     if kind in SERVER_ERRORS:
-        return _invalid(case, body=()) or ("FR-021",)
+        return _no_todo(case) or _invalid(case, body=()) or ("FR-021",)
     if kind in ACCEPTED:
         return _invalid(case, body=BY_BODY.get(operation, ())) or ("FR-021",)
     if kind == REFUSED:
@@ -150,6 +150,16 @@ def _invalid(case: dict[str, Any], body: tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(todo_id, str) and not _UUID.match(todo_id):
         return ("FR-019",)
     return ()
+
+
+def _no_todo(case: dict[str, Any]) -> tuple[str, ...]:
+    """FR-019 alone, for a failure answering a path whose todo id is no UUID: such a
+    request names no todo, so it is refused for its id (422 naming todo_id) whatever else
+    it carries, and its failure says nothing of the other inputs the case made invalid
+    (an If-Match over its length beside the id `0` is no breach of FR-113's: cases with
+    a real id judge those)."""
+    todo_id = (case.get("path_parameters") or {}).get("todo_id")
+    return ("FR-019",) if isinstance(todo_id, str) and not _UUID.match(todo_id) else ()
 
 
 def _body(case: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""One MCP server of the contract's tools, whichever way it is served: `reach` says, for
-each call, the HTTP client that reaches the API and the headers that say who the agent
-acts for (stdio: a deployment's URL and the configured user; /mcp: this service
-itself and the caller of /mcp). Arguments are not checked here: the API checks them,
-and its refusal is the tool's error."""
+"""One MCP server of the contract's tools, whichever way it is served: `reach` gives, for
+each call, the HTTP client that reaches the API, acting for the agent's user, and the
+headers the call carries on (stdio: a deployment's URL and the configured user; /mcp:
+this service itself, acting for /mcp's caller). Arguments are checked here only as far
+as HTTP can carry them: the API checks them, and its refusal is the tool's error."""
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx2
@@ -14,8 +15,16 @@ from mcp.server import Server, ServerRequestContext
 
 from service.mcp.tools import Call, answered, call, operations, refused
 
-# The client that reaches the API, and the headers naming who the call acts for.
-Reach = Callable[[ServerRequestContext[Any, Any]], tuple[httpx2.AsyncClient, Mapping[str, str]]]
+
+class TokenCommandFailed(Exception):
+    """stdio's --token-command gave no token: the call cannot act for anyone."""
+
+
+# The client that reaches the API for the agent's user, and the headers a call carries on.
+Reach = Callable[
+    [ServerRequestContext[Any, Any]],
+    AbstractAsyncContextManager[tuple[httpx2.AsyncClient, Mapping[str, str]]],
+]
 # A tool call is an HTTP request of its own, which the API logs; the client need not.
 logging.getLogger("httpx2").setLevel(logging.WARNING)
 INSTRUCTIONS = (
@@ -43,19 +52,21 @@ def build(reach: Reach, version: str) -> Server[Any]:
         sent = call(operation, params.arguments or {})
         if not isinstance(sent, Call):
             return sent
-        client, identity = reach(ctx)
         try:
-            response = await client.request(
-                sent.method,
-                sent.path,
-                params=sent.query or None,
-                headers={**identity, **sent.headers},
-                content=sent.content,
-            )
+            async with reach(ctx) as (client, carried):
+                response = await client.request(
+                    sent.method,
+                    sent.path,
+                    params=sent.query or None,
+                    headers={**carried, **sent.headers},
+                    content=sent.content,
+                )
         except httpx2.TransportError as error:
             return refused(
                 "SERVICE_UNAVAILABLE", f"the todo service did not answer ({type(error).__name__})"
             )
+        except TokenCommandFailed as failed:
+            return refused("TOKEN_COMMAND_FAILED", str(failed))
         return answered(operation, response)
 
     return Server(
