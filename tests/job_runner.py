@@ -48,12 +48,15 @@ def _write(path: Path, outcome: str, value: Any) -> None:
 
 
 def _run(kits: Kits, name: str, job: Job, directory: Path) -> None:
+    began = time.monotonic()
     try:
         value = job.run(kits)
     except BaseException:
         _write(result_file(directory, name), "error", traceback.format_exc())
     else:
         _write(result_file(directory, name), "ok", value)
+    # What each job costs stays in sight, in the log a stuck test names.
+    print(f"job {name!r}: {time.monotonic() - began:.1f} s", flush=True)
 
 
 def _ended(directory: Path, owner: int) -> bool:

@@ -24,7 +24,7 @@ import yaml
 from better_auth import BetterAuth
 from conftest import REPO
 from kit_jobs import Kits, Reached, Scheduled, job
-from kit_runs import INTERRUPTING, LIMITS_IDS, SWEPT, broken_job
+from kit_runs import BROKEN, FULL_DEPTH, INTERRUPTING, LIMITS_IDS, SWEPT, broken_job
 from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -265,7 +265,10 @@ def _token_same_run(kits: Kits) -> KitRun:
 
 @job("token command", services=BEARER, weight=6)
 def _token_command_run(kits: Kits) -> KitRun:
-    return _token_run(kits, "token-command", None, False, "--only", "FR-013,FR-014,FR-101")
+    # Bearer mode's fuzzing is the jwt run's; this run's (the kit's default, 30), at
+    # full depth.
+    depth = () if FULL_DEPTH else ("--fuzz-examples", "0")
+    return _token_run(kits, "token-command", None, False, "--only", "FR-013,FR-014,FR-101", *depth)
 
 
 @pytest.mark.kit("token fails")
@@ -351,44 +354,6 @@ def test_the_reports_name_kit_target_contract_and_time_and_every_requirement(
 
 
 # -- against broken implementations ------------------------------------------------------
-
-# Each defect, and the requirements it breaks: the kit must fail those and nothing else.
-BROKEN = {
-    "foreign-readable": {"FR-013", "FR-014", "SC-005"},
-    "foreign-writable": {"FR-013", "FR-014", "SC-005"},
-    "foreign-deletable": {"FR-013", "FR-014", "SC-005"},
-    "forbidden-not-missing": {"FR-014"},
-    "default-user": {"FR-015", "EC-2"},
-    "blank-title": {"FR-016"},
-    "long-title": {"FR-017"},
-    # A description cut short is not among the invalid fields listed at once either.
-    "long-description": {"FR-018", "SC-006"},
-    "server-fields-ignored": {"FR-002", "FR-003", "FR-004"},
-    "last-member-wins": {"FR-108"},
-    "bad-id-500": {"FR-019", "EC-3"},
-    "oldest-first": {"FR-009"},
-    "frozen-updated-at": {"FR-011"},
-    "delete-keeps-row": {"FR-012", "SC-004"},
-    "not-problems": {"FR-020"},
-    "empty-is-null": {"EC-4"},
-    # A tag that never changes breaks the condition built on it too.
-    "stale-etag": {"FR-111", "FR-113"},
-    # Concurrent duplicates are replays too, so they create again.
-    "replay-creates-again": {"FR-121", "FR-122"},
-    "page-skips": {"FR-131", "FR-132"},
-    # Seen before any check (FR-171): the preflight's fresh user finds todos in its list
-    # (and the whole list is no longer what a walk through its pages meets); a create
-    # answered 200 (not 201) is FR-008's alone, the run going on past it.
-    "list-of-everyone": {"FR-009", "FR-013", "SC-005", "FR-131"},
-    "created-is-200": {"FR-008"},
-    # The contract's clauses of issue 36: a user id in any case, text exactly as sent,
-    # lengths in characters, updated_at equal to created_at on create.
-    "user-id-case": {"FR-015"},
-    "nfc-titles": {"FR-008", "FR-011"},
-    "title-bytes": {"FR-017"},
-    "updated-at-differs": {"FR-001"},
-}
-
 
 for _defect in BROKEN:
     broken_job(_defect)
