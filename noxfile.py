@@ -37,6 +37,16 @@ def _npm_ci(session: nox.Session) -> None:
     session.run("npm", "ci", "--no-audit", "--no-fund", external=True, env=NODE_ENV)
 
 
+# The Debian packages the suite runs, by the command each gives: a real Prometheus;
+# amtool and the blackbox exporter check deploy/'s configurations.
+SUITE_PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "amtool": "prometheus-alertmanager",
+    "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+}
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded), with
@@ -46,15 +56,7 @@ def tests(session: nox.Session) -> None:
     alerts in real time is `nox -s alerts`."""
     _install(session, "test", kit=True)
     _npm_ci(session)
-    _debian_packages(
-        session,
-        {
-            "prometheus": "prometheus",
-            "promtool": "prometheus",
-            "amtool": "prometheus-alertmanager",
-            "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
-        },
-    )
+    _debian_packages(session, SUITE_PACKAGES)
     # Two steps over one directory of records (tests/whole_run.py). The suite first: two
     # worker processes share its tests (pytest-xdist, --dist load), beside the kit's jobs
     # in a process of their own (tests/kit_jobs.py); on a database given by
@@ -294,7 +296,9 @@ def _debian_packages(session: nox.Session, programs: dict[str, str]) -> None:
 def _neon_shaped(session: nox.Session, profile: str) -> None:
     _install(session, "test", kit=True)
     _npm_ci(session)
-    _debian_packages(session, {"pgbouncer": "pgbouncer", "openssl": "openssl"})
+    # The whole suite, so what it needs too: the session runs alone as well as after
+    # nox -s tests, which would otherwise have installed it.
+    _debian_packages(session, {**SUITE_PACKAGES, "pgbouncer": "pgbouncer", "openssl": "openssl"})
     session.run("python", "tests/profiles/neon_shaped.py", profile, *session.posargs)
 
 
