@@ -187,7 +187,8 @@ def _substituted(command: str, header: Deployment, jwt: Deployment) -> str:
     bearer = "--better-auth" in command
     target = jwt if bearer else header
     for written in STAGING:
-        command = command.replace(written, target.api)
+        # With its scheme or without (`curl localhost:8000/...`): the target's has one.
+        command = re.sub(rf"(?:https?://)?{re.escape(written.split('://')[-1])}", target.api, command)
     if jwt.auth is not None:
         command = command.replace(AUTH, jwt.auth)
     given = f"todo-service mcp --base-url {header.api}"
