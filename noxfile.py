@@ -65,8 +65,9 @@ def tests(session: nox.Session) -> None:
     # of the first step kept. The slowest fifteen end the first: what it costs stays in
     # sight. The trial of the alerts (marked `alerts`) is `nox -s alerts`'s.
     workers = [] if os.environ.get("TEST_DATABASE_URL") else ["-n", "2", "--dist", "load"]
-    with tempfile.TemporaryDirectory(prefix="todo-tests-run-") as records:
-        env = {"TESTS_RUN": records}
+    with tempfile.TemporaryDirectory(prefix="todo-tests-run-", dir=_in_memory()) as records:
+        # Every process of the run makes its temporary files there too (TMPDIR).
+        env = {"TESTS_RUN": records, "TMPDIR": records}
         # Its temporary files (the served services' logs the audits read among them) kept
         # with the records, past pytest's rotation of its own temporary directories.
         basetemp = f"--basetemp={Path(records) / 'tmp'}"
@@ -76,6 +77,20 @@ def tests(session: nox.Session) -> None:
         )  # fmt: skip
         # Exit status 5: the selection held no audit.
         session.run("pytest", "-m", "audit_last", *session.posargs, env=env, success_codes=[0, 5])
+
+
+def _in_memory() -> str | None:
+    """Where the suite keeps what it writes (its PostgreSQL servers' data, the fleet's
+    cloned databases, venvs, logs): a tmpfs with room to spare, else the system's
+    temporary directory. Nothing there outlives the run, and on a disk the kernel's
+    writeback and discards of it cost some 40 of the run's 350 CPU-seconds here."""
+    shm = Path("/dev/shm")
+    try:
+        found = os.statvfs(shm)
+    except OSError:
+        return None
+    room = found.f_bavail * found.f_frsize
+    return str(shm) if room >= 4 * 2**30 and os.access(shm, os.W_OK) else None
 
 
 @nox.session(python=PYTHON, name="kit-depth")
