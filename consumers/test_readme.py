@@ -188,7 +188,9 @@ def _substituted(command: str, header: Deployment, jwt: Deployment) -> str:
     target = jwt if bearer else header
     for written in STAGING:
         # With its scheme or without (`curl localhost:8000/...`): the target's has one.
-        command = re.sub(rf"(?:https?://)?{re.escape(written.split('://')[-1])}", target.api, command)
+        command = re.sub(
+            rf"(?:https?://)?{re.escape(written.split('://')[-1])}", target.api, command
+        )
     if jwt.auth is not None:
         command = command.replace(AUTH, jwt.auth)
     given = f"todo-service mcp --base-url {header.api}"

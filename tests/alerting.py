@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import one_off
 import pytest
 import yaml
 from ports import free_port
@@ -87,7 +88,7 @@ class _Process:
 
     def _ready(self) -> bool:
         try:
-            return httpx.get(f"http://{self.address}/-/healthy", timeout=2).status_code == 200
+            return one_off.get(f"http://{self.address}/-/healthy", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 

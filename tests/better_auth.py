@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import environment
 import httpx
+import one_off
 from ports import free_port
 from waits import until
 
@@ -74,7 +75,7 @@ class BetterAuth:
 
         def up() -> bool:
             assert self.process.poll() is None, self.log_path.read_text()
-            return httpx.get(f"{self.base}/api/auth/ok", timeout=2).status_code == 200
+            return one_off.get(f"{self.base}/api/auth/ok", timeout=2).status_code == 200
 
         until(up, 30, "Better Auth to start", ignoring=(httpx.TransportError,), every=0.1)
 

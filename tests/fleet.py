@@ -26,6 +26,7 @@ from typing import Any
 
 import environment
 import httpx
+import one_off
 from waits import until
 
 HERE = Path(__file__).resolve().parent
@@ -85,7 +86,7 @@ class Fleet:
             self._running()
             for name in sorted(waiting):
                 try:
-                    answer = httpx.get(f"{self.instances[name].base}/health/live", timeout=2)
+                    answer = one_off.get(f"{self.instances[name].base}/health/live", timeout=2)
                 except httpx.TransportError:
                     continue
                 if answer.status_code == 200:

@@ -15,7 +15,7 @@ import uuid
 from functools import partial
 
 import environment
-import httpx
+import one_off
 import psycopg2
 import yaml
 from conftest import REPO
@@ -47,8 +47,8 @@ def _bystander(base: str) -> tuple[dict[str, str], bytes]:
     """A user the kit does not know, with todos of their own, and their list's bytes."""
     user = {"X-User-ID": str(uuid.uuid4())}
     for n in range(3):
-        httpx.post(f"{base}/api/v1/todos", json={"title": f"mine {n}"}, headers=user)
-    return user, httpx.get(f"{base}/api/v1/todos", headers=user).content
+        one_off.post(f"{base}/api/v1/todos", json={"title": f"mine {n}"}, headers=user)
+    return user, one_off.get(f"{base}/api/v1/todos", headers=user).content
 
 
 # -- this service, checked from outside, in both modes ---------------------------------
@@ -70,7 +70,7 @@ def _header_run(kits: Kits) -> tuple[KitRun, bytes, bytes]:
         "--fuzz-examples",
         FUZZ_EXAMPLES,
     )
-    after = httpx.get(f"{service.base}/api/v1/todos", headers=user).content
+    after = one_off.get(f"{service.base}/api/v1/todos", headers=user).content
     return run, before, after
 
 

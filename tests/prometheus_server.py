@@ -9,6 +9,7 @@ from typing import Any
 
 import environment
 import httpx
+import one_off
 import pytest
 import yaml
 from ports import free_port
@@ -67,21 +68,21 @@ class PrometheusServer:
 
     def _ready(self) -> bool:
         try:
-            return httpx.get(f"{self.base}/-/ready", timeout=2).status_code == 200
+            return one_off.get(f"{self.base}/-/ready", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 
     def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
         """`promql`'s result now, or at the Unix time `at`."""
         params = {"query": promql, **({"time": str(at)} if at is not None else {})}
-        answer = httpx.get(f"{self.base}/api/v1/query", params=params, timeout=10)
+        answer = one_off.get(f"{self.base}/api/v1/query", params=params, timeout=10)
         answer.raise_for_status()
         found: list[dict[str, Any]] = answer.json()["data"]["result"]
         return found
 
     def rules(self) -> list[dict[str, Any]]:
         """Every rule loaded, with its health and last error."""
-        answer = httpx.get(f"{self.base}/api/v1/rules", timeout=10)
+        answer = one_off.get(f"{self.base}/api/v1/rules", timeout=10)
         answer.raise_for_status()
         return [r for g in answer.json()["data"]["groups"] for r in g["rules"]]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environment
 import httpx
+import one_off
 import pytest
 from ports import free_port
 from run_logs import RunLogs
@@ -69,7 +70,7 @@ class ServedService:
     def ready_status(self) -> int | None:
         """/health/ready's status, or None while nothing listens."""
         try:
-            return httpx.get(f"{self.base}/health/ready", timeout=2).status_code
+            return one_off.get(f"{self.base}/health/ready", timeout=2).status_code
         except httpx.TransportError:
             return None
 

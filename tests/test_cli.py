@@ -6,7 +6,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import httpx
+import one_off
 import psutil
 import pytest
 from served import EXECUTABLE, Serve
@@ -35,7 +35,7 @@ def test_serve_without_a_url_runs_embedded_postgres_and_stops_it_on_sigterm(
 
     first = serve(workdir=tmp_path)
     first.wait_ready()
-    created = httpx.post(f"{first.base}/api/v1/todos", json={"title": "persist me"}, headers=user)
+    created = one_off.post(f"{first.base}/api/v1/todos", json={"title": "persist me"}, headers=user)
     assert created.status_code == 201
     output = first.stop()
     assert first.process.returncode == 0
@@ -44,7 +44,7 @@ def test_serve_without_a_url_runs_embedded_postgres_and_stops_it_on_sigterm(
 
     second = serve(workdir=tmp_path)
     second.wait_ready()
-    listed = httpx.get(f"{second.base}/api/v1/todos", headers=user).json()
+    listed = one_off.get(f"{second.base}/api/v1/todos", headers=user).json()
     second.stop()
     assert [t["title"] for t in listed["items"]] == ["persist me"]
     assert not _postgres_running(pgdata)
@@ -105,9 +105,9 @@ def test_db_url_gives_a_second_serve_the_embedded_database_and_its_port_stays(
     second = serve(database_url=url, workdir=tmp_path / "second")
     second.wait_ready()
     user = {"X-User-ID": str(uuid.uuid4())}
-    made = httpx.post(f"{second.base}/api/v1/todos", json={"title": "shared"}, headers=user)
+    made = one_off.post(f"{second.base}/api/v1/todos", json={"title": "shared"}, headers=user)
     assert made.status_code == 201
-    read = httpx.get(f"{owner.base}/api/v1/todos/{made.json()['id']}", headers=user)
+    read = one_off.get(f"{owner.base}/api/v1/todos/{made.json()['id']}", headers=user)
     assert read.json() == made.json()
     second.stop()
     owner.stop()

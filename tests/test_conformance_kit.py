@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from xml.etree import ElementTree
 
-import httpx
+import one_off
 import pytest
 import yaml
 from better_auth import BetterAuth
@@ -92,7 +92,7 @@ def test_after_the_kits_fuzzing_the_metrics_series_stay_bounded(kit_jobs: Schedu
     run = kit_jobs["header"][0]
     header_service = kit_jobs.service("header")
     assert run.report["requests"] > 2000, "the run was too small to show anything"
-    text = httpx.get(str(header_service.metrics_url), timeout=10).text
+    text = one_off.get(str(header_service.metrics_url), timeout=10).text
     series = {
         (family.name, frozenset((k, v) for k, v in sample.labels.items() if k != "le"))
         for family in text_string_to_metric_families(text)
@@ -336,7 +336,7 @@ def test_the_reports_name_kit_target_contract_and_time_and_every_requirement(
     run = kit_jobs["header"][0]
     header_service = kit_jobs.service("header")
     report = run.report
-    served = httpx.get(f"{header_service.base}/openapi.yaml").content
+    served = one_off.get(f"{header_service.base}/openapi.yaml").content
     assert report["contract"]["sha256"] == hashlib.sha256(served).hexdigest()
     assert report["kit"]["name"] == "todo-conformance" and report["kit"]["version"]
     assert report["target"] == header_service.base and report["started_at"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import one_off
 import pytest
 from api import TODOS, as_user, create, problem, todo_url
 from conftest import make_settings
@@ -105,12 +106,12 @@ def test_serve_waits_for_a_database_that_is_down_at_start_up(
     until(lambda: "retrying" in service.output, 30, "a migration attempt to fail")
     for _ in range(3):
         assert service.ready_status() == 503
-        answer = httpx.get(f"{service.base}{TODOS}", headers=as_user(str(uuid.uuid4())))
+        answer = one_off.get(f"{service.base}{TODOS}", headers=as_user(str(uuid.uuid4())))
         body = problem(answer, 503, "SERVICE_UNAVAILABLE")
         assert body["detail"] == UNREACHABLE
         time.sleep(0.5)
     assert service.metrics_url
-    counted = _unavailable_counted(httpx.get(service.metrics_url).text)
+    counted = _unavailable_counted(one_off.get(service.metrics_url).text)
     assert set(counted) == set(CAUSES), counted
     assert counted["unreachable"] >= 6 and counted["timeout"] == counted["pool"] == 0, counted
 
@@ -118,9 +119,9 @@ def test_serve_waits_for_a_database_that_is_down_at_start_up(
     try:
         until(lambda: service.ready_status() == 200, 30, "ready once the database is up")
         user = as_user(str(uuid.uuid4()))
-        made = httpx.post(f"{service.base}{TODOS}", json={"title": "late"}, headers=user)
+        made = one_off.post(f"{service.base}{TODOS}", json={"title": "late"}, headers=user)
         assert made.status_code == 201
-        assert httpx.get(f"{service.base}{TODOS}", headers=user).json()["count"] == 1
+        assert one_off.get(f"{service.base}{TODOS}", headers=user).json()["count"] == 1
         service.stop()
     finally:
         late.stop()
@@ -290,7 +291,7 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_no_write(
         nonlocal unanswered
         while not stop.is_set():
             try:
-                answer = httpx.post(
+                answer = one_off.post(
                     f"{service.base}{TODOS}",
                     json={"title": f"w{n}"},
                     headers=as_user(user),
@@ -328,7 +329,7 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_no_write(
         stop.set()
     assert service.process.wait(timeout=30) == 0
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{service.base}/health/live")
+        one_off.get(f"{service.base}/health/live")
 
     with admin_engine.connect() as conn:
         stored = set(

@@ -9,7 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import one_off
 import pytest
 from api import TODOS, Answer, as_user, create, problem, todo_url
 from conftest import make_settings
@@ -136,7 +136,7 @@ def test_two_processes_share_one_limit_and_each_refuses_a_caller_over_it(
     other.wait_ready()
     caller, bystander = as_user(str(uuid.uuid4())), as_user(str(uuid.uuid4()))
     answers = [
-        httpx.get(f"{(one, other)[n % 2].base}{TODOS}", headers=caller, timeout=10)
+        one_off.get(f"{(one, other)[n % 2].base}{TODOS}", headers=caller, timeout=10)
         for n in range(14)
     ]
     assert [a.status_code for a in answers] == [200] * 10 + [429] * 4, "the total, not twice"
@@ -149,9 +149,9 @@ def test_two_processes_share_one_limit_and_each_refuses_a_caller_over_it(
         assert _limit(refused)[2:] == (0, wait), "Retry-After and t agree"
         assert "Too many requests" in body["detail"]
     for process in (one, other):
-        assert httpx.get(f"{process.base}{TODOS}", headers=bystander).status_code == 200
+        assert one_off.get(f"{process.base}{TODOS}", headers=bystander).status_code == 200
     time.sleep(int(answers[-1].headers["retry-after"]) + 0.2)
-    again = httpx.get(f"{other.base}{TODOS}", headers=caller)
+    again = one_off.get(f"{other.base}{TODOS}", headers=caller)
     assert again.status_code == 200 and _limit(again)[2] == 0
 
 

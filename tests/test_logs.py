@@ -4,7 +4,7 @@ line of the whole run that gives away how to reach the database."""
 import json
 import uuid
 
-import httpx
+import one_off
 import pytest
 from api import TODOS, as_user, todo_url
 from run_logs import RunLogs
@@ -20,12 +20,12 @@ def test_each_request_logs_one_json_line_with_id_method_route_status_and_duratio
     service = serve(postgres_url)
     service.wait_ready()
     missing = todo_url(uuid.uuid4())
-    answer = httpx.get(
+    answer = one_off.get(
         f"{service.base}{missing}",
         headers={**as_user(str(uuid.uuid4())), "X-Request-ID": "trace-4711"},
     )
     assert answer.headers["x-request-id"] == "trace-4711"
-    generated = httpx.get(f"{service.base}{TODOS}", headers=as_user(str(uuid.uuid4())))
+    generated = one_off.get(f"{service.base}{TODOS}", headers=as_user(str(uuid.uuid4())))
     output = service.stop()
 
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]

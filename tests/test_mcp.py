@@ -25,6 +25,7 @@ import httpx
 import httpx2
 import jwt
 import mcp_types as types
+import one_off
 import pytest
 import yaml
 from better_auth import PASSWORD, BetterAuth
@@ -711,7 +712,7 @@ def test_a_token_for_another_audience_is_refused(jwt_mode: Deployment) -> None:
     /mcp's, and /mcp's are not the API's: each is refused where it is not meant for."""
     email = f"{uuid.uuid4().hex}@example.com"
     for_the_api = jwt_mode.auth.sign_up("Someone", email).token
-    refused = httpx.post(f"{jwt_mode.base}/mcp", json={}, headers=bearer(for_the_api))
+    refused = one_off.post(f"{jwt_mode.base}/mcp", json={}, headers=bearer(for_the_api))
     assert refused.status_code == 401 and refused.json()["code"] == "INVALID_TOKEN"
     assert "audience" in refused.json()["detail"]
     assert 'resource_metadata="' in refused.headers["www-authenticate"]
@@ -724,10 +725,10 @@ def test_a_token_for_another_audience_is_refused(jwt_mode: Deployment) -> None:
     run(scenario)
     assert login.storage.tokens is not None
     for_mcp = login.storage.tokens.access_token
-    api = httpx.get(f"{jwt_mode.base}/api/v1/todos", headers=bearer(for_mcp))
+    api = one_off.get(f"{jwt_mode.base}/api/v1/todos", headers=bearer(for_mcp))
     assert api.status_code == 401 and api.json()["code"] == "INVALID_TOKEN"
     fresh = jwt_mode.auth.sign_in(email).token
-    assert httpx.get(f"{jwt_mode.base}/api/v1/todos", headers=bearer(fresh)).is_success
+    assert one_off.get(f"{jwt_mode.base}/api/v1/todos", headers=bearer(fresh)).is_success
 
 
 @pytest.mark.req("FR-186", "FR-182")
@@ -745,7 +746,7 @@ def test_stdio_renews_its_token_across_an_expiry_and_a_refusal(jwt_mode: Deploym
     # Unsigned, so never anyone: the API refuses it, and the agent started with it acts
     # for the user its --token-command signs in, no one else.
     refused = _unsigned({"sub": "someone", "iss": jwt_mode.auth.base, "exp": now + 3600})
-    unsigned = httpx.get(todos, headers=bearer(refused))
+    unsigned = one_off.get(todos, headers=bearer(refused))
     assert (unsigned.status_code, unsigned.json()["code"]) == (401, "INVALID_TOKEN")
 
     def listed(result: CallToolResult) -> set[tuple[str, str]]:
@@ -854,7 +855,7 @@ def test_without_a_valid_token_mcp_is_401_naming_the_resource_metadata(
 @pytest.mark.req("FR-183", "FR-188")
 def test_the_protected_resource_metadata_names_better_auth(jwt_mode: Deployment) -> None:
     """/mcp's document names /mcp; the one at the root names the origin (RFC 9728)."""
-    refused = httpx.post(f"{jwt_mode.base}/mcp", json={})
+    refused = one_off.post(f"{jwt_mode.base}/mcp", json={})
     assert refused.status_code == 401
     challenge = refused.headers["www-authenticate"]
     where = challenge.split('resource_metadata="')[1].split('"')[0]
@@ -863,7 +864,7 @@ def test_the_protected_resource_metadata_names_better_auth(jwt_mode: Deployment)
         (where, f"{jwt_mode.base}/mcp"),
         (f"{jwt_mode.base}/.well-known/oauth-protected-resource", jwt_mode.base),
     ):
-        document = httpx.get(url).json()
+        document = one_off.get(url).json()
         assert document["resource"] == resource
         assert document["authorization_servers"] == [jwt_mode.auth.base]
         assert document["bearer_methods_supported"] == ["header"]
@@ -962,7 +963,7 @@ def test_in_header_mode_mcp_takes_x_user_id_as_the_api_does(header_mode: ServedS
         ({}, "MISSING_USER_CONTEXT"),
         ({"X-User-ID": "alice"}, "INVALID_USER_CONTEXT"),
     ):
-        answer = httpx.post(f"{header_mode.base}/mcp", json={}, headers=headers)
+        answer = one_off.post(f"{header_mode.base}/mcp", json={}, headers=headers)
         assert answer.status_code == 400 and answer.json()["code"] == code
 
 
@@ -989,7 +990,7 @@ def test_quota_rate_limit_and_metrics_apply_to_tool_calls(header_mode: ServedSer
     assert header_mode.metrics_url is not None
     routes = {
         sample.labels.get("http_route")
-        for family in text_string_to_metric_families(httpx.get(header_mode.metrics_url).text)
+        for family in text_string_to_metric_families(one_off.get(header_mode.metrics_url).text)
         for sample in family.samples
         if family.name == "http_server_request_duration_seconds"
     }
@@ -1072,7 +1073,7 @@ def test_the_inspector_cli_lists_the_tools_and_creates_a_todo(
     assert not made.get("isError"), made
     assert made["structuredContent"]["title"] == "Written by the Inspector"
     assert made["structuredContent"]["user_id"] == user
-    read = httpx.get(
+    read = one_off.get(
         f"{header_mode.base}/api/v1/todos/{made['structuredContent']['id']}", headers=as_user(user)
     )
     assert read.status_code == 200

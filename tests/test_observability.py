@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import one_off
 import pytest
 from otlp_receiver import CLIENT, SERVER, OtlpReceiver, attributes
 from ports import free_port
@@ -34,7 +35,7 @@ UUID_IN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-", re.IGNORECASE)
 
 
 def _scrape(port: int) -> str:
-    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return one_off.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -102,7 +103,7 @@ def test_a_real_prometheus_counts_every_request_of_both_workers_by_route_and_sta
 
     def send(method: str, path: str, route: str, **options: Any) -> httpx.Response:
         # A connection per request, so that either worker may take it.
-        answer = httpx.request(method, service.base + path, headers=user, **options)
+        answer = one_off.request(method, service.base + path, headers=user, **options)
         sent[(method, route, str(answer.status_code))] += 1
         return answer
 
@@ -147,7 +148,7 @@ def test_a_real_prometheus_counts_every_request_of_both_workers_by_route_and_sta
     everything = _total(text, "http_server_request_duration_seconds_count")
     assert everything == sum(by_worker.values()), "the listener does not sum every worker"
     _promtool_check(text)
-    assert httpx.get(f"{service.base}/metrics").status_code == 404, "the API port serves metrics"
+    assert one_off.get(f"{service.base}/metrics").status_code == 404, "the API port serves metrics"
 
 
 _FORKS_AND_COUNTS = """
@@ -203,10 +204,10 @@ def test_the_pool_statements_and_refusals_are_counted_without_a_user_in_a_label(
     )
     service.wait_ready()
     user = {"X-User-ID": str(uuid.uuid4())}
-    assert httpx.post(f"{service.base}{TODOS}", json={"title": "one"}, headers=user).is_success
-    over = httpx.post(f"{service.base}{TODOS}", json={"title": "two"}, headers=user)
+    assert one_off.post(f"{service.base}{TODOS}", json={"title": "one"}, headers=user).is_success
+    over = one_off.post(f"{service.base}{TODOS}", json={"title": "two"}, headers=user)
     assert over.status_code == 409
-    statuses = [httpx.get(f"{service.base}{TODOS}", headers=user).status_code for _ in range(4)]
+    statuses = [one_off.get(f"{service.base}{TODOS}", headers=user).status_code for _ in range(4)]
     assert 429 in statuses
 
     text = _scrape(port)
@@ -243,11 +244,11 @@ def test_token_checks_key_fetches_and_a_key_server_503_are_counted_by_outcome(
     trusting.wait_ready()
     token = better_auth.sign_up().token
     bearer = {"Authorization": f"Bearer {token}"}
-    assert httpx.get(f"{trusting.base}{TODOS}", headers=bearer).status_code == 200
-    assert httpx.get(f"{trusting.base}{TODOS}").status_code == 401
+    assert one_off.get(f"{trusting.base}{TODOS}", headers=bearer).status_code == 200
+    assert one_off.get(f"{trusting.base}{TODOS}").status_code == 401
     tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert (
-        httpx.get(
+        one_off.get(
             f"{trusting.base}{TODOS}", headers={"Authorization": f"Bearer {tampered}"}
         ).status_code
         == 401
@@ -266,7 +267,7 @@ def test_token_checks_key_fetches_and_a_key_server_503_are_counted_by_outcome(
         extra_env={**common, "TODO_JWT_JWKS_URL": f"http://127.0.0.1:{nobody}/jwks"},
     )
     stranded.wait_ready()
-    answer = httpx.get(f"{stranded.base}{TODOS}", headers=bearer)
+    answer = one_off.get(f"{stranded.base}{TODOS}", headers=bearer)
     assert answer.status_code == 503
     text = _scrape(port)
     assert _total(text, "todo_unavailable_responses_total", cause="key_server") == 1
@@ -305,7 +306,7 @@ def test_a_request_is_one_server_span_continuing_its_traceparent_with_its_statem
     user = str(uuid.uuid4())
     title = f"a title that is a value {uuid.uuid4()}"
     trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
-    created = httpx.post(
+    created = one_off.post(
         f"{service.base}{TODOS}",
         json={"title": title},
         headers={"X-User-ID": user, "traceparent": f"00-{trace_id}-{parent_id}-01"},

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import one_off
 import psutil
 import pytest
 import sqlalchemy
@@ -646,11 +647,11 @@ def test_the_metrics_listener_binds_its_own_host_and_answers_only_metrics(
     for service in (defaulted, own):
         service.wait_ready()
         assert service.metrics_url is not None
-        assert httpx.get(service.metrics_url).status_code == 200
+        assert one_off.get(service.metrics_url).status_code == 200
         with pytest.raises(httpx.ConnectError):
-            httpx.get(re.sub(r"//[\d.]+:", "//127.0.0.1:", service.metrics_url))
+            one_off.get(re.sub(r"//[\d.]+:", "//127.0.0.1:", service.metrics_url))
     assert own.metrics_url is not None
-    metrics = httpx.get(f"{own.metrics_url}?scraped=by-a-test")
+    metrics = one_off.get(f"{own.metrics_url}?scraped=by-a-test")
     assert metrics.status_code == 200 and "todo_build_info" in metrics.text
     root = own.metrics_url.removesuffix("/metrics")
     for path in (
@@ -662,7 +663,7 @@ def test_the_metrics_listener_binds_its_own_host_and_answers_only_metrics(
         TODOS,
         "/health/live",
     ):
-        answer = httpx.get(root + path)
+        answer = one_off.get(root + path)
         assert answer.status_code == 404, f"{path}: {answer.status_code}"
         assert "# HELP" not in answer.text
 

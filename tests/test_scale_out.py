@@ -5,7 +5,7 @@ one continues on the other, and a replay survives a restart."""
 
 import uuid
 
-import httpx
+import one_off
 import pytest
 from api import TODOS, as_user, todo_url
 from served import Serve
@@ -23,45 +23,46 @@ def test_two_processes_on_one_database_behave_as_one_service(
     user = as_user(str(uuid.uuid4()))
     key = {"Idempotency-Key": str(uuid.uuid4())}
 
-    first = httpx.post(f"{one.base}{TODOS}", json={"title": "once"}, headers={**user, **key})
+    first = one_off.post(f"{one.base}{TODOS}", json={"title": "once"}, headers={**user, **key})
     assert first.status_code == 201
-    retried = httpx.post(f"{other.base}{TODOS}", json={"title": "once"}, headers={**user, **key})
+    retried = one_off.post(f"{other.base}{TODOS}", json={"title": "once"}, headers={**user, **key})
     assert retried.status_code == 201
     assert retried.headers["idempotent-replayed"] == "true"
     assert retried.content == first.content
 
     path = todo_url(first.json()["id"])
-    etag = httpx.get(f"{one.base}{path}", headers=user).headers["etag"]
+    etag = one_off.get(f"{one.base}{path}", headers=user).headers["etag"]
     assert (
-        httpx.get(f"{other.base}{path}", headers={**user, "If-None-Match": etag}).status_code == 304
+        one_off.get(f"{other.base}{path}", headers={**user, "If-None-Match": etag}).status_code
+        == 304
     )
-    changed = httpx.patch(
+    changed = one_off.patch(
         f"{other.base}{path}", json={"title": "twice"}, headers={**user, "If-Match": etag}
     )
     assert changed.status_code == 200
-    stale = httpx.patch(
+    stale = one_off.patch(
         f"{one.base}{path}", json={"title": "lost"}, headers={**user, "If-Match": etag}
     )
     assert stale.status_code == 412
 
-    list_etag = httpx.get(f"{other.base}{TODOS}", headers=user).headers["etag"]
+    list_etag = one_off.get(f"{other.base}{TODOS}", headers=user).headers["etag"]
     assert (
-        httpx.get(f"{one.base}{TODOS}", headers={**user, "If-None-Match": list_etag}).status_code
+        one_off.get(f"{one.base}{TODOS}", headers={**user, "If-None-Match": list_etag}).status_code
         == 304
     )
 
     for n in range(5):
-        httpx.post(f"{one.base}{TODOS}", json={"title": f"t{n}"}, headers=user)
-    page = httpx.get(f"{one.base}{TODOS}?limit=4", headers=user).json()
-    rest = httpx.get(f"{other.base}{TODOS}?limit=4&cursor={page['next_cursor']}", headers=user)
+        one_off.post(f"{one.base}{TODOS}", json={"title": f"t{n}"}, headers=user)
+    page = one_off.get(f"{one.base}{TODOS}?limit=4", headers=user).json()
+    rest = one_off.get(f"{other.base}{TODOS}?limit=4&cursor={page['next_cursor']}", headers=user)
     assert rest.status_code == 200
-    whole = httpx.get(f"{other.base}{TODOS}", headers=user).json()["items"]
+    whole = one_off.get(f"{other.base}{TODOS}", headers=user).json()["items"]
     assert page["items"] + rest.json()["items"] == whole
 
     one.stop()
     again = serve(postgres_url)
     again.wait_ready()
-    after_restart = httpx.post(
+    after_restart = one_off.post(
         f"{again.base}{TODOS}", json={"title": "once"}, headers={**user, **key}
     )
     assert after_restart.headers["idempotent-replayed"] == "true"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
+import one_off
 import psutil
 import pytest
 from api import TODOS, as_user, problem, todo_url
@@ -60,7 +61,7 @@ def test_workers_die_with_a_killed_supervisor_and_a_restart_takes_the_port(
 
 def _refused(url: str) -> bool:
     try:
-        httpx.get(url, timeout=2)
+        one_off.get(url, timeout=2)
     except httpx.ConnectError:
         return True
     except httpx.TransportError:
@@ -127,7 +128,7 @@ def test_sigterm_drains_readiness_first_and_no_request_is_reset_or_lost(
                         asked = time.monotonic()
                         load.answered(asked, kept.get(todo_url(made.json()["id"])))
                 else:
-                    fresh = httpx.post(
+                    fresh = one_off.post(
                         f"{service.base}{TODOS}",
                         json={"title": f"fresh {n}"},
                         headers=as_user(user),
@@ -145,7 +146,7 @@ def test_sigterm_drains_readiness_first_and_no_request_is_reset_or_lost(
         noticing = threading.Timer(NOTICED_AFTER_SECONDS, balanced_out.set)
         while True:
             try:
-                answer = httpx.get(f"{service.base}/health/ready", timeout=5)
+                answer = one_off.get(f"{service.base}/health/ready", timeout=5)
                 status: int | None = answer.status_code
             except httpx.TransportError:
                 status = None
