@@ -37,8 +37,8 @@ def _npm_ci(session: nox.Session) -> None:
     session.run("npm", "ci", "--no-audit", "--no-fund", external=True, env=NODE_ENV)
 
 
-# The Debian packages the suite runs, by the command each gives: a real Prometheus;
-# amtool and the blackbox exporter check deploy/'s configurations.
+# The Debian packages the suite and the trial of the alerts run, by a command each gives:
+# Prometheus and promtool, Alertmanager (with amtool) and the blackbox exporter.
 SUITE_PACKAGES = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
@@ -116,14 +116,7 @@ def alerts(session: nox.Session) -> None:
     Alertmanager with deploy/'s routes (Debian's packages, installed here when missing);
     the database stops, and a page naming the cause must reach a webhook within 2 minutes."""
     _install(session, "test")
-    _debian_packages(
-        session,
-        {
-            "prometheus": "prometheus",
-            "prometheus-alertmanager": "prometheus-alertmanager",
-            "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
-        },
-    )
+    _debian_packages(session, SUITE_PACKAGES)
     session.run("pytest", "-m", "alerts", "tests/test_alert_trial.py", *session.posargs)
 
 
