@@ -26,7 +26,7 @@ import yaml
 # caller take who the agent acts for from the transport, never from an argument; a
 # conditional header is for clients that keep ETags, which a conversation does not.
 _NOT_ARGUMENTS = {"x-user-id", "if-match", "if-none-match"}
-_API = "/api/"
+_API = "/api/v1/"
 _TOOL_METHODS = ("get", "post", "patch", "delete")
 
 
@@ -131,7 +131,8 @@ def contract() -> dict[str, Any]:
 
 
 def operations(document: Mapping[str, Any] | None = None) -> dict[str, Operation]:
-    """Every operation of the API (not its probes or its document), by tool name."""
+    """Every operation of /api/v1 (not its probes or its document), by tool name: 2.0's
+    operations under /api/v2 take the same names, and the tools move to them whole."""
     document = document or contract()
     found = [
         _operation(document, path, method)
