@@ -20,7 +20,7 @@ from service.db import Database
 from service.settings import Settings
 from service.store import lists
 
-Params = list[tuple[str, str]]
+Params = list[tuple[str, str | int | float | bool | None]]
 SORTS = list(lists.SORTS)
 
 
@@ -36,7 +36,9 @@ def titles(client: TestClient, user: str, params: Params) -> list[str]:
     return [t["title"] for t in listed(client, user, [*params, ("sort", "title")])["items"]]
 
 
-def walk(client: TestClient, user: str, params: Params, between: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+def walk(
+    client: TestClient, user: str, params: Params, between: Callable[[], None] = lambda: None
+) -> list[dict[str, Any]]:
     """Every page, following next_cursor (and checking Link says the same)."""
     seen: list[dict[str, Any]] = []
     cursor = None
@@ -59,7 +61,7 @@ def walk(client: TestClient, user: str, params: Params, between: Callable[[], No
 def four(client: TestClient, alice: str, bob: str) -> dict[str, str]:
     """Alice's four todos, by title; Bob holds look-alikes of each, which no list of
     Alice's may ever show."""
-    made = {}
+    made: dict[str, str] = {}
     for user in (bob, alice):
         for body in (
             dict(title="Buy milk", priority="high", tags=["home", "errands"],
@@ -71,13 +73,13 @@ def four(client: TestClient, alice: str, bob: str) -> dict[str, str]:
                  due_at="2026-11-30T00:00:00Z"),
         ):  # fmt: skip
             todo = create_v2(client, user, **body)
-            made[body["title"]] = todo["id"]
+            made[str(body["title"])] = todo["id"]
         for done in ("Write report", "Pay taxes"):
             patch_v2(client, user, made[done], is_completed=True)
     return made
 
 
-FILTERED = [
+FILTERED: list[tuple[Params, list[str]]] = [
     ([("completed", "true")], ["Pay taxes", "Write report"]),
     ([("completed", "false")], ["Buy milk", "Call mom"]),
     ([("priority", "high"), ("priority", "low")], ["Buy milk", "Pay taxes"]),
@@ -90,8 +92,15 @@ FILTERED = [
     ([("due_before", "2026-12-01T10:00:00Z")], ["Pay taxes"]),
     ([("due_after", "2026-11-30T00:00:00Z"), ("due_before", "2026-12-05T10:00:00Z")], ["Buy milk"]),
     ([("completed", "false"), ("tag", "home")], ["Buy milk"]),
-    ([("completed", "true"), ("priority", "medium"), ("due_after", "2026-01-01T00:00:00Z"),
-      ("q", "FINANCE")], ["Write report"]),  # fmt: skip
+    (
+        [
+            ("completed", "true"),
+            ("priority", "medium"),
+            ("due_after", "2026-01-01T00:00:00Z"),
+            ("q", "FINANCE"),
+        ],
+        ["Write report"],
+    ),
     ([("completed", "true"), ("tag", "work"), ("priority", "low")], []),
     ([("unknown", "ignored")], ["Buy milk", "Call mom", "Pay taxes", "Write report"]),
 ]
@@ -153,7 +162,7 @@ def ties(admin_engine: Engine, alice: str, bob: str) -> list[dict[str, Any]]:
     """Todos with every kind of tie: equal keys, equal created_at (then id decides),
     and missing due dates; as rows, with Bob's look-alikes beside them."""
     start = datetime(2026, 12, 1, tzinfo=UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in range(14):
         rows.append(
             {
@@ -225,11 +234,16 @@ def test_every_sort_breaks_ties_by_created_at_then_id_and_puts_missing_due_dates
 
 
 @pytest.mark.req("FR-203", "FR-204")
-def test_a_page_is_the_default_of_fifty(client: TestClient, admin_engine: Engine, alice: str) -> None:
+def test_a_page_is_the_default_of_fifty(
+    client: TestClient, admin_engine: Engine, alice: str
+) -> None:
     with admin_engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id) VALUES (:u)"), {"u": alice})
         conn.execute(
-            text("INSERT INTO todos (user_id, title) SELECT :u, 'n' || n FROM generate_series(1, 51) n"),
+            text(
+                "INSERT INTO todos (user_id, title)"
+                " SELECT :u, 'n' || n FROM generate_series(1, 51) n"
+            ),
             {"u": alice},
         )
     first = listed(client, alice, [])
@@ -259,7 +273,12 @@ def test_a_walk_under_every_sort_meets_each_steady_todo_once_while_others_write(
         # A change that keeps every sort key: the todo stays steady.
         patch_v2(client, alice, made[n % 8], description=f"write {n}", is_completed=n % 2 == 0)
 
-    seen = [t["id"] for t in walk(client, alice, [("sort", sort), ("limit", "2"), ("tag", "steady")], others_write)]
+    seen = [
+        t["id"]
+        for t in walk(
+            client, alice, [("sort", sort), ("limit", "2"), ("tag", "steady")], others_write
+        )
+    ]
     assert len(seen) == len(set(seen)), "a todo met twice"
     assert set(made[:-3]) <= set(seen)
 
@@ -285,7 +304,9 @@ def test_a_cursor_belongs_to_its_filters_and_sort(client: TestClient, alice: str
         assert set(fields(answer)) == {"cursor"}, other
     # A 1.x cursor is no 2.0 one, nor the other way round.
     old = client.get(f"{TODOS}?limit=1", headers=as_user(alice)).json()["next_cursor"]
-    assert set(fields(client.get(V2, params=[("cursor", old)], headers=as_user(alice)))) == {"cursor"}
+    assert set(fields(client.get(V2, params=[("cursor", old)], headers=as_user(alice)))) == {
+        "cursor"
+    }
     answer = client.get(TODOS, params=[("limit", "1"), ("cursor", cursor)], headers=as_user(alice))
     assert set(fields(answer)) == {"cursor"}
     # A position is no permission: Bob's walk from Alice's cursor meets only Bob's.
@@ -298,7 +319,7 @@ def test_a_cursor_belongs_to_its_filters_and_sort(client: TestClient, alice: str
 def test_every_parameter_out_of_its_domain_or_repeated_is_named_in_one_422(
     client: TestClient, alice: str
 ) -> None:
-    bad = [
+    bad: Params = [
         ("completed", "yes"),
         ("priority", "urgent"),
         ("tag", " x"),
@@ -318,14 +339,19 @@ def test_every_parameter_out_of_its_domain_or_repeated_is_named_in_one_422(
         assert set(fields(twice)) == {name}
     for name, value in [("q", ""), ("limit", "1001"), ("limit", "1.5"), ("tag", "x" * 33)]:
         assert set(fields(client.get(V2, params=[(name, value)], headers=as_user(alice)))) == {name}
-    too_many = [("tag", f"t{n}") for n in range(11)]
+    too_many: Params = [("tag", f"t{n}") for n in range(11)]
     assert set(fields(client.get(V2, params=too_many, headers=as_user(alice)))) == {"tag"}
 
 
 @pytest.mark.req("FR-204", "FR-203")
 @pytest.mark.parametrize(
     "params",
-    [[], [("sort", "title"), ("limit", "1")], [("q", "milk"), ("priority", "high")], [("completed", "true")]],
+    [
+        [],
+        [("sort", "title"), ("limit", "1")],
+        [("q", "milk"), ("priority", "high")],
+        [("completed", "true")],
+    ],
 )
 def test_the_lists_etag_answers_304_for_every_filter_and_sort_until_a_todo_changes(
     client: TestClient, alice: str, params: Params
@@ -349,9 +375,9 @@ def test_no_filter_sort_search_or_cursor_reaches_another_users_todos(
     mine = {t["id"] for t in walk(client, alice, [("limit", "1000")])}
     theirs = {t["id"] for t in walk(client, bob, [("limit", "1000")])}
     assert mine and theirs and not mine & theirs
-    asks: list[Params] = [[("sort", s), ("limit", "2")] for s in SORTS] + [
-        *[p for p, _ in FILTERED], *[[("q", q)] for q, _ in SEARCHED],
-    ]  # fmt: skip
+    sorted_: list[Params] = [[("sort", s), ("limit", "2")] for s in SORTS]
+    searched: list[Params] = [[("q", q)] for q, _ in SEARCHED]
+    asks = sorted_ + [p for p, _ in FILTERED] + searched
     for asked in asks:
         assert {t["id"] for t in walk(client, alice, asked)} <= mine, asked
     for todo in theirs:

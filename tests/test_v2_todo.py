@@ -208,9 +208,7 @@ def test_the_databases_fold_is_str_casefold_for_every_character(admin_engine: En
     character that folds, and for a sample of those that do not (which the SQL leaves
     alone by construction)."""
     characters = [chr(c) for c in range(1, sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
-    everything = "".join(
-        c for n, c in enumerate(characters) if c.casefold() != c or n % 1009 == 0
-    )
+    everything = "".join(c for n, c in enumerate(characters) if c.casefold() != c or n % 1009 == 0)
     with admin_engine.begin() as conn:
         folded = conn.execute(text("SELECT todo_fold(:t)"), {"t": everything}).scalar_one()
     assert folded == everything.casefold()
