@@ -67,6 +67,32 @@ def full_table(engine: Engine) -> None:
     _analyze(engine)
 
 
+def v2_members(engine: Engine, user: str) -> None:
+    """Gives `user`'s todos 2.0's members, spread as a real list has them: every
+    priority, a due date on two in three, a tag on two in five (so that each sort and
+    filter of `nox -s bench`'s 2.0 figures has work to do)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                UPDATE todos
+                SET priority = (ARRAY['none', 'low', 'medium', 'high'])[1 + t.n % 4]::todo_priority,
+                    due_at = CASE WHEN t.n % 3 <> 0
+                                  THEN timestamptz '2026-01-01' + (t.n % 365) * interval '1 day'
+                             END,
+                    tags = CASE t.n % 5 WHEN 0 THEN ARRAY['work']
+                                        WHEN 1 THEN ARRAY['home', 'errand']
+                                        ELSE ARRAY[]::text[] END
+                FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n
+                      FROM todos WHERE user_id = CAST(:user AS uuid)) AS t
+                WHERE todos.id = t.id
+                """
+            ),
+            {"user": user},
+        )
+    _analyze(engine)
+
+
 def _analyze(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE users"))
