@@ -18,6 +18,11 @@ FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS n,
 """
 
 
+# The todos' table: `todos` at 1.x's schema, `todo_items` (behind 1.x's view `todos`,
+# which writes may go through) at 2.0's.
+_TABLE = "SELECT coalesce(to_regclass('todo_items'), 'todos')::text"
+
+
 def _insert(engine: Engine, first: int, last: int) -> None:
     if first > last:
         return
@@ -28,7 +33,8 @@ def _insert(engine: Engine, first: int, last: int) -> None:
 def small_table(engine: Engine) -> None:
     """10,000 users; the 1,000- and 10-todo users; 10,000 todos in all."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE users, todos"))
+        # CASCADE: at 2.0's schema, todo_tags too.
+        conn.execute(text(f"TRUNCATE users, {conn.execute(text(_TABLE)).scalar_one()} CASCADE"))
         conn.execute(
             text(
                 f"INSERT INTO users (id) SELECT ({SQL_USER_ID.format(k='k')})::uuid"
@@ -75,7 +81,7 @@ def v2_members(engine: Engine, user: str) -> None:
         conn.execute(
             text(
                 """
-                UPDATE todos
+                UPDATE todo_items
                 SET priority = (ARRAY['none', 'low', 'medium', 'high'])[1 + t.n % 4]::todo_priority,
                     due_at = CASE WHEN t.n % 3 <> 0
                                   THEN timestamptz '2026-01-01' + (t.n % 365) * interval '1 day'
@@ -84,8 +90,8 @@ def v2_members(engine: Engine, user: str) -> None:
                                         WHEN 1 THEN ARRAY['home', 'errand']
                                         ELSE ARRAY[]::text[] END
                 FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n
-                      FROM todos WHERE user_id = CAST(:user AS uuid)) AS t
-                WHERE todos.id = t.id
+                      FROM todo_items WHERE user_id = CAST(:user AS uuid)) AS t
+                WHERE todo_items.id = t.id
                 """
             ),
             {"user": user},
@@ -96,7 +102,7 @@ def v2_members(engine: Engine, user: str) -> None:
 def _analyze(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE users"))
-        conn.execute(text("VACUUM ANALYZE todos"))
+        conn.execute(text(f"VACUUM ANALYZE {conn.execute(text(_TABLE)).scalar_one()}"))
 
 
 def count(engine: Engine) -> int:

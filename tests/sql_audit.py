@@ -96,8 +96,15 @@ def _is_parameter(node: Any) -> bool:
     return isinstance(node, exp.Placeholder | exp.Parameter)
 
 
-# Each table of a user's rows, and the column that names the user.
-OWNER_COLUMNS = {"todos": "user_id", "idempotency_keys": "user_id", "users": "id"}
+# Each table of a user's rows, and the column that names the user (`todos`: 1.x's view
+# of `todo_items`, which 1.x builds name).
+OWNER_COLUMNS = {
+    "todo_items": "user_id",
+    "todos": "user_id",
+    "todo_tags": "user_id",
+    "idempotency_keys": "user_id",
+    "users": "id",
+}
 
 
 def _pins_user(condition: Any, owner: str) -> bool:

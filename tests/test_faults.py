@@ -182,7 +182,7 @@ def test_a_create_killed_mid_request_leaves_neither_user_nor_todo(
 ) -> None:
     newcomer = str(uuid.uuid4())
     with ThreadPoolExecutor(1) as pool, admin_engine.connect() as lock:
-        lock.execute(text("LOCK TABLE todos IN SHARE MODE"))
+        lock.execute(text("LOCK TABLE todo_items IN SHARE MODE"))
         waiting = pool.submit(client.post, TODOS, json={"title": "half"}, headers=as_user(newcomer))
         until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the POST waits on the lock")
         with admin_engine.connect() as conn:

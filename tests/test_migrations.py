@@ -25,7 +25,8 @@ def _newest_revision() -> str:
 def test_concurrent_migrations_converge_on_one_schema(spare_postgres: EmbeddedPostgres) -> None:
     engine = create_engine(sqlalchemy_url(spare_postgres.url))
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE todos, users, alembic_version"))
+        conn.execute(text("DROP VIEW todos"))
+        conn.execute(text("DROP TABLE todo_tags, todo_items, users, alembic_version"))
     # Separate processes, as several `serve` processes starting at once would be.
     migrators = [
         subprocess.Popen(
@@ -43,7 +44,7 @@ def test_concurrent_migrations_converge_on_one_schema(spare_postgres: EmbeddedPo
         assert versions == [_newest_revision()]
         fk = conn.execute(
             text(
-                "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'todos'::regclass"
+                "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'todo_items'::regclass"
                 " AND contype = 'f'"
             )
         ).scalar_one()

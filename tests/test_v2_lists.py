@@ -114,6 +114,52 @@ def test_each_filter_alone_and_combined_lists_the_todos_meeting_all_of_them(
     assert titles(client, alice, params) == expected
 
 
+@pytest.mark.req("FR-201", "FR-202")
+@pytest.mark.parametrize(
+    ("params", "expected"), [(p, e) for p, e in FILTERED if any(k == "tag" for k, _ in p)]
+)
+@pytest.mark.parametrize("sort", ["-created_at", "created_at"])
+def test_a_tag_filter_read_from_todo_tags_lists_the_same_todos_in_created_order(
+    client: TestClient,
+    alice: str,
+    four: dict[str, str],
+    params: Params,
+    expected: list[str],
+    sort: str,
+) -> None:
+    created = ["Buy milk", "Write report", "Call mom", "Pay taxes"]
+    order = [t for t in created if t in expected]
+    items = listed(client, alice, [*params, ("sort", sort)])["items"]
+    assert [t["title"] for t in items] == (order[::-1] if sort.startswith("-") else order)
+
+
+@pytest.mark.req("FR-191", "FR-201", "FR-193")
+def test_todo_tags_follows_every_write_of_tags_and_only_its_owner_reads_it(
+    client: TestClient, settings: Settings, alice: str, bob: str
+) -> None:
+    todo = create_v2(client, alice, title="t", tags=["a", "b"])
+    create_v2(client, bob, title="theirs", tags=["a"])
+
+    def tagged(tag: str) -> list[str]:
+        return [t["id"] for t in listed(client, alice, [("tag", tag)])["items"]]
+
+    assert tagged("a") == tagged("b") == [todo["id"]]
+    patch_v2(client, alice, todo["id"], tags=["b", "c"])
+    assert (tagged("a"), tagged("b"), tagged("c")) == ([], [todo["id"]], [todo["id"]])
+    # A 1.x PATCH leaves the tags, and so their rows, as they are.
+    v1 = client.patch(f"{TODOS}/{todo['id']}", json={"title": "v1"}, headers=as_user(alice))
+    assert v1.status_code == 200, v1.text
+    assert tagged("c") == [todo["id"]]
+    db = Database(settings)  # a pool of its own: these statements are none of the service's
+    try:
+        rows = asyncio.run(db.fetch(uuid.UUID(alice), "SELECT user_id, tag FROM todo_tags", {}))
+        assert sorted((str(u), t) for u, t in rows) == [(alice, "b"), (alice, "c")]
+        assert client.delete(f"{V2}/{todo['id']}", headers=as_user(alice)).status_code == 204
+        assert asyncio.run(db.fetch(uuid.UUID(alice), "SELECT tag FROM todo_tags", {})) == []
+    finally:
+        db.close()
+
+
 @pytest.fixture
 def texts(client: TestClient, alice: str, bob: str) -> None:
     for user in (bob, alice):
@@ -180,7 +226,7 @@ def ties(admin_engine: Engine, alice: str, bob: str) -> list[dict[str, Any]]:
             for row in rows:
                 conn.execute(
                     text(
-                        "INSERT INTO todos (id, user_id, title, priority, due_at, created_at,"
+                        "INSERT INTO todo_items (id, user_id, title, priority, due_at, created_at,"
                         " updated_at, title_folded, description_folded)"
                         " VALUES (:id, :u, :title, CAST(:priority AS todo_priority), :due_at,"
                         " :created_at, :created_at, :folded, '')"

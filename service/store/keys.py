@@ -41,7 +41,7 @@ new_user AS (
     ON CONFLICT DO NOTHING
 ),
 created AS (
-    INSERT INTO todos (id, user_id, title, description, priority, due_at, tags,
+    INSERT INTO todo_items (id, user_id, title, description, priority, due_at, tags,
                        title_folded, description_folded)
     SELECT todo_id, %(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s,
            %(tags)s::text[], %(title_folded)s, %(description_folded)s

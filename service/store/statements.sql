@@ -32,7 +32,7 @@ WITH new_user AS (
     VALUES (%(user_id)s, %(issuer)s, %(subject)s)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO todos (user_id, title, description, priority, due_at, tags,
+INSERT INTO todo_items (user_id, title, description, priority, due_at, tags,
                    title_folded, description_folded)
 VALUES (%(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s, %(tags)s::text[],
         %(title_folded)s, %(description_folded)s)
@@ -50,11 +50,11 @@ SELECT CASE WHEN %(v1)s
     ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
                          updated_at, priority, due_at, tags, completed_at)::todo_v2)
 END::text, (extract(epoch FROM updated_at) * 1000000)::bigint
-FROM todos
+FROM todo_items
 WHERE user_id = %(user_id)s AND id = %(todo_id)s;
 
 -- service.store.todos.PATCH
-UPDATE todos
+UPDATE todo_items
 SET title = coalesce(%(title)s, title),
     is_completed = coalesce(%(is_completed)s, is_completed),
     priority = coalesce(%(priority)s::todo_priority, priority),
@@ -72,7 +72,7 @@ END::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version;
 
 -- service.store.todos.PATCH_DESCRIPTION
-UPDATE todos
+UPDATE todo_items
 SET title = coalesce(%(title)s, title),
     description = %(description)s,
     description_folded = %(description_folded)s,
@@ -93,7 +93,7 @@ END::text AS todo,
 
 -- service.store.todos.PATCH_IF
 WITH written AS (
-UPDATE todos
+UPDATE todo_items
 SET title = coalesce(%(title)s, title),
     is_completed = coalesce(%(is_completed)s, is_completed),
     priority = coalesce(%(priority)s::todo_priority, priority),
@@ -112,12 +112,12 @@ END::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version
 )
 SELECT written.todo, written.version,
-       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+       EXISTS (SELECT 1 FROM todo_items WHERE user_id = %(user_id)s AND id = %(todo_id)s)
 FROM (SELECT 1) AS one LEFT JOIN written ON true;
 
 -- service.store.todos.PATCH_DESCRIPTION_IF
 WITH written AS (
-UPDATE todos
+UPDATE todo_items
 SET title = coalesce(%(title)s, title),
     description = %(description)s,
     description_folded = %(description_folded)s,
@@ -138,23 +138,23 @@ END::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version
 )
 SELECT written.todo, written.version,
-       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+       EXISTS (SELECT 1 FROM todo_items WHERE user_id = %(user_id)s AND id = %(todo_id)s)
 FROM (SELECT 1) AS one LEFT JOIN written ON true;
 
 -- service.store.todos.REMOVE
-DELETE FROM todos
+DELETE FROM todo_items
 WHERE user_id = %(user_id)s AND id = %(todo_id)s
 RETURNING id;
 
 -- service.store.todos.REMOVE_IF
 WITH written AS (
-DELETE FROM todos
+DELETE FROM todo_items
 WHERE user_id = %(user_id)s AND id = %(todo_id)s
   AND (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[])
 RETURNING id
 )
 SELECT written.id,
-       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+       EXISTS (SELECT 1 FROM todo_items WHERE user_id = %(user_id)s AND id = %(todo_id)s)
 FROM (SELECT 1) AS one LEFT JOIN written ON true;
 
 -- service.store.todos.LIST_VERSION
@@ -166,7 +166,7 @@ SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
        count(*)
 FROM (
     SELECT id, user_id, title, description, is_completed, created_at, updated_at
-    FROM todos
+    FROM todo_items
     WHERE user_id = %(user_id)s
     ORDER BY created_at DESC, id DESC
     LIMIT %(limit)s
@@ -184,7 +184,7 @@ FROM (
     SELECT t AS todo, row_number() OVER () AS n
     FROM (
         SELECT id, user_id, title, description, is_completed, created_at, updated_at
-        FROM todos
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(after_id)s::uuid IS NULL
                OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
@@ -215,7 +215,7 @@ new_user AS (
     ON CONFLICT DO NOTHING
 ),
 created AS (
-    INSERT INTO todos (id, user_id, title, description, priority, due_at, tags,
+    INSERT INTO todo_items (id, user_id, title, description, priority, due_at, tags,
                        title_folded, description_folded)
     SELECT todo_id, %(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s,
            %(tags)s::text[], %(title_folded)s, %(description_folded)s
@@ -247,8 +247,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, (NULL)::text AS kept
-        FROM todos
+        SELECT todo_items.*, (NULL)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -283,8 +283,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, (NULL)::text AS kept
-        FROM todos
+        SELECT todo_items.*, (NULL)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -304,6 +304,78 @@ FROM (
     ) AS t
 ) AS w;
 
+-- service.store.lists.PAGE_TAGGED_NEWEST_FIRST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT todo_items.*, (NULL)::text AS kept
+        FROM todo_tags JOIN todo_items ON todo_items.id = todo_tags.todo_id
+        WHERE todo_tags.user_id = %(user_id)s AND todo_tags.tag = (%(tags)s::text[])[1]
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(more_tags)s::text[] IS NULL OR tags @> %(more_tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (todo_tags.created_at, todo_tags.todo_id)
+                  < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY todo_tags.created_at DESC, todo_tags.todo_id DESC
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_TAGGED_OLDEST_FIRST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT todo_items.*, (NULL)::text AS kept
+        FROM todo_tags JOIN todo_items ON todo_items.id = todo_tags.todo_id
+        WHERE todo_tags.user_id = %(user_id)s AND todo_tags.tag = (%(tags)s::text[])[1]
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(more_tags)s::text[] IS NULL OR tags @> %(more_tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (todo_tags.created_at, todo_tags.todo_id)
+                  > (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY todo_tags.created_at, todo_tags.todo_id
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
 -- service.store.lists.PAGE_DUE_SOONEST
 SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
        (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
@@ -319,8 +391,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, ((extract(epoch FROM due_at) * 1000000)::bigint)::text AS kept
-        FROM todos
+        SELECT todo_items.*, ((extract(epoch FROM due_at) * 1000000)::bigint)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -355,8 +427,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, ((extract(epoch FROM due_at) * 1000000)::bigint)::text AS kept
-        FROM todos
+        SELECT todo_items.*, ((extract(epoch FROM due_at) * 1000000)::bigint)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -391,8 +463,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, (priority)::text AS kept
-        FROM todos
+        SELECT todo_items.*, (priority)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -427,8 +499,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, (priority)::text AS kept
-        FROM todos
+        SELECT todo_items.*, (priority)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -463,8 +535,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, (title)::text AS kept
-        FROM todos
+        SELECT todo_items.*, (title)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -499,8 +571,8 @@ FROM (
            (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
            id, kept, row_number() OVER () AS n
     FROM (
-        SELECT *, (title)::text AS kept
-        FROM todos
+        SELECT todo_items.*, (title)::text AS kept
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
@@ -543,7 +615,7 @@ new_user AS (
     ON CONFLICT DO NOTHING
 ),
 created AS (
-    INSERT INTO todos (id, user_id, title, description, priority, due_at, tags,
+    INSERT INTO todo_items (id, user_id, title, description, priority, due_at, tags,
                        title_folded, description_folded)
     SELECT todo_id, %(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s,
            %(tags)s::text[], %(title_folded)s, %(description_folded)s
@@ -557,7 +629,7 @@ DECLARE stream NO SCROLL CURSOR FOR
 SELECT row_to_json(t)::text, coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0)
 FROM (
     SELECT id, user_id, title, description, is_completed, created_at, updated_at
-    FROM todos
+    FROM todo_items
     WHERE user_id = %(user_id)s
     ORDER BY created_at DESC, id DESC
 ) AS t;

@@ -2,7 +2,10 @@
 
 Conditional writes are one statement: the version check and the write happen together,
 so no race slips between them. Every write bumps the caller's list version in the same
-statement (migration 0004's triggers), so the list's version is one row away."""
+statement (migration 0004's triggers), so the list's version is one row away.
+
+The table is `todo_items`. `todos` is 1.x's view of it, for the 1.x builds that name it
+during a rolling deploy (migration 0007); this build never goes through it."""
 
 import uuid
 from collections.abc import AsyncGenerator
@@ -37,7 +40,7 @@ WITH new_user AS (
     VALUES (%(user_id)s, %(issuer)s, %(subject)s)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO todos (user_id, title, description, priority, due_at, tags,
+INSERT INTO todo_items (user_id, title, description, priority, due_at, tags,
                    title_folded, description_folded)
 VALUES (%(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s, %(tags)s::text[],
         %(title_folded)s, %(description_folded)s)
@@ -45,7 +48,7 @@ RETURNING {_SHOWN}::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id
 
 GET = f"""\
 SELECT {_SHOWN}::text, (extract(epoch FROM updated_at) * 1000000)::bigint
-FROM todos
+FROM todo_items
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 
 
@@ -63,7 +66,7 @@ def _patched(description: bool) -> str:
         else ""
     )
     return f"""\
-UPDATE todos
+UPDATE todo_items
 SET title = coalesce(%(title)s, title),{described}
     is_completed = coalesce(%(is_completed)s, is_completed),
     priority = coalesce(%(priority)s::todo_priority, priority),
@@ -75,7 +78,7 @@ WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 
 
 _DELETED = """\
-DELETE FROM todos
+DELETE FROM todo_items
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 # If-Match: only a todo at one of the versions it names, checked in the same step as
 # the write.
@@ -94,7 +97,7 @@ WITH written AS (
 {write}
 )
 SELECT {outcome},
-       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+       EXISTS (SELECT 1 FROM todo_items WHERE user_id = %(user_id)s AND id = %(todo_id)s)
 FROM (SELECT 1) AS one LEFT JOIN written ON true"""
 
 
@@ -122,7 +125,7 @@ SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
        count(*)
 FROM (
     SELECT id, user_id, title, description, is_completed, created_at, updated_at
-    FROM todos
+    FROM todo_items
     WHERE user_id = %(user_id)s
     ORDER BY created_at DESC, id DESC
     LIMIT %(limit)s
@@ -132,7 +135,7 @@ STREAM = """\
 SELECT row_to_json(t)::text, coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0)
 FROM (
     SELECT id, user_id, title, description, is_completed, created_at, updated_at
-    FROM todos
+    FROM todo_items
     WHERE user_id = %(user_id)s
     ORDER BY created_at DESC, id DESC
 ) AS t"""
@@ -153,7 +156,7 @@ FROM (
     SELECT t AS todo, row_number() OVER () AS n
     FROM (
         SELECT id, user_id, title, description, is_completed, created_at, updated_at
-        FROM todos
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(after_id)s::uuid IS NULL
                OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
