@@ -40,12 +40,10 @@ _FILTERS = """
 # A tagged list in created_at's order is read from todo_tags, by its first tag, in that
 # order: under row-level security no index can narrow `tags @>` (its operator is not
 # leakproof), and text's `=` is (migration 0007). The other tags asked for are a filter;
-# the first's would only be a condition the planner cannot estimate (a parallel plan for
-# 50 rows, 25 ms where 2 do, was what it made of it).
-# The todos are the caller's tags' own: pinning todo_items.user_id as well would have
-# the planner count it again, expect a tenth of the tag's rows, and plan for it.
+# the first is what the rows read carry, which the planner could not know.
 _TAGGED = """todo_tags JOIN todo_items ON todo_items.id = todo_tags.todo_id
-        WHERE todo_tags.user_id = %(user_id)s AND todo_tags.tag = (%(tags)s::text[])[1]"""
+        WHERE todo_tags.user_id = %(user_id)s AND todo_tags.tag = (%(tags)s::text[])[1]
+          AND todo_items.user_id = %(user_id)s"""
 
 
 def _page(

@@ -322,6 +322,7 @@ FROM (
         SELECT todo_items.*, (NULL)::text AS kept
         FROM todo_tags JOIN todo_items ON todo_items.id = todo_tags.todo_id
         WHERE todo_tags.user_id = %(user_id)s AND todo_tags.tag = (%(tags)s::text[])[1]
+          AND todo_items.user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
                OR priority = ANY (%(priorities)s::todo_priority[]))
@@ -358,6 +359,7 @@ FROM (
         SELECT todo_items.*, (NULL)::text AS kept
         FROM todo_tags JOIN todo_items ON todo_items.id = todo_tags.todo_id
         WHERE todo_tags.user_id = %(user_id)s AND todo_tags.tag = (%(tags)s::text[])[1]
+          AND todo_items.user_id = %(user_id)s
           AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
           AND (%(priorities)s::todo_priority[] IS NULL
                OR priority = ANY (%(priorities)s::todo_priority[]))
