@@ -103,6 +103,8 @@ def _analyze(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE users"))
         conn.execute(text(f"VACUUM ANALYZE {conn.execute(text(_TABLE)).scalar_one()}"))
+        if conn.execute(text("SELECT to_regclass('todo_tags')")).scalar_one() is not None:
+            conn.execute(text("VACUUM ANALYZE todo_tags"))
 
 
 def count(engine: Engine) -> int:

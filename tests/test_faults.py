@@ -82,7 +82,7 @@ def _waiting_on_a_lock(admin_engine: Engine) -> list[int]:
             conn.execute(
                 text(
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND query LIKE '%todos%' AND pid <> pg_backend_pid()"
+                    " AND query LIKE '%todo_items%' AND pid <> pg_backend_pid()"
                     " AND datname = current_database()"
                 )
             ).scalars()
