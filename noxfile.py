@@ -333,6 +333,31 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/run.py", *session.posargs)
 
 
+# The build the 2.0 migration must run under (FR-221): 1.3, the commit before 2.0.
+V13 = "aab65bb"
+
+
+@nox.session(python=PYTHON)
+def migration(session: nox.Session) -> None:
+    """FR-221 (tests_online/): the 2.0 migration of this checkout on 1,000,000 todos
+    while the 1.3 build (V13, installed from this repository's history into a virtual
+    environment of its own, kept between runs) serves a steady load. Minutes, so never
+    in `nox -s tests`; the figures are printed."""
+    _install(session, "test")
+    build = Path(session.create_tmp()).resolve() / f"build-{V13}"
+    program = build / "venv" / "bin" / "todo-service"
+    if not program.exists():
+        shutil.rmtree(build, ignore_errors=True)
+        (build / "src").mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", V13], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(build / "src")], input=archive.stdout, check=True)
+        session.run("python", "-m", "venv", str(build / "venv"))
+        pip = str(build / "venv" / "bin" / "pip")
+        session.run(pip, "install", "--quiet", str(build / "src"), external=True)
+    env = {"TODO_V13_SERVICE": str(program)}
+    session.run("pytest", "tests_online", "-s", "--durations=5", *session.posargs, env=env)
+
+
 @nox.session(python=PYTHON)
 def fuzz(session: nox.Session) -> None:
     """The kit with a longer schemathesis run (FR-146): FUZZ_MAX_EXAMPLES per operation

@@ -52,6 +52,7 @@ from service import migrations
 from service.db import sqlalchemy_url
 from service.embedded import EmbeddedPostgres, free_port
 from service.identity import owner_id
+from service.store.lists import SORTS
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -417,6 +418,57 @@ def _features(bench: Bench, stage: str, table: Range, servers: dict[str, Server]
         bench.drive(f"{stage} http", ours, "create_once", c, "create_once", {"BENCH_RUN": str(c)})
 
 
+V2_SORTS = list(SORTS)
+V2_FILTERS = {
+    "completed": "completed=true",
+    "priority": "priority=high",
+    "tag": "tag=work",
+    "due_after": "due_after=2026-07-01T00:00:00Z",
+    "due_before": "due_before=2026-03-01T00:00:00Z",
+}
+V2_SEARCHES = {"q common": "q=parcel", "q rare": "q=12345"}
+
+
+def _v2_lists(bench: Bench, admin: Engine, stage: str, servers: dict[str, Server]) -> None:
+    """2.0's lists (issue 32) for the 100,000-todo user among 1,000,000 (the smoke: the
+    1,000-todo user): a page of 50 under each sort, each single filter and `q` against
+    the default page; the 500th page of each sort against its first. Each one's p50
+    against the default's (or its first page's) goes in the notes as `v2_ratios`."""
+    ours = servers["ours"]
+    user, size, depth = (THOUSAND, 10, 50) if bench.args.smoke else (HUGE, 50, 500)
+    seed.v2_members(admin, user_id(user))
+    asked: dict[str, str] = {"default": f"limit={size}"}
+    asked |= {f"sort {s}": f"limit={size}&sort={s}" for s in V2_SORTS}
+    asked |= {f"filter {name}": f"limit={size}&{q}" for name, q in V2_FILTERS.items()}
+    asked |= {name: f"limit={size}&{q}" for name, q in V2_SEARCHES.items()}
+    deep: dict[str, str] = {}
+    for sort in V2_SORTS:
+        cursor = None
+        for _ in range(depth - 1):
+            page = httpx.get(
+                f"{ours.base}/api/v2/todos",
+                params={"limit": size, "sort": sort, **({"cursor": cursor} if cursor else {})},
+                headers={"X-User-ID": user_id(user)},
+                timeout=30,
+            ).json()
+            cursor = page["next_cursor"]
+        assert cursor, f"user {user} has a page {depth} of {size} under {sort}"
+        deep[f"page{depth} {sort}"] = f"limit={size}&sort={sort}&cursor={cursor}"
+    ratios: dict[str, dict[int, float]] = {}
+    for c in bench.connections:
+        p50: dict[str, float] = {}
+        for label, query in {**asked, **deep}.items():
+            env: dict[str, Env] = {"BENCH_USER": user, "BENCH_QUERY": query}
+            bench.drive(f"{stage} v2", ours, "v2page", c, label, env)
+            p50[label] = bench.results[-1].p50_ms
+        for label in asked:
+            ratios.setdefault(label, {})[c] = round(p50[label] / p50["default"], 2)
+        for label in deep:
+            first = p50["sort " + label.split(" ", 1)[1]]
+            ratios.setdefault(label, {})[c] = round(p50[label] / first, 2)
+    bench.notes["v2_ratios"] = ratios
+
+
 def _against_build(
     bench: Bench,
     stage: str,
@@ -625,6 +677,7 @@ def run(bench: Bench) -> None:
         bench.notes["rows"] = seed.count(admin)
         slices = _stage(bench, stage, table, servers)
         _features(bench, stage, table, servers)
+        _v2_lists(bench, admin, stage, servers)
         for name in bench.notes.get("builds", {}):
             _against_build(bench, stage, table, servers, name, slices)
         _switched(bench, stage, table, servers)

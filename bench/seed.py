@@ -18,6 +18,11 @@ FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS n,
 """
 
 
+# The todos' table: `todos` at 1.x's schema, `todo_items` (behind 1.x's view `todos`,
+# which writes may go through) at 2.0's.
+_TABLE = "SELECT coalesce(to_regclass('todo_items'), 'todos')::text"
+
+
 def _insert(engine: Engine, first: int, last: int) -> None:
     if first > last:
         return
@@ -28,7 +33,8 @@ def _insert(engine: Engine, first: int, last: int) -> None:
 def small_table(engine: Engine) -> None:
     """10,000 users; the 1,000- and 10-todo users; 10,000 todos in all."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE users, todos"))
+        # CASCADE: at 2.0's schema, todo_tags too.
+        conn.execute(text(f"TRUNCATE users, {conn.execute(text(_TABLE)).scalar_one()} CASCADE"))
         conn.execute(
             text(
                 f"INSERT INTO users (id) SELECT ({SQL_USER_ID.format(k='k')})::uuid"
@@ -67,10 +73,38 @@ def full_table(engine: Engine) -> None:
     _analyze(engine)
 
 
+def v2_members(engine: Engine, user: str) -> None:
+    """Gives `user`'s todos 2.0's members, spread as a real list has them: every
+    priority, a due date on two in three, a tag on two in five (so that each sort and
+    filter of `nox -s bench`'s 2.0 figures has work to do)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                UPDATE todo_items
+                SET priority = (ARRAY['none', 'low', 'medium', 'high'])[1 + t.n % 4]::todo_priority,
+                    due_at = CASE WHEN t.n % 3 <> 0
+                                  THEN timestamptz '2026-01-01' + (t.n % 365) * interval '1 day'
+                             END,
+                    tags = CASE t.n % 5 WHEN 0 THEN ARRAY['work']
+                                        WHEN 1 THEN ARRAY['home', 'errand']
+                                        ELSE ARRAY[]::text[] END
+                FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n
+                      FROM todo_items WHERE user_id = CAST(:user AS uuid)) AS t
+                WHERE todo_items.id = t.id
+                """
+            ),
+            {"user": user},
+        )
+    _analyze(engine)
+
+
 def _analyze(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE users"))
-        conn.execute(text("VACUUM ANALYZE todos"))
+        conn.execute(text(f"VACUUM ANALYZE {conn.execute(text(_TABLE)).scalar_one()}"))
+        if conn.execute(text("SELECT to_regclass('todo_tags')")).scalar_one() is not None:
+            conn.execute(text("VACUUM ANALYZE todo_tags"))
 
 
 def count(engine: Engine) -> int:

@@ -110,6 +110,12 @@ WRITES: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "made under load",
             "issuer": None,
             "subject": None,
+            # 2.0's members as a 1.x create sends them (their defaults, the folds).
+            "priority": "none",
+            "due_at": None,
+            "tags": [],
+            "title_folded": "benchmark todo",
+            "description_folded": "made under load",
         },
     ),
     "patch": (
@@ -118,6 +124,12 @@ WRITES: dict[str, tuple[str, dict[str, Any]]] = {
             "title": "Renamed",
             "is_completed": True,
             "todo_id": _TODO_MARK,
+            # 2.0's members a 1.x PATCH leaves as they are.
+            "priority": None,
+            "sets_due_at": False,
+            "due_at": None,
+            "tags": None,
+            "title_folded": "renamed",
         },
     ),
     "delete": (todos.REMOVE, {"todo_id": _TODO_MARK}),
@@ -134,7 +146,9 @@ class Renderer:
         self.connection.autocommit = True
 
     def render(self, statement: str, user: str, params: dict[str, Any]) -> str:
-        sql, values = self.db.request_sql(uuid.UUID(user), statement, {"user_id": user, **params})
+        sql, values = self.db.request_sql(
+            uuid.UUID(user), statement, {"user_id": user, "v1": True, **params}
+        )
         with self.connection.cursor() as cursor:
             rendered: bytes = cursor.mogrify(sql, values)
         return rendered.decode()

@@ -194,7 +194,7 @@ def clean_database(request: pytest.FixtureRequest) -> None:
         return
     engine: Engine = request.getfixturevalue("admin_engine")
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE users, todos, idempotency_keys"))
+        conn.execute(text("TRUNCATE users, todo_items, todo_tags, idempotency_keys"))
 
 
 @pytest.fixture

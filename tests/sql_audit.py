@@ -12,7 +12,7 @@ from whole_run import WholeRun
 
 from service import db
 from service.db import QUOTA_CONTEXT, RATE_LIMIT_STEP, REQUEST_CONTEXT, Database
-from service.store import keys, todos
+from service.store import keys, lists, todos
 from service.store.named import statements
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
@@ -25,7 +25,7 @@ def sendable() -> dict[str, str]:
     """Every query string the service may send after its request context, by name: each
     store statement alone, or as the store and the Database compose them (a sweep before
     a claim, a stream's cursor around its query), and the Database's own."""
-    forms = {**statements(todos), **statements(keys)}
+    forms = {**statements(todos), **statements(keys), **statements(lists)}
     del forms["service.store.keys.SWEEP"], forms["service.store.todos.STREAM"]
     return {
         **forms,
@@ -96,8 +96,15 @@ def _is_parameter(node: Any) -> bool:
     return isinstance(node, exp.Placeholder | exp.Parameter)
 
 
-# Each table of a user's rows, and the column that names the user.
-OWNER_COLUMNS = {"todos": "user_id", "idempotency_keys": "user_id", "users": "id"}
+# Each table of a user's rows, and the column that names the user (`todos`: 1.x's view
+# of `todo_items`, which 1.x builds name).
+OWNER_COLUMNS = {
+    "todo_items": "user_id",
+    "todos": "user_id",
+    "todo_tags": "user_id",
+    "idempotency_keys": "user_id",
+    "users": "id",
+}
 
 
 def _pins_user(condition: Any, owner: str) -> bool:

@@ -51,6 +51,8 @@ def test_every_operation_of_the_contract_is_documented() -> None:
     gets = {
         ("GET", "/api/v1/todos"),
         ("GET", "/api/v1/todos/{todo_id}"),
+        ("GET", "/api/v2/todos"),
+        ("GET", "/api/v2/todos/{todo_id}"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),
         ("GET", "/openapi.yaml"),
@@ -62,6 +64,9 @@ def test_every_operation_of_the_contract_is_documented() -> None:
         ("POST", "/api/v1/todos"),
         ("PATCH", "/api/v1/todos/{todo_id}"),
         ("DELETE", "/api/v1/todos/{todo_id}"),
+        ("POST", "/api/v2/todos"),
+        ("PATCH", "/api/v2/todos/{todo_id}"),
+        ("DELETE", "/api/v2/todos/{todo_id}"),
         *gets,
         *heads,
     }
@@ -89,8 +94,8 @@ def test_the_contract_declares_both_ways_in() -> None:
 
 
 @pytest.mark.req("FR-107", "FR-020")
-def test_the_contract_is_version_1_2_and_lists_every_problem_code() -> None:
-    assert SPEC["info"]["version"].startswith("1.2.")
+def test_the_contract_is_version_2_0_and_lists_every_problem_code() -> None:
+    assert SPEC["info"]["version"].startswith("2.0.")
     codes = set(SPEC["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
     assert {
         "MISSING_TOKEN",

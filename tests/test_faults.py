@@ -83,7 +83,7 @@ def _waiting_on_a_lock(admin_engine: Engine) -> list[int]:
             conn.execute(
                 text(
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND query LIKE '%todos%' AND pid <> pg_backend_pid()"
+                    " AND query LIKE '%todo_items%' AND pid <> pg_backend_pid()"
                     " AND datname = current_database()"
                 )
             ).scalars()
@@ -183,7 +183,7 @@ def test_a_create_killed_mid_request_leaves_neither_user_nor_todo(
 ) -> None:
     newcomer = str(uuid.uuid4())
     with ThreadPoolExecutor(1) as pool, admin_engine.connect() as lock:
-        lock.execute(text("LOCK TABLE todos IN SHARE MODE"))
+        lock.execute(text("LOCK TABLE todo_items IN SHARE MODE"))
         waiting = pool.submit(client.post, TODOS, json={"title": "half"}, headers=as_user(newcomer))
         until(lambda: bool(_waiting_on_a_lock(admin_engine)), 10, "the POST waits on the lock")
         with admin_engine.connect() as conn:

@@ -329,7 +329,7 @@ def test_a_request_is_one_server_span_continuing_its_traceparent_with_its_statem
     statements = [s for s in mine if s.kind == CLIENT]
     assert statements and all(s.parent_span_id == server.span_id for s in statements)
     texts = [attributes(s)["db.query.text"] for s in statements]
-    assert any("INSERT INTO todos" in t for t in texts), texts
+    assert any("INSERT INTO todo_items" in t for t in texts), texts
     for span in mine:
         shown = json.dumps({**attributes(span), "name": span.name})
         for value in (title, user, todo):

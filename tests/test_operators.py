@@ -252,7 +252,7 @@ def _slow(database_url: str, seconds: float) -> None:
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql("BEGIN")
-            conn.exec_driver_sql("LOCK TABLE todos IN ACCESS EXCLUSIVE MODE")
+            conn.exec_driver_sql("LOCK TABLE todo_items IN ACCESS EXCLUSIVE MODE")
             time.sleep(seconds)
             conn.exec_driver_sql("COMMIT")
     finally:

@@ -1,9 +1,10 @@
 -- One wrk script for every operation, chosen by environment variables:
---   BENCH_OP      get | list | page | create | create_once | patch | delete | constant
+--   BENCH_OP      get | list | page | v2page | create | create_once | patch | delete | constant
 --                 | mcp_create | mcp_list (the same create and list as MCP tool calls)
 --   BENCH_FIRST, BENCH_LAST   the seeded todos to pick from (see bench/layout.py)
 --   BENCH_USER    the user whose list (or page) is read
 --   BENCH_LIMIT, BENCH_CURSOR the page: its size and where it starts (none: the first)
+--   BENCH_QUERY   v2page: the query of a /api/v2/todos page (its filters, sort, cursor)
 --   BENCH_IF_NONE_MATCH       sent with lists: an ETag, for 304s
 --   BENCH_AUTH    "Name: value", sent instead of X-User-ID (a bearer token, or one user)
 --   BENCH_RUN     makes this run's Idempotency-Keys its own
@@ -14,6 +15,7 @@ local last = tonumber(os.getenv("BENCH_LAST") or "0")
 local list_user = tonumber(os.getenv("BENCH_USER") or "0")
 local limit = os.getenv("BENCH_LIMIT")
 local cursor = os.getenv("BENCH_CURSOR")
+local query_v2 = os.getenv("BENCH_QUERY") or ""
 local if_none_match = os.getenv("BENCH_IF_NONE_MATCH")
 local auth = os.getenv("BENCH_AUTH")
 local run = os.getenv("BENCH_RUN") or "run"
@@ -65,6 +67,8 @@ function request()
   elseif op == "page" then
     local query = "?limit=" .. limit .. (cursor and ("&cursor=" .. cursor) or "")
     return wrk.format("GET", "/api/v1/todos" .. query, as(list_user))
+  elseif op == "v2page" then
+    return wrk.format("GET", "/api/v2/todos?" .. query_v2, as(list_user))
   elseif op == "mcp_create" or op == "mcp_list" then
     -- A tool call over streamable HTTP (stateless: no handshake), one JSON answer.
     local call

@@ -2,18 +2,20 @@
 
 Conditional writes are one statement: the version check and the write happen together,
 so no race slips between them. Every write bumps the caller's list version in the same
-statement (migration 0004's triggers), so the list's version is one row away."""
+statement (migration 0004's triggers), so the list's version is one row away.
+
+The table is `todo_items`. `todos` is 1.x's view of it, for the 1.x builds that name it
+during a rolling deploy (migration 0007); this build never goes through it."""
 
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from service.db import Database
-from service.models import TodoCreate, TodoUpdate
-from service.store import Caller, Created, Stored, UserId, new_todo
+from service.models import TodoCreate, TodoCreateV2, TodoUpdate, TodoUpdateV2, fold
+from service.store import Caller, Created, Position, Stored, UserId, View, new_todo, view_of
 
 # Lists up to this long are built whole by PostgreSQL in one round trip; longer ones are
 # streamed in batches this size, so memory stays flat however many todos a user has.
@@ -22,46 +24,68 @@ WHOLE_LIST_LIMIT = 2000
 # The users row is made on the caller's first write, with a token's (issuer, subject).
 # Within a quota, the trigger that counts the caller's todos refuses one too many
 # (migration 0006; the Database raises QuotaExceeded).
-CREATE = """\
+# A todo as the asking view shows it (`v1`: 1.x's members only), in one statement for
+# both: the value is known when the statement is planned, so only one branch is ever
+# computed.
+_SHOWN = """CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END"""
+
+CREATE = f"""\
 WITH new_user AS (
     INSERT INTO users (id, issuer, subject)
     VALUES (%(user_id)s, %(issuer)s, %(subject)s)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO todos (user_id, title, description)
-VALUES (%(user_id)s, %(title)s, %(description)s)
-RETURNING row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id"""
+INSERT INTO todo_items (user_id, title, description, priority, due_at, tags,
+                   title_folded, description_folded)
+VALUES (%(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s, %(tags)s::text[],
+        %(title_folded)s, %(description_folded)s)
+RETURNING {_SHOWN}::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id"""
 
-GET = """\
-SELECT row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint
-FROM todos
+GET = f"""\
+SELECT {_SHOWN}::text, (extract(epoch FROM updated_at) * 1000000)::bigint
+FROM todo_items
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 
 
-# A PATCH: an absent title or is_completed keeps its value (neither is ever null), and
-# updated_at moves strictly forward even if two updates share a clock tick or the clock
-# steps back. The description, which may be set to null, is written only by the
-# statements that name it: assigning it to itself cost 2-4% of a PATCH at the database
-# (bench/results/findings.md).
+# A PATCH: an absent title, is_completed, priority or tags keeps its value (none is
+# ever null), and updated_at moves strictly forward even if two updates share a clock
+# tick or the clock steps back. The description, which may be set to null, is written
+# only by the statements that name it: assigning it to itself cost 2-4% of a PATCH at
+# the database (bench/results/findings.md). `due_at`, which may be cleared too, is
+# written when `sets_due_at`, a value the planner folds away. completed_at follows
+# is_completed by migration 0007's trigger, for every build alike.
 def _patched(description: bool) -> str:
-    described = "\n    description = %(description)s," if description else ""
+    described = (
+        "\n    description = %(description)s,\n    description_folded = %(description_folded)s,"
+        if description
+        else ""
+    )
     return f"""\
-UPDATE todos
+UPDATE todo_items
 SET title = coalesce(%(title)s, title),{described}
     is_completed = coalesce(%(is_completed)s, is_completed),
+    priority = coalesce(%(priority)s::todo_priority, priority),
+    due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+    tags = coalesce(%(tags)s::text[], tags),
+    title_folded = coalesce(%(title_folded)s, title_folded),
     updated_at = greatest(now(), updated_at + interval '1 microsecond')
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 
 
 _DELETED = """\
-DELETE FROM todos
+DELETE FROM todo_items
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 # If-Match: only a todo at one of the versions it names, checked in the same step as
 # the write.
 _IF_MATCH = """
   AND (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[])"""
-_THE_TODO = """
-RETURNING row_to_json(todos)::text AS todo,
+_THE_TODO = f"""
+RETURNING {_SHOWN}::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version"""
 
 
@@ -73,7 +97,7 @@ WITH written AS (
 {write}
 )
 SELECT {outcome},
-       EXISTS (SELECT 1 FROM todos WHERE user_id = %(user_id)s AND id = %(todo_id)s)
+       EXISTS (SELECT 1 FROM todo_items WHERE user_id = %(user_id)s AND id = %(todo_id)s)
 FROM (SELECT 1) AS one LEFT JOIN written ON true"""
 
 
@@ -101,7 +125,7 @@ SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
        count(*)
 FROM (
     SELECT id, user_id, title, description, is_completed, created_at, updated_at
-    FROM todos
+    FROM todo_items
     WHERE user_id = %(user_id)s
     ORDER BY created_at DESC, id DESC
     LIMIT %(limit)s
@@ -111,7 +135,7 @@ STREAM = """\
 SELECT row_to_json(t)::text, coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0)
 FROM (
     SELECT id, user_id, title, description, is_completed, created_at, updated_at
-    FROM todos
+    FROM todo_items
     WHERE user_id = %(user_id)s
     ORDER BY created_at DESC, id DESC
 ) AS t"""
@@ -132,7 +156,7 @@ FROM (
     SELECT t AS todo, row_number() OVER () AS n
     FROM (
         SELECT id, user_id, title, description, is_completed, created_at, updated_at
-        FROM todos
+        FROM todo_items
         WHERE user_id = %(user_id)s
           AND (%(after_id)s::uuid IS NULL
                OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
@@ -141,27 +165,12 @@ FROM (
     ) AS t
 ) AS w"""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 class Unwritten(Enum):
     """Why a write to one todo did not happen."""
 
     MISSING = "the caller has no such todo"
     STALE = "the todo is at none of the versions the condition names"
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A todo's place in the list's order (created_at in microseconds, then id), which
-    never changes."""
-
-    created_at_us: int
-    todo_id: uuid.UUID
-
-    @property
-    def created_at(self) -> datetime:
-        return _EPOCH + timedelta(microseconds=self.created_at_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +189,17 @@ async def _one(db: Database, user: UserId, statement: str, **params: Any) -> Any
     return rows[0] if rows else None
 
 
-async def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
+async def create(db: Database, caller: Caller, data: TodoCreate | TodoCreateV2) -> Created:
+    """The new todo, shown as the version whose model `data` is shows it."""
     created = await db.fetch(caller.id, CREATE, new_todo(caller, data), creates=True)
     body, version, todo_id = created[0]
     return Created(body, version, str(todo_id))
 
 
-async def get(db: Database, user: UserId, todo_id: uuid.UUID) -> Stored | None:
-    row = await _one(db, user, GET, todo_id=str(todo_id))
+async def get(
+    db: Database, user: UserId, todo_id: uuid.UUID, view: View = View.V1
+) -> Stored | None:
+    row = await _one(db, user, GET, todo_id=str(todo_id), v1=view is View.V1)
     return None if row is None else Stored(*row)
 
 
@@ -195,17 +207,25 @@ async def patch(
     db: Database,
     user: UserId,
     todo_id: uuid.UUID,
-    changes: TodoUpdate,
+    changes: TodoUpdate | TodoUpdateV2,
     if_match: list[int] | None = None,
 ) -> Stored | Unwritten:
-    """The updated todo. With `if_match` (versions), written only if its current
-    version is one of them."""
+    """The updated todo, shown as the version whose model `changes` is shows it. With
+    `if_match` (versions), written only if its current version is one of them."""
     given = changes.changes()
+    title, description = given.get("title"), given.get("description")
     params = {
+        "v1": view_of(changes) is View.V1,
         "todo_id": str(todo_id),
-        "title": given.get("title"),
-        "description": given.get("description"),
+        "title": title,
+        "title_folded": None if title is None else fold(title),
+        "description": description,
+        "description_folded": fold(description or ""),
         "is_completed": given.get("is_completed"),
+        "priority": given.get("priority"),
+        "sets_due_at": "due_at" in given,
+        "due_at": given.get("due_at"),
+        "tags": given.get("tags"),
     }
     describes = "description" in given
     if if_match is None:
