@@ -57,6 +57,13 @@ BY_OPERATION = {
     "HEAD /api/v1/todos/{todo_id}": ("FR-010",),
     "PATCH /api/v1/todos/{todo_id}": ("FR-011",),
     "DELETE /api/v1/todos/{todo_id}": ("FR-012",),
+    "POST /api/v2/todos": ("FR-192",),
+    "GET /api/v2/todos": ("FR-201",),
+    "HEAD /api/v2/todos": ("FR-201",),
+    "GET /api/v2/todos/{todo_id}": ("FR-191",),
+    "HEAD /api/v2/todos/{todo_id}": ("FR-191",),
+    "PATCH /api/v2/todos/{todo_id}": ("FR-192",),
+    "DELETE /api/v2/todos/{todo_id}": ("FR-012",),
 }
 # Invalid input accepted (or answered with a 500), by what the finding names, in the
 # order tried: the first the message mentions wins.
@@ -68,9 +75,20 @@ BY_INPUT = (
     ("todo_id", ("FR-019",)),
     ("`limit`", ("FR-133",)),
     ("`cursor`", ("FR-133",)),
+    ("`sort`", ("FR-202",)),
+    ("`completed`", ("FR-201",)),
+    ("`priority`", ("FR-201",)),
+    ("`tag`", ("FR-201",)),
+    ("`due_after`", ("FR-201",)),
+    ("`due_before`", ("FR-201",)),
+    ("`q`", ("FR-201",)),
     ("title: string larger than maxlength", ("FR-017",)),
     ("title", ("FR-016",)),
     ("description", ("FR-018",)),
+    ("priority", ("FR-192",)),
+    ("due_at", ("FR-192",)),
+    ("tags", ("FR-192",)),
+    ("completed_at", ("FR-192",)),
 )
 # ... or, when the message names nothing, by the part of the request made invalid.
 BY_COMPONENT = {"path": ("FR-019",), "query": ("FR-133",)}
