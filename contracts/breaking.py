@@ -1,6 +1,8 @@
 """The breaking-change guard: compares openapi.yaml with every released contract
 (contracts/released/) and fails on a change that would break an existing client,
-unless info.version has a new major number.
+unless info.version has a new major number. Even then, a version of the API the new
+document still serves (its paths under `/api/v1/`, say) must not break: a new major
+version may add `/api/v2` beside `/api/v1`, or retire `/api/v1` whole, never change it.
 
 Breaking: a removed path, operation or response field; a removed accepted request
 field or parameter; a new required request field or parameter; a request input
@@ -182,10 +184,32 @@ def _major(spec: Spec) -> int:
     return int(str(spec["info"]["version"]).split(".")[0])
 
 
+def _api_version(path: str) -> str | None:
+    """`/api/v1` of `/api/v1/todos/{todo_id}`; None for a path outside a versioned API."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] == "api" and parts[2][:1] == "v" and parts[2][1:].isdigit():
+        return "/".join(parts[:3])
+    return None
+
+
+def _kept_versions(problems: list[str], new_spec: Spec) -> list[str]:
+    """The problems in a version of the API that the new document still serves."""
+    served = {_api_version(path) for path in new_spec["paths"]} - {None}
+    return [
+        problem
+        for problem in problems
+        if any(word.startswith(f"{version}/") for word in problem.split() for version in served)
+    ]
+
+
 def verdict(old_spec: Spec, new_spec: Spec) -> tuple[bool, list[str]]:
-    """(acceptable, breaking changes): breaking changes need a new major version."""
+    """(acceptable, breaking changes): breaking changes need a new major version, and
+    none may be in a version of the API that is still served."""
     problems = breaking_changes(old_spec, new_spec)
-    return (not problems or _major(new_spec) > _major(old_spec)), problems
+    if not problems:
+        return True, problems
+    moved = _major(new_spec) > _major(old_spec)
+    return moved and not _kept_versions(problems, new_spec), problems
 
 
 RELEASED = sorted((HERE / "released").glob("openapi-*.yaml"))

@@ -18,11 +18,11 @@ from starlette.requests import Request
 from service import cursors
 from service.cursors import PageRequest
 from service.errors import FieldError, UnsupportedMediaType, validation_failed
-from service.models import TodoUpdate
+from service.models import PRIORITIES, TAGS_MAX
 
 Model = TypeVar("Model", bound=SQLModel)
 
-_READ_ONLY = {"id", "user_id", "created_at", "updated_at"}
+_READ_ONLY = {"id", "user_id", "created_at", "updated_at", "completed_at"}
 _BODY = "body"
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -86,12 +86,19 @@ def _message(error: ErrorDetails, model: type[SQLModel]) -> str:
         "model_attributes_type": "must be a JSON object",
         "model_type": "must be a JSON object",
         "dict_type": "must be a JSON object",
+        "literal_error": f"must be one of: {', '.join(PRIORITIES)}",
+        "list_type": "must be an array of tags (strings)",
+        "too_long": f"must hold at most {TAGS_MAX} tags",
     }
     if kind == "extra_forbidden":
         field = str(error["loc"][0]) if error["loc"] else ""
         if field in _READ_ONLY:
             return "is read-only: the server sets it"
         return f"is not an accepted field (accepted: {allowed})"
+    if len(error["loc"]) > 1 and isinstance(error["loc"][1], int):
+        # A member of an array: which one.
+        said = ctx.get("error", error["msg"]) if kind == "value_error" else None
+        return f"item {error['loc'][1] + 1}: {said or messages.get(kind, error['msg'])}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind == "string_type" and error["loc"] and error["loc"][0] == "description":
@@ -207,9 +214,6 @@ def _validate(model: type[Model], data: Any) -> tuple[Model | None, list[FieldEr
         for error in invalid.errors():
             errors.setdefault(_field_name(error), _message(error, model))
         return None, [FieldError(field, message) for field, message in errors.items()]
-    if isinstance(parsed, TodoUpdate) and not parsed.model_fields_set:
-        fields = ", ".join(TodoUpdate.model_fields)
-        return None, [FieldError(_BODY, f"must set at least one of: {fields}")]
     return parsed, []
 
 
@@ -266,6 +270,13 @@ def _one(query: QueryParams, name: str) -> tuple[str | None, FieldError | None]:
     return (values[0] if values else None), None
 
 
+def parse_limit(text: str) -> int | None:
+    """A page's size, 1 to PAGE_LIMIT_MAX, or None."""
+    if _DIGITS.fullmatch(text) and 1 <= int(text) <= PAGE_LIMIT_MAX:
+        return int(text)
+    return None
+
+
 def wants_page(query: QueryParams) -> bool:
     return "limit" in query or "cursor" in query
 
@@ -284,9 +295,7 @@ def parse_page(query: QueryParams, cursor_key: bytes) -> PageRequest:
     if limit_text is None:
         if not any(e.field == "limit" for e in errors):
             errors.append(FieldError("limit", "is required to read the list in pages"))
-    elif _DIGITS.fullmatch(limit_text) and 1 <= int(limit_text) <= PAGE_LIMIT_MAX:
-        limit = int(limit_text)
-    else:
+    elif (limit := parse_limit(limit_text)) is None:
         errors.append(FieldError("limit", f"must be a whole number from 1 to {PAGE_LIMIT_MAX}"))
     after = None
     if cursor_text is not None:

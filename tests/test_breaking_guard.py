@@ -76,7 +76,11 @@ def test_a_breaking_change_fails_the_guard_unless_the_major_version_moves(
     current.write_text(yaml.safe_dump(changed))
     assert breaking.main(["breaking", str(current)]) == 1
 
-    changed["info"]["version"] = "2.0.0"
+    # No major version may break /api/v1 while it serves it (2.0 keeps it exactly) ...
+    changed["info"]["version"] = "3.0.0"
+    assert not breaking.verdict(BASELINE, changed)[0]
+    # ... but one may retire it whole.
+    changed["paths"] = {p: item for p, item in changed["paths"].items() if "/api/v1/" not in p}
     assert breaking.verdict(BASELINE, changed)[0]
 
 

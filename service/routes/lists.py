@@ -3,6 +3,9 @@
 spells the items with the same bytes."""
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+from starlette.datastructures import QueryParams
 
 from service.store.todos import Items
 
@@ -21,6 +24,15 @@ def page(items: Items, next_cursor: str | None) -> str:
 
 def next_link(path: str, limit: int, cursor: str) -> str:
     return f'<{path}?limit={limit}&cursor={cursor}>; rel="next"'
+
+
+# What a 2.0 list's next page is asked with: the same filters, sort and limit.
+_CARRIED = ("completed", "priority", "tag", "due_after", "due_before", "q", "sort", "limit")
+
+
+def next_link_v2(path: str, query: QueryParams, cursor: str) -> str:
+    carried = [(name, value) for name, value in query.multi_items() if name in _CARRIED]
+    return f'<{path}?{urlencode([*carried, ("cursor", cursor)])}>; rel="next"'
 
 
 async def streamed(batches: AsyncIterator[list[str]]) -> AsyncIterator[str]:

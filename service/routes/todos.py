@@ -1,10 +1,19 @@
-"""/api/v1/todos: each handler checks the body's type, then who is calling, then the
-input, then asks the store, in the contract's order of checks; and it makes the store's
-answer HTTP: entity tags with 304 and 412, the list's body, cursors and Link.
+"""/api/v2/todos and /api/v1/todos: each handler checks the body's type, then who is
+calling, then the input, then asks the store, in the contract's order of checks; and it
+makes the store's answer HTTP: entity tags with 304 and 412, the list's body, cursors
+and Link.
+
+One todo, two views: both paths are answered by the same handlers, each with its
+`Version` (the models it parses, the view the store spells a todo in). Only the list
+differs in what it takes: 2.0's filters, sorts and pages by default (FR-201 to
+FR-203), 1.x's whole list or its pages.
 
 The handlers take the request itself rather than FastAPI dependencies and call the
 same functions in that order: solving dependencies cost more than the statement on
 these hot paths (bench/results/findings.md)."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
@@ -13,14 +22,29 @@ from service import cursors
 from service.db import Database
 from service.errors import IdempotencyKeyReused, NotFound, PreconditionFailed
 from service.identity import current_user
-from service.models import TodoCreate, TodoUpdate
+from service.models import TodoCreate, TodoCreateV2, TodoUpdate, TodoUpdateV2
 from service.parsing import json_body, parse_page, parse_request, parse_todo_id, wants_page
+from service.queries import parse_list
 from service.routes import lists
 from service.routes.etags import item_tag, list_tag, parse_condition
-from service.store import Created, keys, todos
+from service.store import Caller, Created, View
+from service.store import lists as listed
+from service.store import keys, todos
 
-PREFIX = "/api/v1/todos"
-router = APIRouter(prefix=PREFIX)
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """What a version of the API reads and shows."""
+
+    prefix: str
+    view: View
+    creates: type[TodoCreate] | type[TodoCreateV2]
+    updates: type[TodoUpdate] | type[TodoUpdateV2]
+
+
+V1 = Version("/api/v1/todos", View.V1, TodoCreate, TodoUpdate)
+V2 = Version("/api/v2/todos", View.V2, TodoCreateV2, TodoUpdateV2)
+router = APIRouter()
 
 # Answers depend on who asks, and must be revalidated (with the ETag) before reuse.
 _READ = {"Cache-Control": "private, no-cache"}
@@ -53,33 +77,56 @@ def _not_modified(etag: str) -> Response:
     return Response(status_code=304, headers={**_READ, "ETag": etag})
 
 
-@router.post("", status_code=201)
-async def create_todo(request: Request) -> Response:
+async def create_todo(version: Version, request: Request) -> Response:
     body = await json_body(request)
     caller = await current_user(request)
     parsed = parse_request(
-        TodoCreate, body, idempotency_key=request.headers.getlist("idempotency-key")
+        version.creates, body, idempotency_key=request.headers.getlist("idempotency-key")
     )
     db = _db(request)
     created: Created | keys.Reused
     if parsed.idempotency_key is None:
-        created = await todos.create(db, caller, parsed.body)
+        created = await todos.create(db, caller, parsed.body, version.view)
     else:
-        created = await keys.create_once(db, caller, parsed.body, parsed.idempotency_key)
+        created = await keys.create_once(
+            db, caller, parsed.body, parsed.idempotency_key, version.view
+        )
     if isinstance(created, keys.Reused):
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request; use a new key."
         )
-    headers = {"Location": f"{PREFIX}/{created.todo_id}", "ETag": item_tag(created.version)}
+    headers = {
+        "Location": f"{version.prefix}/{created.todo_id}",
+        "ETag": item_tag(created.version),
+    }
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
     return _json(created.json, headers, 201)
 
 
-@router.api_route("", methods=["GET", "HEAD"])
-async def list_todos(request: Request) -> Response:
+async def _list_v2(request: Request, caller: Caller, db: Database) -> Response:
+    key = await db.cursor_key()
+    wanted = parse_list(request.query_params, key)
+    unless = parse_condition(request.headers.getlist("if-none-match"), "If-None-Match")
+    if unless is not None:
+        etag = list_tag(caller.id, await todos.list_version(db, caller.id))
+        if unless.matches(etag, weak_comparison=True):
+            return _not_modified(etag)
+    items = await listed.page(
+        db, caller.id, wanted.sort, wanted.filters, wanted.limit, wanted.after
+    )
+    following = None if items.last is None else cursors.encode_v2(key, items.last, wanted.bound)
+    headers = {**_READ, "ETag": list_tag(caller.id, items.version)}
+    if following is not None:
+        headers["Link"] = lists.next_link_v2(V2.prefix, request.query_params, following)
+    return _json(lists.page(items, following), headers)
+
+
+async def list_todos(version: Version, request: Request) -> Response:
     caller = await current_user(request)
     db = _db(request)
+    if version is V2:
+        return await _list_v2(request, caller, db)
     unless = parse_condition(request.headers.getlist("if-none-match"), "If-None-Match")
     paged = wants_page(request.query_params)
     key = await db.cursor_key() if paged else b""
@@ -94,7 +141,7 @@ async def list_todos(request: Request) -> Response:
         following = None if items.last is None else cursors.encode(key, items.last)
         headers = {**_READ, "ETag": list_tag(caller.id, items.version)}
         if following is not None:
-            headers["Link"] = lists.next_link(PREFIX, wanted.limit, following)
+            headers["Link"] = lists.next_link(V1.prefix, wanted.limit, following)
         return _json(lists.page(items, following), headers)
     whole = await todos.list_all(db, caller.id)
     if whole is not None:
@@ -113,12 +160,11 @@ async def list_todos(request: Request) -> Response:
     return StreamingResponse(lists.streamed(batches), media_type=_JSON, headers=headers)
 
 
-@router.api_route("/{todo_id}", methods=["GET", "HEAD"])
-async def get_todo(todo_id: str, request: Request) -> Response:
+async def get_todo(version: Version, todo_id: str, request: Request) -> Response:
     caller = await current_user(request)
     wanted = parse_todo_id(todo_id)
     unless = parse_condition(request.headers.getlist("if-none-match"), "If-None-Match")
-    found = await todos.get(_db(request), caller.id, wanted)
+    found = await todos.get(_db(request), caller.id, wanted, version.view)
     if found is None:
         raise _not_found()
     etag = item_tag(found.version)
@@ -136,25 +182,51 @@ def _if_match(request: Request) -> list[int] | None:
     return condition.item_versions(weak_comparison=False)
 
 
-@router.patch("/{todo_id}")
-async def update_todo(todo_id: str, request: Request) -> Response:
+async def update_todo(version: Version, todo_id: str, request: Request) -> Response:
     body = await json_body(request)
     caller = await current_user(request)
-    parsed = parse_request(TodoUpdate, body, todo_id)
+    parsed = parse_request(version.updates, body, todo_id)
     assert parsed.todo_id is not None
     written = await todos.patch(
-        _db(request), caller.id, parsed.todo_id, parsed.body, _if_match(request)
+        _db(request), caller.id, parsed.todo_id, parsed.body, _if_match(request), version.view
     )
     if isinstance(written, todos.Unwritten):
         raise _unwritten(written)
     return _json(written.json, {"ETag": item_tag(written.version)})
 
 
-@router.delete("/{todo_id}", status_code=204)
-async def delete_todo(todo_id: str, request: Request) -> Response:
+async def delete_todo(version: Version, todo_id: str, request: Request) -> Response:
     caller = await current_user(request)
     todo = parse_todo_id(todo_id)
     refused = await todos.remove(_db(request), caller.id, todo, _if_match(request))
     if refused is not None:
         raise _unwritten(refused)
     return Response(status_code=204)
+
+
+def _routes(version: Version) -> None:
+    """The handlers above at `version`'s paths, each given the version."""
+    Handler = Callable[..., Awaitable[Response]]
+
+    def at(handler: Handler) -> Handler:
+        async def answer(request: Request) -> Response:
+            return await handler(version, request)
+
+        return answer
+
+    def at_one(handler: Handler) -> Handler:
+        async def answer(todo_id: str, request: Request) -> Response:
+            return await handler(version, todo_id, request)
+
+        return answer
+
+    one = f"{version.prefix}/{{todo_id}}"
+    router.add_api_route(version.prefix, at(create_todo), methods=["POST"], status_code=201)
+    router.add_api_route(version.prefix, at(list_todos), methods=["GET", "HEAD"])
+    router.add_api_route(one, at_one(get_todo), methods=["GET", "HEAD"])
+    router.add_api_route(one, at_one(update_todo), methods=["PATCH"])
+    router.add_api_route(one, at_one(delete_todo), methods=["DELETE"], status_code=204)
+
+
+for _version in (V1, V2):
+    _routes(_version)

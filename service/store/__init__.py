@@ -3,18 +3,30 @@
 Every function takes the caller and sends one statement through `Database`, written in
 these modules as the SQL it is and restricted to that user (the first wall; the
 row-level policies are the second). PostgreSQL writes the JSON itself: a todo is
-`row_to_json` of its row, with timestamps in PostgreSQL's own RFC 3339 form (the
-request context pins TimeZone to UTC), so every answer spells a todo with the same
-bytes. Nothing here knows HTTP: the routes make entity tags, cursors and envelopes of
-these values."""
+`row_to_json` of its row as a view sees it (the row types `todo_v1` and `todo_v2`),
+with timestamps in PostgreSQL's own RFC 3339 form (the request context pins TimeZone
+to UTC), so every answer spells a todo with the same bytes. Nothing here knows HTTP:
+the routes make entity tags, cursors and envelopes of these values."""
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, NewType
 
-from service.models import TodoCreate
+from service.models import TodoCreate, TodoCreateV2, fold
 
 UserId = NewType("UserId", uuid.UUID)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class View(Enum):
+    """Which members of a todo an answer shows: 1.x's, or all of 2.0's. One row, one
+    statement, two spellings (chosen by the `v1` value each statement takes)."""
+
+    V1 = "1"
+    V2 = "2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +39,38 @@ class Caller:
     subject: str | None = None
 
 
-def new_todo(caller: Caller, data: TodoCreate) -> dict[str, Any]:
-    """A create's values: the todo, and whom a first write makes the users row for."""
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A todo's place in a list's order: its sort key (None for the created_at sorts,
+    whose key is created_at itself), then created_at in microseconds, then id. A
+    position names a place, never a todo."""
+
+    created_at_us: int
+    todo_id: uuid.UUID
+    key: str | None = None
+
+    @property
+    def created_at(self) -> datetime:
+        return _EPOCH + timedelta(microseconds=self.created_at_us)
+
+
+def new_todo(caller: Caller, data: TodoCreate | TodoCreateV2, view: View) -> dict[str, Any]:
+    """A create's values: the todo (with 2.0's defaults when 1.x creates it), its folds,
+    and whom a first write makes the users row for."""
+    if isinstance(data, TodoCreateV2):
+        priority, due_at, tags = data.priority, data.due_at, list(data.tags)
+    else:
+        priority, due_at, tags = "none", None, []
     return {
+        "v1": view is View.V1,
         "user_id": str(caller.id),
         "title": data.title,
         "description": data.description,
+        "priority": priority,
+        "due_at": due_at,
+        "tags": tags,
+        "title_folded": fold(data.title),
+        "description_folded": fold(data.description or ""),
         "issuer": caller.issuer,
         "subject": caller.subject,
     }

@@ -10,21 +10,27 @@ from itertools import count
 import orjson
 
 from service.db import Database
-from service.models import TodoCreate
-from service.store import Caller, Created, new_todo
+from service.models import TodoCreate, TodoCreateV2
+from service.store import Caller, Created, View, new_todo
 
 # The key is claimed first, with the answer the todo will have, and the todo (its id
 # chosen by the service) is written only if the claim succeeded. A duplicate running at
 # the same time waits on the key's row and then claims nothing, so two todos can never
-# come of one key. The answer is the todo as it will be stored, cast to the table's row
-# type so that it is spelled exactly as `row_to_json(todos)` spells the stored row.
+# come of one key. The answer is the todo as it will be stored, as the asking view's row
+# type, so that it is spelled exactly as the store spells the stored row (a new todo is
+# open: no completed_at).
 CLAIM = """\
 WITH claim AS (
     INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
     VALUES (
         %(user_id)s, %(key)s, %(fingerprint)s, %(todo_id)s,
-        row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
-                     false, now(), now())::todos)::text
+        CASE WHEN %(v1)s
+            THEN row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
+                              false, now(), now())::todo_v1)
+            ELSE row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
+                              false, now(), now(), %(priority)s, %(due_at)s,
+                              %(tags)s::text[], NULL)::todo_v2)
+        END::text
     )
     ON CONFLICT (user_id, key) DO NOTHING
     RETURNING todo_id, body
@@ -35,8 +41,11 @@ new_user AS (
     ON CONFLICT DO NOTHING
 ),
 created AS (
-    INSERT INTO todos (id, user_id, title, description)
-    SELECT todo_id, %(user_id)s, %(title)s, %(description)s FROM claim
+    INSERT INTO todos (id, user_id, title, description, priority, due_at, tags,
+                       title_folded, description_folded)
+    SELECT todo_id, %(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s,
+           %(tags)s::text[], %(title_folded)s, %(description_folded)s
+    FROM claim
 )
 SELECT body, (extract(epoch FROM now()) * 1000000)::bigint, todo_id FROM claim"""
 
@@ -68,16 +77,27 @@ class Reused:
     """The key was used before for a different request."""
 
 
-def _fingerprint(data: TodoCreate) -> bytes:
+def _fingerprint(data: TodoCreate | TodoCreateV2, view: View) -> bytes:
     """The request as the service understood it: the same todo asked for twice is the
-    same request however its JSON was spelled."""
-    return hashlib.sha256(orjson.dumps([data.title, data.description])).digest()
+    same request however its JSON was spelled. Under 2.0 it is a request of its own
+    (its answer shows more), so a key used under one version is reused under the other."""
+    if view is View.V1:
+        return hashlib.sha256(orjson.dumps([data.title, data.description])).digest()
+    assert isinstance(data, TodoCreateV2)
+    asked = [view.value, data.title, data.description, data.priority, data.due_at, data.tags]
+    return hashlib.sha256(orjson.dumps(asked)).digest()
 
 
-async def create_once(db: Database, caller: Caller, data: TodoCreate, key: str) -> Created | Reused:
-    fingerprint = _fingerprint(data)
+async def create_once(
+    db: Database,
+    caller: Caller,
+    data: TodoCreate | TodoCreateV2,
+    key: str,
+    view: View = View.V1,
+) -> Created | Reused:
+    fingerprint = _fingerprint(data, view)
     params = {
-        **new_todo(caller, data),
+        **new_todo(caller, data, view),
         "key": key,
         "fingerprint": fingerprint,
         "todo_id": str(uuid.uuid4()),

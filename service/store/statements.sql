@@ -32,12 +32,24 @@ WITH new_user AS (
     VALUES (%(user_id)s, %(issuer)s, %(subject)s)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO todos (user_id, title, description)
-VALUES (%(user_id)s, %(title)s, %(description)s)
-RETURNING row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id;
+INSERT INTO todos (user_id, title, description, priority, due_at, tags,
+                   title_folded, description_folded)
+VALUES (%(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s, %(tags)s::text[],
+        %(title_folded)s, %(description_folded)s)
+RETURNING CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id;
 
 -- service.store.todos.GET
-SELECT row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint
+SELECT CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END::text, (extract(epoch FROM updated_at) * 1000000)::bigint
 FROM todos
 WHERE user_id = %(user_id)s AND id = %(todo_id)s;
 
@@ -45,19 +57,38 @@ WHERE user_id = %(user_id)s AND id = %(todo_id)s;
 UPDATE todos
 SET title = coalesce(%(title)s, title),
     is_completed = coalesce(%(is_completed)s, is_completed),
+    priority = coalesce(%(priority)s::todo_priority, priority),
+    due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+    tags = coalesce(%(tags)s::text[], tags),
+    title_folded = coalesce(%(title_folded)s, title_folded),
     updated_at = greatest(now(), updated_at + interval '1 microsecond')
 WHERE user_id = %(user_id)s AND id = %(todo_id)s
-RETURNING row_to_json(todos)::text AS todo,
+RETURNING CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version;
 
 -- service.store.todos.PATCH_DESCRIPTION
 UPDATE todos
 SET title = coalesce(%(title)s, title),
     description = %(description)s,
+    description_folded = %(description_folded)s,
     is_completed = coalesce(%(is_completed)s, is_completed),
+    priority = coalesce(%(priority)s::todo_priority, priority),
+    due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+    tags = coalesce(%(tags)s::text[], tags),
+    title_folded = coalesce(%(title_folded)s, title_folded),
     updated_at = greatest(now(), updated_at + interval '1 microsecond')
 WHERE user_id = %(user_id)s AND id = %(todo_id)s
-RETURNING row_to_json(todos)::text AS todo,
+RETURNING CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version;
 
 -- service.store.todos.PATCH_IF
@@ -65,10 +96,19 @@ WITH written AS (
 UPDATE todos
 SET title = coalesce(%(title)s, title),
     is_completed = coalesce(%(is_completed)s, is_completed),
+    priority = coalesce(%(priority)s::todo_priority, priority),
+    due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+    tags = coalesce(%(tags)s::text[], tags),
+    title_folded = coalesce(%(title_folded)s, title_folded),
     updated_at = greatest(now(), updated_at + interval '1 microsecond')
 WHERE user_id = %(user_id)s AND id = %(todo_id)s
   AND (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[])
-RETURNING row_to_json(todos)::text AS todo,
+RETURNING CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version
 )
 SELECT written.todo, written.version,
@@ -80,11 +120,21 @@ WITH written AS (
 UPDATE todos
 SET title = coalesce(%(title)s, title),
     description = %(description)s,
+    description_folded = %(description_folded)s,
     is_completed = coalesce(%(is_completed)s, is_completed),
+    priority = coalesce(%(priority)s::todo_priority, priority),
+    due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+    tags = coalesce(%(tags)s::text[], tags),
+    title_folded = coalesce(%(title_folded)s, title_folded),
     updated_at = greatest(now(), updated_at + interval '1 microsecond')
 WHERE user_id = %(user_id)s AND id = %(todo_id)s
   AND (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[])
-RETURNING row_to_json(todos)::text AS todo,
+RETURNING CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version
 )
 SELECT written.todo, written.version,
@@ -148,8 +198,13 @@ WITH claim AS (
     INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
     VALUES (
         %(user_id)s, %(key)s, %(fingerprint)s, %(todo_id)s,
-        row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
-                     false, now(), now())::todos)::text
+        CASE WHEN %(v1)s
+            THEN row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
+                              false, now(), now())::todo_v1)
+            ELSE row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
+                              false, now(), now(), %(priority)s, %(due_at)s,
+                              %(tags)s::text[], NULL)::todo_v2)
+        END::text
     )
     ON CONFLICT (user_id, key) DO NOTHING
     RETURNING todo_id, body
@@ -160,8 +215,11 @@ new_user AS (
     ON CONFLICT DO NOTHING
 ),
 created AS (
-    INSERT INTO todos (id, user_id, title, description)
-    SELECT todo_id, %(user_id)s, %(title)s, %(description)s FROM claim
+    INSERT INTO todos (id, user_id, title, description, priority, due_at, tags,
+                       title_folded, description_folded)
+    SELECT todo_id, %(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s,
+           %(tags)s::text[], %(title_folded)s, %(description_folded)s
+    FROM claim
 )
 SELECT body, (extract(epoch FROM now()) * 1000000)::bigint, todo_id FROM claim;
 
@@ -174,14 +232,307 @@ SELECT todo_id, body, (extract(epoch FROM created_at) * 1000000)::bigint, finger
 FROM idempotency_keys
 WHERE user_id = %(user_id)s AND key = %(key)s AND created_at > now() - interval '24 hours';
 
+-- service.store.lists.PAGE_NEWEST_FIRST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, (NULL)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (created_at, id)
+                  < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY created_at DESC, id DESC
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_OLDEST_FIRST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, (NULL)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (created_at, id)
+                  > (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY created_at, id
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_DUE_SOONEST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, ((extract(epoch FROM due_at) * 1000000)::bigint)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (coalesce(due_at, 'infinity'::timestamptz), created_at, id)
+                  > (coalesce(%(after_key)s::timestamptz, 'infinity'::timestamptz), %(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY coalesce(due_at, 'infinity'::timestamptz), created_at, id
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_DUE_LATEST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, ((extract(epoch FROM due_at) * 1000000)::bigint)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (coalesce(due_at, '-infinity'::timestamptz), created_at, id)
+                  < (coalesce(%(after_key)s::timestamptz, '-infinity'::timestamptz), %(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY coalesce(due_at, '-infinity'::timestamptz) DESC, created_at DESC, id DESC
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_PRIORITY_LOWEST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, (priority)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (priority, created_at, id)
+                  > (%(after_key)s::todo_priority, %(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY priority, created_at, id
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_PRIORITY_HIGHEST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, (priority)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (priority, created_at, id)
+                  < (%(after_key)s::todo_priority, %(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY priority DESC, created_at DESC, id DESC
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_TITLE_A_Z
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, (title)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (title_folded COLLATE "C", created_at, id)
+                  > (%(after_key)s::text COLLATE "C", %(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY title_folded COLLATE "C", created_at, id
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_TITLE_Z_A
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, (title)::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (title_folded COLLATE "C", created_at, id)
+                  < (%(after_key)s::text COLLATE "C", %(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY title_folded COLLATE "C" DESC, created_at DESC, id DESC
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
 -- service.store.keys.CLAIM, after a sweep
 SELECT sweep_expired_idempotency_keys(256);
 WITH claim AS (
     INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
     VALUES (
         %(user_id)s, %(key)s, %(fingerprint)s, %(todo_id)s,
-        row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
-                     false, now(), now())::todos)::text
+        CASE WHEN %(v1)s
+            THEN row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
+                              false, now(), now())::todo_v1)
+            ELSE row_to_json((%(todo_id)s, %(user_id)s, %(title)s, %(description)s,
+                              false, now(), now(), %(priority)s, %(due_at)s,
+                              %(tags)s::text[], NULL)::todo_v2)
+        END::text
     )
     ON CONFLICT (user_id, key) DO NOTHING
     RETURNING todo_id, body
@@ -192,8 +543,11 @@ new_user AS (
     ON CONFLICT DO NOTHING
 ),
 created AS (
-    INSERT INTO todos (id, user_id, title, description)
-    SELECT todo_id, %(user_id)s, %(title)s, %(description)s FROM claim
+    INSERT INTO todos (id, user_id, title, description, priority, due_at, tags,
+                       title_folded, description_folded)
+    SELECT todo_id, %(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s,
+           %(tags)s::text[], %(title_folded)s, %(description_folded)s
+    FROM claim
 )
 SELECT body, (extract(epoch FROM now()) * 1000000)::bigint, todo_id FROM claim;
 

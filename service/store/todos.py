@@ -7,13 +7,12 @@ statement (migration 0004's triggers), so the list's version is one row away."""
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from service.db import Database
-from service.models import TodoCreate, TodoUpdate
-from service.store import Caller, Created, Stored, UserId, new_todo
+from service.models import TodoCreate, TodoCreateV2, TodoUpdate, TodoUpdateV2, fold
+from service.store import Caller, Created, Position, Stored, UserId, View, new_todo
 
 # Lists up to this long are built whole by PostgreSQL in one round trip; longer ones are
 # streamed in batches this size, so memory stays flat however many todos a user has.
@@ -22,33 +21,56 @@ WHOLE_LIST_LIMIT = 2000
 # The users row is made on the caller's first write, with a token's (issuer, subject).
 # Within a quota, the trigger that counts the caller's todos refuses one too many
 # (migration 0006; the Database raises QuotaExceeded).
-CREATE = """\
+# A todo as the asking view shows it (`v1`: 1.x's members only), in one statement for
+# both: the value is known when the statement is planned, so only one branch is ever
+# computed.
+_SHOWN = """CASE WHEN %(v1)s
+    THEN row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at)::todo_v1)
+    ELSE row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                         updated_at, priority, due_at, tags, completed_at)::todo_v2)
+END"""
+
+CREATE = f"""\
 WITH new_user AS (
     INSERT INTO users (id, issuer, subject)
     VALUES (%(user_id)s, %(issuer)s, %(subject)s)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO todos (user_id, title, description)
-VALUES (%(user_id)s, %(title)s, %(description)s)
-RETURNING row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id"""
+INSERT INTO todos (user_id, title, description, priority, due_at, tags,
+                   title_folded, description_folded)
+VALUES (%(user_id)s, %(title)s, %(description)s, %(priority)s, %(due_at)s, %(tags)s::text[],
+        %(title_folded)s, %(description_folded)s)
+RETURNING {_SHOWN}::text, (extract(epoch FROM updated_at) * 1000000)::bigint, id"""
 
-GET = """\
-SELECT row_to_json(todos)::text, (extract(epoch FROM updated_at) * 1000000)::bigint
+GET = f"""\
+SELECT {_SHOWN}::text, (extract(epoch FROM updated_at) * 1000000)::bigint
 FROM todos
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 
 
-# A PATCH: an absent title or is_completed keeps its value (neither is ever null), and
-# updated_at moves strictly forward even if two updates share a clock tick or the clock
-# steps back. The description, which may be set to null, is written only by the
-# statements that name it: assigning it to itself cost 2-4% of a PATCH at the database
-# (bench/results/findings.md).
+# A PATCH: an absent title, is_completed, priority or tags keeps its value (none is
+# ever null), and updated_at moves strictly forward even if two updates share a clock
+# tick or the clock steps back. The description, which may be set to null, is written
+# only by the statements that name it: assigning it to itself cost 2-4% of a PATCH at
+# the database (bench/results/findings.md). `due_at`, which may be cleared too, is
+# written when `sets_due_at`, a value the planner folds away. completed_at follows
+# is_completed by migration 0007's trigger, for every build alike.
 def _patched(description: bool) -> str:
-    described = "\n    description = %(description)s," if description else ""
+    described = (
+        "\n    description = %(description)s,"
+        "\n    description_folded = %(description_folded)s,"
+        if description
+        else ""
+    )
     return f"""\
 UPDATE todos
 SET title = coalesce(%(title)s, title),{described}
     is_completed = coalesce(%(is_completed)s, is_completed),
+    priority = coalesce(%(priority)s::todo_priority, priority),
+    due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+    tags = coalesce(%(tags)s::text[], tags),
+    title_folded = coalesce(%(title_folded)s, title_folded),
     updated_at = greatest(now(), updated_at + interval '1 microsecond')
 WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 
@@ -60,8 +82,8 @@ WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 # the write.
 _IF_MATCH = """
   AND (extract(epoch FROM updated_at) * 1000000)::bigint = ANY (%(if_match)s::bigint[])"""
-_THE_TODO = """
-RETURNING row_to_json(todos)::text AS todo,
+_THE_TODO = f"""
+RETURNING {_SHOWN}::text AS todo,
           (extract(epoch FROM updated_at) * 1000000)::bigint AS version"""
 
 
@@ -141,27 +163,11 @@ FROM (
     ) AS t
 ) AS w"""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 class Unwritten(Enum):
     """Why a write to one todo did not happen."""
 
     MISSING = "the caller has no such todo"
     STALE = "the todo is at none of the versions the condition names"
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A todo's place in the list's order (created_at in microseconds, then id), which
-    never changes."""
-
-    created_at_us: int
-    todo_id: uuid.UUID
-
-    @property
-    def created_at(self) -> datetime:
-        return _EPOCH + timedelta(microseconds=self.created_at_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +186,18 @@ async def _one(db: Database, user: UserId, statement: str, **params: Any) -> Any
     return rows[0] if rows else None
 
 
-async def create(db: Database, caller: Caller, data: TodoCreate) -> Created:
-    created = await db.fetch(caller.id, CREATE, new_todo(caller, data), creates=True)
+async def create(
+    db: Database, caller: Caller, data: TodoCreate | TodoCreateV2, view: View = View.V1
+) -> Created:
+    created = await db.fetch(caller.id, CREATE, new_todo(caller, data, view), creates=True)
     body, version, todo_id = created[0]
     return Created(body, version, str(todo_id))
 
 
-async def get(db: Database, user: UserId, todo_id: uuid.UUID) -> Stored | None:
-    row = await _one(db, user, GET, todo_id=str(todo_id))
+async def get(
+    db: Database, user: UserId, todo_id: uuid.UUID, view: View = View.V1
+) -> Stored | None:
+    row = await _one(db, user, GET, todo_id=str(todo_id), v1=view is View.V1)
     return None if row is None else Stored(*row)
 
 
@@ -195,17 +205,26 @@ async def patch(
     db: Database,
     user: UserId,
     todo_id: uuid.UUID,
-    changes: TodoUpdate,
+    changes: TodoUpdate | TodoUpdateV2,
     if_match: list[int] | None = None,
+    view: View = View.V1,
 ) -> Stored | Unwritten:
     """The updated todo. With `if_match` (versions), written only if its current
     version is one of them."""
     given = changes.changes()
+    title, description = given.get("title"), given.get("description")
     params = {
+        "v1": view is View.V1,
         "todo_id": str(todo_id),
-        "title": given.get("title"),
-        "description": given.get("description"),
+        "title": title,
+        "title_folded": None if title is None else fold(title),
+        "description": description,
+        "description_folded": fold(description or ""),
         "is_completed": given.get("is_completed"),
+        "priority": given.get("priority"),
+        "sets_due_at": "due_at" in given,
+        "due_at": given.get("due_at"),
+        "tags": given.get("tags"),
     }
     describes = "description" in given
     if if_match is None:

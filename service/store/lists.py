@@ -1,0 +1,189 @@
+"""The caller's lists under /api/v2: filtered, searched and sorted pages.
+
+One statement per sort, each the same page (as store.todos.PAGE's: the list version,
+the page as JSON, its count, where the next page starts, and whether one does) in its
+own index order: (user_id, key, created_at, id), with ties by created_at, then id, in
+the sort's own direction. Every filter is a condition in each statement, whose value is
+null when not given: the values are in the statement's text when PostgreSQL plans it,
+so an absent filter's condition folds away before the plan is made, and the page is
+one index range scan starting at the cursor's position."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from service.db import Database
+from service.models import fold
+from service.store import Position, UserId
+from service.store.todos import Items
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The todos every filter given lets through (each one whose value is not null), from
+# the cursor's position on. `words` are LIKE patterns (each word of `q`, case-folded,
+# with its `%`, `_` and `\` escaped); the longest one alone is what the trigram index
+# finds candidates by, and all of them must match.
+_FILTERS = """
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))"""
+
+
+def _page(key: str | None, descending: bool, after_key: str = "", kept: str = "NULL") -> str:
+    """A page in the order of `key` (None: created_at alone), then created_at and id,
+    all ascending or all descending. `after_key` is the cursor's key as SQL; `kept` is
+    what a cursor keeps of the page's last todo to make it again."""
+    order = " DESC" if descending else ""
+    beyond = "<" if descending else ">"
+    sort = f"{key}{order}, " if key else ""
+    position = f"({key}, created_at, id)" if key else "(created_at, id)"
+    cursor = f"{after_key}, " if key else ""
+    return f"""\
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT *, ({kept})::text AS kept
+        FROM todos
+        WHERE user_id = %(user_id)s{_FILTERS}
+          AND (%(after_id)s::uuid IS NULL
+               OR {position}
+                  {beyond} ({cursor}%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY {sort}created_at{order}, id{order}
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w"""
+
+
+# A todo without due_at goes last in both directions; a due_at is always a real instant.
+_SOONEST = "coalesce(due_at, 'infinity'::timestamptz)"
+_LATEST = "coalesce(due_at, '-infinity'::timestamptz)"
+_DUE_US = "(extract(epoch FROM due_at) * 1000000)::bigint"
+_AFTER_DUE = "coalesce(%(after_key)s::timestamptz, '{}'::timestamptz)"
+# The title's fold in code point order; a cursor keeps the title itself (at most 255
+# characters, where its fold may be three times as long), and the service folds it.
+_TITLE = 'title_folded COLLATE "C"'
+_AFTER_TITLE = '%(after_key)s::text COLLATE "C"'
+
+PAGE_NEWEST_FIRST = _page(None, descending=True)
+PAGE_OLDEST_FIRST = _page(None, descending=False)
+PAGE_DUE_SOONEST = _page(_SOONEST, False, _AFTER_DUE.format("infinity"), _DUE_US)
+PAGE_DUE_LATEST = _page(_LATEST, True, _AFTER_DUE.format("-infinity"), _DUE_US)
+PAGE_PRIORITY_LOWEST = _page("priority", False, "%(after_key)s::todo_priority", "priority")
+PAGE_PRIORITY_HIGHEST = _page("priority", True, "%(after_key)s::todo_priority", "priority")
+PAGE_TITLE_A_Z = _page(_TITLE, False, _AFTER_TITLE, "title")
+PAGE_TITLE_Z_A = _page(_TITLE, True, _AFTER_TITLE, "title")
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """One order of a list: its statement, and what its key is made of again from what
+    a cursor kept ("none", "instant", "priority" or "title")."""
+
+    name: str
+    statement_name: str
+    key: str
+
+    @property
+    def statement(self) -> str:
+        # Read when sent, so the statement is the module's as it is then.
+        text: str = globals()[self.statement_name]
+        return text
+
+    def after_key(self, kept: str | None) -> Any:
+        if kept is None or self.key == "none":
+            return None
+        if self.key == "instant":
+            return _EPOCH + timedelta(microseconds=int(kept))
+        return fold(kept) if self.key == "title" else kept
+
+
+SORTS = {
+    sort.name: sort
+    for sort in (
+        Sort("-created_at", "PAGE_NEWEST_FIRST", "none"),
+        Sort("created_at", "PAGE_OLDEST_FIRST", "none"),
+        Sort("due_at", "PAGE_DUE_SOONEST", "instant"),
+        Sort("-due_at", "PAGE_DUE_LATEST", "instant"),
+        Sort("priority", "PAGE_PRIORITY_LOWEST", "priority"),
+        Sort("-priority", "PAGE_PRIORITY_HIGHEST", "priority"),
+        Sort("title", "PAGE_TITLE_A_Z", "title"),
+        Sort("-title", "PAGE_TITLE_Z_A", "title"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a list asks of its todos; None (or empty) asks nothing."""
+
+    completed: bool | None = None
+    priorities: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    due_after: datetime | None = None
+    due_before: datetime | None = None
+    words: tuple[str, ...] = ()  # case-folded
+
+    def values(self) -> dict[str, Any]:
+        patterns = [f"%{_escaped(word)}%" for word in self.words]
+        return {
+            "completed": self.completed,
+            "priorities": list(self.priorities) or None,
+            "tags": list(self.tags) or None,
+            "due_after": self.due_after,
+            "due_before": self.due_before,
+            "longest": max(patterns, key=len) if patterns else None,
+            "words": patterns or None,
+        }
+
+
+def _escaped(word: str) -> str:
+    """`word` as LIKE reads it literally: `\\`, `%` and `_` are ordinary characters."""
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def page(
+    db: Database,
+    user: UserId,
+    sort: Sort,
+    filters: Filters,
+    limit: int,
+    after: Position | None,
+) -> Items:
+    """`limit` of the caller's todos that meet `filters`, in `sort`'s order, after
+    `after` (from the start when None). A todo's place only changes with its sort key,
+    so a walk through the pages meets every todo that exists throughout it with an
+    unchanged key exactly once."""
+    rows = await db.fetch(
+        user,
+        sort.statement,
+        {
+            "user_id": str(user),
+            "limit": limit,
+            "after_created_at": None if after is None else after.created_at,
+            "after_id": None if after is None else str(after.todo_id),
+            "after_key": None if after is None else sort.after_key(after.key),
+            **filters.values(),
+        },
+    )
+    version, items, count, last_at, last_id, last_key, more = rows[0]
+    last = Position(last_at, uuid.UUID(last_id), last_key) if more else None
+    return Items(version, items or "[]", count, last)
