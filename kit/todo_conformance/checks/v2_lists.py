@@ -315,8 +315,8 @@ def pages_walk_every_sort_and_filter_and_a_cursor_keeps_its_query(ctx: Context) 
             f" not {_letters(todos, [{'id': i} for i in expected])}",
         )
     open_by_due = [("completed", "false"), ("sort", "due_at")]
-    walked = _letters(todos, walk(ctx, user, open_by_due, 1))
-    expect(walked == "ADCE", f"pages of 1 of {url(open_by_due)} meet {walked}, not ADCE")
+    met = _letters(todos, walk(ctx, user, open_by_due, 1))
+    expect(met == "ADCE", f"pages of 1 of {url(open_by_due)} meet {met}, not ADCE")
     first, answer = _page(ctx, user, [("sort", "due_at"), ("limit", "2")], "a first page")
     cursor = first.get("next_cursor")
     if not isinstance(cursor, str) or not cursor:

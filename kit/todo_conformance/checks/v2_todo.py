@@ -182,10 +182,10 @@ def completed_at_is_the_time_of_the_completing_write(ctx: Context) -> None:
     changed = ctx.send(
         "PATCH", path, ctx.main, json={"tags": ["b", "c"], "due_at": None, "priority": "medium"}
     )
-    body = answered(changed, 200, "PATCH tags, due_at null and priority")
+    now = answered(changed, 200, "PATCH tags, due_at null and priority")
     expect(
-        (body["tags"], body["due_at"], body["priority"]) == (["b", "c"], None, "medium"),
-        f"PATCH answered tags {body['tags']}, due_at {body['due_at']}, priority {body['priority']}",
+        (now["tags"], now["due_at"], now["priority"]) == (["b", "c"], None, "medium"),
+        f"PATCH answered tags {now['tags']}, due_at {now['due_at']}, priority {now['priority']}",
         changed,
     )
     dated = ctx.send("PATCH", path, ctx.main, json={"due_at": "2031-06-01T00:00:00-05:00"})
@@ -262,7 +262,7 @@ def each_invalid_member_is_named_in_one_422_and_changes_nothing(ctx: Context) ->
         "a refused create or PATCH made or lost a todo",
         listed,
     )
-    expect(items[0] == todo, "a refused PATCH changed the todo", listed)
+    expect((items or [None])[0] == todo, "a refused PATCH changed the todo", listed)
 
 
 @check(
