@@ -126,7 +126,8 @@ Priority = Literal["none", "low", "medium", "high"]
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # RFC 3339's date-time: an explicit offset (Z or ±hh:mm) is required.
 _INSTANT = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
 
@@ -163,7 +164,9 @@ def _distinct(values: list[str]) -> list[str]:
 def instant(value: object) -> datetime:
     """An RFC 3339 timestamp with an explicit offset, as an aware datetime."""
     if not isinstance(value, str) or len(value) > 64:
-        raise ValueError("must be an RFC 3339 timestamp with an offset, such as 2026-12-04T17:00:00Z")
+        raise ValueError(
+            "must be an RFC 3339 timestamp with an offset, such as 2026-12-04T17:00:00Z"
+        )
     found = _INSTANT.fullmatch(value)
     if found is None:
         raise ValueError(
@@ -173,7 +176,8 @@ def instant(value: object) -> datetime:
     day, time, fraction, offset = found.groups()
     offset = "+00:00" if offset in ("Z", "z") else offset
     try:
-        return datetime.fromisoformat(f"{day}T{time}{(fraction or '')[:7]}{offset}").astimezone(UTC)
+        given = datetime.fromisoformat(f"{day}T{time}{(fraction or '')[:7]}{offset}")
+        return given.astimezone(UTC)
     except (ValueError, OverflowError):
         raise ValueError("must be a date and time that exist, with an offset") from None
 

@@ -28,6 +28,8 @@ FAIL = "x-test-fail-here"
 # Headers sent whenever they apply: to a listed origin (every answer here asks from
 # one), and the caller's limit (every answer to an identified caller).
 RATE_LIMITED = {"ratelimit", "ratelimit-policy"}
+# The caller's todos, under either version.
+API = "/api/"
 
 
 def _fails_when_asked(app: ASGIApp) -> ASGIApp:
@@ -189,7 +191,7 @@ def _public(status: int) -> Produce:
 
 
 def _producer(path: str, status: int) -> Produce:
-    if not path.startswith(TODOS):
+    if not path.startswith(API):
         return _public(status)
     if status in {400, 401, 413, 415, 500, 503}:
         return _anyone(status)
@@ -224,7 +226,7 @@ def test_every_declared_answer_is_sent_with_every_header_it_declares(
     declared = _resolve(SPEC["paths"][path][method.lower()]["responses"][str(status)])
     # Answered before the caller is known (413 and 415 come first, then 400 and 401),
     # or past any caller (500, 503): no caller, no limit to tell.
-    identified = path.startswith(TODOS) and status not in {400, 401, 413, 415, 500, 503}
+    identified = path.startswith(API) and status not in {400, 401, 413, 415, 500, 503}
     for name in declared.get("headers", {}):
         # The scenarios are those each header applies to (a listed origin asks every
         # time; a page has a next; a create is replayed), but for the caller's limit,

@@ -4,7 +4,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from alembic.script import ScriptDirectory
+from conftest import SPEC_PATH
 from served import Serve
 from sqlalchemy import create_engine, text
 
@@ -53,29 +55,26 @@ def test_concurrent_migrations_converge_on_one_schema(spare_postgres: EmbeddedPo
     engine.dispose()
 
 
-@pytest.mark.req("FR-001", "FR-111")
-def test_a_todos_row_is_exactly_a_todo_in_the_contracts_order(
+@pytest.mark.req("FR-001", "FR-111", "FR-193")
+def test_each_view_of_a_todo_is_exactly_its_schema_in_the_contracts_order(
     postgres_url: str, database: object
 ) -> None:
-    """The data layer spells a todo as row_to_json of its row: a column added to todos
-    would change every answer, so the table holds exactly the contract's fields."""
+    """The data layer spells a todo as row_to_json of a view's row type: todo_v1 holds
+    exactly 1.x's members and todo_v2 exactly 2.0's, each in its schema's order, so no
+    column added to todos changes an answer."""
+    spec = yaml.safe_load(SPEC_PATH.read_text())["components"]["schemas"]
     engine = create_engine(sqlalchemy_url(postgres_url))
     with engine.begin() as conn:
-        columns = conn.execute(
-            text(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_name = 'todos' ORDER BY ordinal_position"
-            )
-        ).scalars()
-        assert list(columns) == [
-            "id",
-            "user_id",
-            "title",
-            "description",
-            "is_completed",
-            "created_at",
-            "updated_at",
-        ]
+        for row_type, schema in (("todo_v1", "Todo"), ("todo_v2", "TodoV2")):
+            members = conn.execute(
+                text(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = ("
+                    " SELECT typrelid FROM pg_type WHERE typname = :name)"
+                    " AND attnum > 0 ORDER BY attnum"
+                ),
+                {"name": row_type},
+            ).scalars()
+            assert list(members) == list(spec[schema]["properties"]), row_type
     engine.dispose()
 
 

@@ -27,9 +27,8 @@ from service.parsing import json_body, parse_page, parse_request, parse_todo_id,
 from service.queries import parse_list
 from service.routes import lists
 from service.routes.etags import item_tag, list_tag, parse_condition
-from service.store import Caller, Created, View
+from service.store import Caller, Created, View, keys, todos
 from service.store import lists as listed
-from service.store import keys, todos
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +147,8 @@ async def list_todos(version: Version, request: Request) -> Response:
         return _json(lists.whole(whole), {**_READ, "ETag": list_tag(caller.id, whole.version)})
     # Too long to hold whole: streamed. The first batch is read before the status line
     # goes out, so an outage is still a clean 503 here.
-    version, batches = await todos.stream_all(db, caller.id)
-    headers = {**_READ, "ETag": list_tag(caller.id, version)}
+    at, batches = await todos.stream_all(db, caller.id)
+    headers = {**_READ, "ETag": list_tag(caller.id, at)}
     if request.method == "HEAD":
         # The same headers, without reading the whole list for a body nobody gets (nor
         # a Content-Length, which a streamed answer does not have either).
@@ -204,17 +203,19 @@ async def delete_todo(version: Version, todo_id: str, request: Request) -> Respo
     return Response(status_code=204)
 
 
+_Handler = Callable[..., Awaitable[Response]]
+
+
 def _routes(version: Version) -> None:
     """The handlers above at `version`'s paths, each given the version."""
-    Handler = Callable[..., Awaitable[Response]]
 
-    def at(handler: Handler) -> Handler:
+    def at(handler: _Handler) -> _Handler:
         async def answer(request: Request) -> Response:
             return await handler(version, request)
 
         return answer
 
-    def at_one(handler: Handler) -> Handler:
+    def at_one(handler: _Handler) -> _Handler:
         async def answer(todo_id: str, request: Request) -> Response:
             return await handler(version, todo_id, request)
 

@@ -58,8 +58,7 @@ WHERE user_id = %(user_id)s AND id = %(todo_id)s"""
 # is_completed by migration 0007's trigger, for every build alike.
 def _patched(description: bool) -> str:
     described = (
-        "\n    description = %(description)s,"
-        "\n    description_folded = %(description_folded)s,"
+        "\n    description = %(description)s,\n    description_folded = %(description_folded)s,"
         if description
         else ""
     )
@@ -162,6 +161,7 @@ FROM (
         LIMIT %(limit)s + 1
     ) AS t
 ) AS w"""
+
 
 class Unwritten(Enum):
     """Why a write to one todo did not happen."""

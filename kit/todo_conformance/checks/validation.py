@@ -382,9 +382,7 @@ def a_wrong_method_is_405_listing_exactly_the_paths_methods(ctx: Context) -> Non
 @check("FR-021", clauses=(response("NotFound"),), writes=False)
 def an_unknown_route_is_404(ctx: Context) -> None:
     """A path the contract does not have is 404 NOT_FOUND"""
-    for path in ("/nope", "/api/v1/todos/a/b", "/api/v2/todos", "/api/v3/todos"):
-        if path in ctx.contract.document.get("paths", {}):
-            continue  # /api/v2 is a path of a 2.0 contract
+    for path in ("/nope", "/api/v1/todos/a/b", "/api/v9/todos"):
         expect_problem(ctx.send("GET", path, ctx.main), 404, "NOT_FOUND", f"GET {path}")
 
 

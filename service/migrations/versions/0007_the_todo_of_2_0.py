@@ -173,6 +173,12 @@ def _retried(step: Callable[[sa.Connection], object], connection: sa.Connection)
     raise RuntimeError(f"no lock within {LOCK_TIMEOUT} in {ATTEMPTS} attempts")
 
 
+def _fill_after(after: str) -> Callable[[sa.Connection], object]:
+    """One batch of the fill, from the todo after `after`; the last id it went over
+    (None when there was none)."""
+    return lambda connection: connection.execute(sa.text(_FILL), {"after": after}).scalar()
+
+
 def _run(sql: str) -> Callable[[sa.Connection], object]:
     return lambda connection: connection.execute(sa.text(sql))
 
@@ -254,14 +260,9 @@ def upgrade() -> None:
         )
         # Filled before the indexes are built: each row is written once, not once more
         # into every index.
-        after = "00000000-0000-0000-0000-000000000000"
-        while True:
-            last = _retried(
-                lambda c: c.execute(sa.text(_FILL), {"after": after}).scalar(), connection
-            )
-            if last is None:
-                break
-            after = str(last)
+        after: object = "00000000-0000-0000-0000-000000000000"
+        while after is not None:
+            after = _retried(_fill_after(str(after)), connection)
         for name, (how, columns) in INDEXES.items():
             _retried(_build_index(name, how, columns), connection)
         connection.execute(sa.text("RESET lock_timeout"))
