@@ -11,21 +11,23 @@ import json
 import os
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware as StarletteMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import db, models
+from service import db, identity, models
 from service.app import create_app
 from service.db import Database, libpq_url
 from service.middleware import _header
 from service.settings import get_settings
-from service.store import Created, keys, lists, todos
+from service.store import Caller, Created, UserId, keys, lists, todos
 
 Middleware = Callable[[ASGIApp], ASGIApp]
 _ID_PATH = re.compile(r"^/api/v1/todos/(?P<id>[^/]+)$")
@@ -167,6 +169,61 @@ def _truncated(field: str, most: int) -> Callable[[Scope, bytes], tuple[Scope, b
         return scope, body
 
     return change
+
+
+def _normalized(field: str) -> Callable[[Scope, bytes], tuple[Scope, bytes]]:
+    """Stores `field` NFC-normalized: a decomposed spelling comes back composed."""
+
+    def change(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+        data = _json_body(body)
+        value = data.get(field) if isinstance(data, dict) else None
+        if isinstance(value, str) and unicodedata.normalize("NFC", value) != value:
+            data[field] = unicodedata.normalize("NFC", value)
+            return scope, json.dumps(data).encode()
+        return scope, body
+
+    return change
+
+
+def _counted_in_bytes(field: str, most: int) -> Callable[[Scope, bytes], tuple[Scope, bytes]]:
+    """Measures `field` in UTF-8 bytes: a value that fits in characters but not in bytes is
+    refused as too long (padded here to what the service refuses as too long)."""
+
+    def change(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
+        data = _json_body(body)
+        value = data.get(field) if isinstance(data, dict) else None
+        if isinstance(value, str) and len(value) <= most < len(value.encode("utf-8", "replace")):
+            data[field] = value + "x" * (most + 1 - len(value))
+            return scope, json.dumps(data).encode()
+        return scope, body
+
+    return change
+
+
+def _case_sensitive_user_ids() -> None:
+    """User ids kept as the text sent: the same id with capitals is another user."""
+    from_header = identity._from_header
+
+    def keyed_by_text(headers: Headers) -> Caller:
+        caller = from_header(headers)
+        sent = headers.get("x-user-id", "")
+        if sent == sent.lower():
+            return caller
+        return Caller(UserId(uuid.uuid5(uuid.NAMESPACE_OID, sent)))
+
+    identity._from_header = keyed_by_text
+
+
+def _updated_after_created() -> None:
+    """A create stamps updated_at with the clock at the insert, and created_at with the
+    transaction's start: two instants."""
+    columns = "(user_id, title, description)\nVALUES (%(user_id)s, %(title)s, %(description)s)"
+    assert columns in todos.CREATE
+    todos.CREATE = todos.CREATE.replace(
+        columns,
+        "(user_id, title, description, updated_at)\n"
+        "VALUES (%(user_id)s, %(title)s, %(description)s, clock_timestamp())",
+    )
 
 
 def _server_fields_ignored(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
@@ -384,6 +441,10 @@ DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "page-skips": (_page_skips, None),
     "list-of-everyone": (_list_of_everyone, None),
     "created-is-200": (None, _rewrite_response(_created_is_200)),
+    "user-id-case": (_case_sensitive_user_ids, None),
+    "nfc-titles": (None, _rewrite_request(_normalized("title"))),
+    "title-bytes": (None, _rewrite_request(_counted_in_bytes("title", 255))),
+    "updated-at-differs": (_updated_after_created, None),
     "v2-filter-ignores-the-caller": (_filter_ignores_the_caller, None),
     "v2-sort-loses-ties": (_sort_loses_ties, None),
     "v2-cursor-leaks": (_cursor_leaks, None),

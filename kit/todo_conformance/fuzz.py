@@ -2,13 +2,12 @@
 the run's identity mode, with two of the kit's users (so its object-level authorization
 check replays one user's reads as the other), positive and negative data, stateful
 sequences through the contract's links. Its findings come back under the requirement
-each breaks; every todo it made goes into the ledger, to be deleted with the rest."""
+each breaks (findings.py); every todo it made goes into the ledger, to be deleted with the rest."""
 
 import base64
 import copy
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,118 +20,14 @@ import httpx
 import yaml
 
 from todo_conformance.checks import Context
+from todo_conformance.findings import ids
 from todo_conformance.progress import Progress
 from todo_conformance.results import FAIL, CheckResult
 from todo_conformance.target import Exchange
 
-# A finding, by schemathesis's check, is the breach of these requirements. Findings on a
-# body or a parameter are told apart below.
-BY_CHECK: dict[str, tuple[str, ...]] = {
-    "status_code_conformance": ("FR-021",),
-    "unsupported_method": ("FR-021",),
-    "allow_header_conformance": ("FR-021",),
-    "content_type_conformance": ("FR-020",),
-    "use_after_free": ("FR-012",),
-    "ensure_resource_availability": ("FR-010",),
-    "ignored_auth": ("FR-103",),
-    "object_level_authorization": ("FR-013", "SC-005"),
-    "max_response_time": ("SC-001",),
-}
-# An undocumented or missing response header, by its name.
-BY_HEADER = {
-    "etag": ("FR-111",),
-    "location": ("FR-008",),
-    "www-authenticate": ("FR-103",),
-    "link": ("FR-131",),
-    "ratelimit": ("FR-152",),
-    "ratelimit-policy": ("FR-152",),
-    "retry-after": ("FR-152",),
-}
-# A schema-valid request refused, by operation.
-BY_OPERATION = {
-    "POST /api/v1/todos": ("FR-008",),
-    "GET /api/v1/todos": ("FR-009",),
-    "HEAD /api/v1/todos": ("FR-009",),
-    "GET /api/v1/todos/{todo_id}": ("FR-010",),
-    "HEAD /api/v1/todos/{todo_id}": ("FR-010",),
-    "PATCH /api/v1/todos/{todo_id}": ("FR-011",),
-    "DELETE /api/v1/todos/{todo_id}": ("FR-012",),
-    "POST /api/v2/todos": ("FR-192",),
-    "GET /api/v2/todos": ("FR-201",),
-    "HEAD /api/v2/todos": ("FR-201",),
-    "GET /api/v2/todos/{todo_id}": ("FR-191",),
-    "HEAD /api/v2/todos/{todo_id}": ("FR-191",),
-    "PATCH /api/v2/todos/{todo_id}": ("FR-192",),
-    "DELETE /api/v2/todos/{todo_id}": ("FR-012",),
-}
-# Invalid input accepted (or answered with a 500), by what the finding names, in the
-# order tried: the first the message mentions wins.
-BY_INPUT = (
-    ("x-user-id", ("FR-015",)),
-    ("idempotency-key", ("FR-121",)),
-    ("if-match", ("FR-113",)),
-    ("if-none-match", ("FR-112",)),
-    ("todo_id", ("FR-019",)),
-    ("`limit`", ("FR-133",)),
-    ("`cursor`", ("FR-133",)),
-    ("`sort`", ("FR-202",)),
-    ("`completed`", ("FR-201",)),
-    ("`priority`", ("FR-201",)),
-    ("`tag`", ("FR-201",)),
-    ("`due_after`", ("FR-201",)),
-    ("`due_before`", ("FR-201",)),
-    ("`q`", ("FR-201",)),
-    ("title: string larger than maxlength", ("FR-017",)),
-    ("title", ("FR-016",)),
-    ("description", ("FR-018",)),
-    ("priority", ("FR-192",)),
-    ("due_at", ("FR-192",)),
-    ("tags", ("FR-192",)),
-    ("completed_at", ("FR-192",)),
-)
-# ... or, when the message names nothing, by the part of the request made invalid.
-BY_COMPONENT = {"path": ("FR-019",), "query": ("FR-133",)}
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # What a well-formed request may rightly be answered besides 2xx: 404 for an id that is
 # not there, 412 for an If-Match naming another version, 409 and 429 for limits.
 EXPECTED_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
-
-
-def _ids(
-    check: str, failure: dict[str, Any], case: dict[str, Any], response: dict[str, Any]
-) -> tuple[str, ...]:
-    message = str(failure.get("message", "")).lower()
-    if check in {"not_a_server_error", "negative_data_rejection"}:
-        return _input_ids(message, case)
-    if check in BY_CHECK:
-        return BY_CHECK[check]
-    if check in {"response_headers_conformance", "missing_required_header"}:
-        for header, ids in BY_HEADER.items():
-            if header in message:
-                return ids
-        return ("FR-015",) if "x-user-id" in message else ("FR-020",)
-    if check == "response_schema_conformance":
-        return ("FR-020",) if int(response.get("status_code") or 0) >= 400 else ("FR-001",)
-    if check == "positive_data_acceptance":
-        return BY_OPERATION.get(str(failure.get("operation")), ("FR-021",))
-    return ("FR-021",)
-
-
-def _input_ids(message: str, case: dict[str, Any]) -> tuple[str, ...]:
-    """A finding about invalid input: the requirement of the input it names, or of the
-    part of the request made invalid; otherwise a validation error not told apart
-    from a server failure (FR-021)."""
-    for named, ids in BY_INPUT:
-        if named in message:
-            return ids
-    components = (case.get("meta") or {}).get("components") or {}
-    for component, state in components.items():
-        if (state or {}).get("mode") == "negative" and component in BY_COMPONENT:
-            return BY_COMPONENT[component]
-    todo_id = (case.get("path_parameters") or {}).get("todo_id")
-    if isinstance(todo_id, str) and not _UUID.match(todo_id):
-        return ("FR-019",)
-    return ("FR-021",)
 
 
 def mode_view(document: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -308,7 +203,8 @@ class Fuzzer:
         """The findings, and every todo a 201 named (into the ledger)."""
         if not events.exists():
             return []
-        found: dict[tuple[str, str, str], CheckResult] = {}
+        contract = mode_view(ctx.contract.document, ctx.options.mode)
+        found: dict[tuple[str, str, str, tuple[str, ...]], CheckResult] = {}
         for line in events.read_text().splitlines():
             try:
                 event = json.loads(line)
@@ -333,13 +229,15 @@ class Fuzzer:
                     interaction = interactions.get(case_id, {})
                     if interaction and not _valid_http(interaction):
                         continue
-                    ids = _ids(result["name"], failure, case, interaction.get("response") or {})
-                    key = (result["name"], str(failure.get("operation")), str(failure.get("title")))
+                    response = interaction.get("response") or {}
+                    broken = ids(result["name"], failure, case, response, contract)
+                    operation = str(failure.get("operation"))
+                    key = (result["name"], operation, str(failure.get("type")), broken)
                     if key not in found:
                         title = failure.get("title", result["name"])
                         found[key] = CheckResult(
-                            f"fuzz: {title} on {failure.get('operation')}",
-                            ids,
+                            f"fuzz: {title} on {operation}",
+                            broken,
                             FAIL,
                             str(failure.get("message", ""))[:1000],
                             exchanges=[_exchange(interaction, None).shown()] if interaction else [],

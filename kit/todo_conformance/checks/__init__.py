@@ -10,6 +10,7 @@ the reason). Every expectation is stated from the contract, never guessed from o
 implementation: where the contract leaves a choice, every conforming answer passes, and
 what a check would like beyond the contract is `advise`d, never failed."""
 
+import importlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -331,3 +332,11 @@ def check(
         return run
 
     return register
+
+
+# Every check registers itself as its module is imported: importing this package imports
+# them all, so that REGISTRY is whole wherever it is read.
+MODULES = ("cors", "crud", "http", "identity", "isolation", "limits", "pages", "retries",
+           "text", "v2_todo", "v2_lists", "validation")  # fmt: skip
+for _module in MODULES:
+    importlib.import_module(f"{__name__}.{_module}")

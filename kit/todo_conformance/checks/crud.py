@@ -1,6 +1,5 @@
 """The operations and the data model, as a client sees them (v1)."""
 
-import json
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -82,10 +81,10 @@ def a_create_answers_well_within_two_seconds(ctx: Context) -> None:
     )
 
 
-@check("FR-001", clauses=(schema("Todo"),))
+@check("FR-001", clauses=(schema("Todo"), schema("Todo") + "/properties/updated_at"))
 def a_todo_has_exactly_the_contracts_fields(ctx: Context) -> None:
     """A todo has id, user_id, title, description, is_completed, created_at and updated_at, typed as
-    the contract says"""
+    the contract says; on create, updated_at equals created_at"""
     made = ctx.send("POST", TODOS, ctx.main, json={"title": ctx.title("shape"), "description": "d"})
     todo = made.json_or_none()
     if ctx.status(made) != 201 or not isinstance(todo, dict):
@@ -101,34 +100,15 @@ def a_todo_has_exactly_the_contracts_fields(ctx: Context) -> None:
             f"{name} {todo[name]!r} is not RFC 3339 with an explicit offset",
             made,
         )
+    # The representation's rule: one instant, however each is written.
+    expect(
+        timestamp(todo["updated_at"]) == timestamp(todo["created_at"]),
+        f"on create, updated_at {todo['updated_at']} is not created_at {todo['created_at']}",
+        made,
+    )
     if not ctx.bearer:
         expected = ctx.main.expected_id
         expect(todo["user_id"] == expected, f"user_id is {todo['user_id']}, not {expected}", made)
-    # Text is stored and returned exactly as sent: spaces, emoji, combining marks, quotes.
-    title = ctx.title('  \U0001f389 é\u0301\t"q" \\') + "  "
-    description = 'line\nbreak "quoted" \\ é\u0301  '
-    kept = ctx.create(ctx.main, "", title=title, description=description)
-    expect(
-        (kept["title"], kept["description"]) == (title, description), "text was not kept exactly"
-    )
-    again = ctx.read(ctx.main, kept["id"]).json_or_none() or {}
-    expect(
-        (again.get("title"), again.get("description")) == (title, description),
-        "text read back is not the text sent",
-    )
-    # A surrogate pair escaped in JSON is one character, like any other.
-    mark = json.dumps(ctx.title("")).encode()[:-1]
-    paired = ctx.send(
-        "POST",
-        TODOS,
-        ctx.main,
-        body=b'{"title": ' + mark + b' \\ud83c\\udf89"}',
-        headers=[("Content-Type", "application/json")],
-    )
-    answered = (paired.json_or_none() or {}).get("title", "")
-    expect(
-        ctx.status(paired) == 201 and answered.endswith(" \U0001f389"), "an escaped pair", paired
-    )
 
 
 def _is_uuid(value: Any) -> bool:
@@ -148,11 +128,6 @@ def the_server_assigns_id_timestamps_and_open_state(ctx: Context) -> None:
     expect(ctx.status(first) == 201, f"expected 201, got {first.status}", first)
     expect(todo.get("id") != second.get("id"), "two creates answered the same id", first)
     expect(todo.get("is_completed") is False, "a new todo is already completed", first)
-    expect(
-        todo.get("updated_at") == todo.get("created_at"),
-        "updated_at differs from created_at",
-        first,
-    )
     created, date = timestamp(todo.get("created_at")), first.header("date")
     if created is not None and date:
         # The contract says the server records created_at, not which clock: a clock far
