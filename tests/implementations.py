@@ -217,13 +217,12 @@ def _case_sensitive_user_ids() -> None:
 def _updated_after_created() -> None:
     """A create stamps updated_at with the clock at the insert, and created_at with the
     transaction's start: two instants."""
-    columns = "(user_id, title, description)\nVALUES (%(user_id)s, %(title)s, %(description)s)"
-    assert columns in todos.CREATE
+    columns = "title_folded, description_folded)\nVALUES"
+    values = "%(title_folded)s, %(description_folded)s)\n"
+    assert columns in todos.CREATE and values in todos.CREATE
     todos.CREATE = todos.CREATE.replace(
-        columns,
-        "(user_id, title, description, updated_at)\n"
-        "VALUES (%(user_id)s, %(title)s, %(description)s, clock_timestamp())",
-    )
+        columns, "title_folded, description_folded, updated_at)\nVALUES"
+    ).replace(values, "%(title_folded)s, %(description_folded)s, clock_timestamp())\n")
 
 
 def _server_fields_ignored(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
