@@ -45,12 +45,41 @@ def tests(session: nox.Session) -> None:
     _install(session, "test", kit=True)
     _npm_ci(session)
     _debian_packages(session, {"prometheus": "prometheus", "promtool": "prometheus"})
-    # The slowest fifteen end every run: what the suite costs stays in sight. Two worker
-    # processes share the tests (the kit's runs in one, with their own threads); on a
-    # database given by TEST_DATABASE_URL they would empty each other's tables, so there
-    # one process runs them all.
-    workers = [] if os.environ.get("TEST_DATABASE_URL") else ["-n", "2", "--dist", "loadgroup"]
-    session.run("pytest", *workers, "--durations=15", *session.posargs)
+    # Two steps over one directory of records (tests/whole_run.py). The suite first: two
+    # worker processes share its tests (pytest-xdist, --dist load), beside the kit's jobs
+    # in a process of their own (tests/kit_jobs.py); on a database given by
+    # TEST_DATABASE_URL they would empty each other's tables, so there one process runs
+    # them all. Then the audits of the whole run (`audit_last`), over what every process
+    # of the first step kept. The slowest fifteen end the first: what it costs stays in
+    # sight.
+    workers = [] if os.environ.get("TEST_DATABASE_URL") else ["-n", "2", "--dist", "load"]
+    with tempfile.TemporaryDirectory(prefix="todo-tests-run-") as records:
+        env = {"TODO_TESTS_RUN": records}
+        # Its temporary files (the served services' logs the audits read among them) kept
+        # with the records, past pytest's rotation of its own temporary directories.
+        basetemp = f"--basetemp={Path(records) / 'tmp'}"
+        session.run(
+            "pytest", *workers, "-m", "not audit_last", basetemp, "--durations=15",
+            *session.posargs, env=env,
+        )  # fmt: skip
+        # Exit status 5: the selection held no audit.
+        session.run("pytest", "-m", "audit_last", *session.posargs, env=env, success_codes=[0, 5])
+
+
+@nox.session(python=PYTHON, name="kit-depth")
+def kit_depth(session: nox.Session) -> None:
+    """The kit's own tests with every run at full depth (KIT_DEPTH=full): where
+    `nox -s tests` runs a shallower sweep of a kit run to keep within its time, this is
+    the same check as deep as it ever was (docs/testing.md lists each pair)."""
+    _install(session, "test", kit=True)
+    _npm_ci(session)
+    # Forty runs, four at once, each as deep as it was: a test may wait longer for its
+    # run than nox -s tests allows, still bounded.
+    session.run(
+        "pytest", "tests/test_conformance_kit.py", "tests/test_kit_trusted.py",
+        "--durations=15", "--timeout=1500", *session.posargs,
+        env={"KIT_DEPTH": "full", "KIT_JOB_WAIT": "1200"},
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON)
@@ -121,6 +150,17 @@ def browser(session: nox.Session) -> None:
         "consumers/test_kit_report_browser.py",
         *session.posargs,
     )
+
+
+@nox.session(python=PYTHON)
+def readme(session: nox.Session) -> None:
+    """Every command block of the README, run as written with free ports substituted
+    (consumers/test_readme.py): the curl lines against `todo-service serve`, the kit's
+    full runs against it in header mode and against `npm run web:serve` (jwt mode, a real
+    Better Auth), and the nox sessions it names checked to exist."""
+    _install(session, "test", kit=True)
+    _npm_ci(session)
+    session.run("pytest", "consumers/test_readme.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -205,7 +245,14 @@ def conformance(session: nox.Session) -> None:
 
 def _debian_packages(session: nox.Session, programs: dict[str, str]) -> None:
     """Installs the Debian package of each program (name -> package) not on PATH."""
-    missing = [package for program, package in programs.items() if shutil.which(program) is None]
+    absent = [program for program in programs if shutil.which(program) is None]
+    missing = sorted({programs[program] for program in absent})
+    if missing and (shutil.which("apt-get") is None or os.geteuid() != 0):
+        # One line saying what to install, not apt-get's failure on another system.
+        session.error(
+            f"{', '.join(absent)} not found: install {', '.join(missing)} (Debian's"
+            " package names; this session runs apt-get itself only on Debian or Ubuntu as root)"
+        )
     if missing:
         session.run("apt-get", "update", "-q", external=True)
         env = {"DEBIAN_FRONTEND": "noninteractive"}

@@ -6,12 +6,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from waits import until  # tests/waits.py (pyproject.toml's pythonpath)
 
 from service.embedded import free_port
 
@@ -50,16 +50,12 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def ready() -> bool:
         assert server.poll() is None, "todo-service serve exited"
-        try:
-            if httpx.get(f"{base}/health/ready").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "todo-service serve did not come up"
-        time.sleep(0.2)
+        return httpx.get(f"{base}/health/ready").status_code == 200
+
+    until(ready, 60, "todo-service serve to come up", ignoring=(httpx.TransportError,), every=0.2)
     try:
         yield base
     finally:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import httpx
 import pytest
 from conftest import CHROMIUM_FLAGS, REPO, chromium
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from waits import until
 
 from service.embedded import free_port
 
@@ -35,10 +35,16 @@ class Frontend:
     api: str
     service: Popen
     start_service: Callable[[], Popen]
+    # The `serve` that runs the embedded PostgreSQL (with `shared`, not the page's API).
+    owner: Popen
 
     def stop_service(self) -> None:
         self.service.send_signal(signal.SIGTERM)
         self.service.wait(timeout=30)
+
+    def stop_database(self) -> None:
+        self.owner.send_signal(signal.SIGTERM)
+        self.owner.wait(timeout=30)
 
     def restart_service(self) -> None:
         self.service = self.start_service()
@@ -46,16 +52,11 @@ class Frontend:
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    def up() -> bool:
         assert process.poll() is None, f"{what} exited"
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{what} did not come up"
-        time.sleep(0.2)
+        return httpx.get(url, timeout=2).status_code < 500
+
+    until(up, 60, f"{what} to come up", ignoring=(httpx.TransportError,), every=0.2)
 
 
 def _serve(workdir: Path, port: int, env: dict[str, str], log: IO[bytes]) -> Callable[[], Popen]:
@@ -107,7 +108,7 @@ def _frontend(workdir: Path, shared: bool) -> Iterator[Frontend]:
         )  # fmt: skip
         processes.insert(0, web)
         _wait(f"{origin}/api/auth/ok", web, "the page's server")
-        frontend = Frontend(origin, api, service, start_api)
+        frontend = Frontend(origin, api, service, start_api, owner)
         yield frontend
     finally:
         if frontend is not None:
@@ -264,4 +265,25 @@ def test_with_the_service_stopped_the_page_says_so_and_never_shows_zero_todos(
     assert _titles(page) == ["Still here"]
     # Nothing the page asked for itself was missing (the icon included).
     assert [url for url in requests if url.startswith(frontend.page_url)] == []
+    context.close()
+
+
+def test_with_the_database_stopped_the_page_says_so_and_does_not_blame_sign_in(
+    frontend_on_a_shared_database: Frontend, browser: Browser
+) -> None:
+    """The service stays up, its database (the embedded one, which Better Auth shares)
+    stops: the page says which part is down, from the service's readiness problem and
+    its own server's database check, rather than only that sign-in failed."""
+    frontend = frontend_on_a_shared_database
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_up(page, frontend, "Dave")
+    frontend.stop_database()
+    page.reload()
+    _ready(page)
+    status = page.locator("#status")
+    expect(status).to_contain_text("Sign-in is unavailable")
+    expect(status).to_contain_text("sign-in's database is down")
+    expect(status).to_contain_text(f"the todo service at {frontend.api} is up, but its database")
+    expect(status).to_contain_text("(503: ")
     context.close()

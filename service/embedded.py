@@ -22,11 +22,22 @@ log = logging.getLogger("service.embedded")
 _SYSTEM_USER = "embedded_postgres"
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default, where /proc cannot be read
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port PostgreSQL can listen on, chosen below the kernel's ephemeral range: a port
+    bound to 0 and let go is one the kernel may hand the next outgoing connection or the
+    next bind to 0 before PostgreSQL listens there; one below that range it never
+    hands out by itself."""
+    while True:
+        port = secrets.choice(range(10_000, _ephemeral_start()))
+        if _bindable(port):
+            return port
 
 
 def _bindable(port: int) -> bool:

@@ -5,13 +5,14 @@ against its JWKS."""
 
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import environment
 import httpx
 from ports import free_port
+from waits import until
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER = REPO / "clients" / "web" / "server.mjs"
@@ -40,7 +41,9 @@ class BetterAuth:
         database: str,
         api: str = "http://127.0.0.1:8000",
         port: int | None = None,
+        keep_accounts: bool = False,
     ) -> None:
+        """`keep_accounts`: delete-user is not allowed (a deployment's choice)."""
         node = shutil.which("node")
         assert node, "Node.js runs the auth server"
         assert (REPO / "node_modules" / "better-auth").is_dir(), (
@@ -52,21 +55,21 @@ class BetterAuth:
         self.log_path = workdir / f"better-auth-{self.port}.log"
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [node, str(SERVER), "--port", str(self.port), "--api", api, "--database", database],
+                [
+                    *(node, str(SERVER), "--port", str(self.port), "--api", api),
+                    *("--database", database, *(["--keep-accounts"] if keep_accounts else [])),
+                ],
                 cwd=REPO,
+                env=environment.child(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while True:
+
+        def up() -> bool:
             assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                if httpx.get(f"{self.base}/api/auth/ok", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "Better Auth did not start within 30 s"
-            time.sleep(0.1)
+            return httpx.get(f"{self.base}/api/auth/ok", timeout=2).status_code == 200
+
+        until(up, 30, "Better Auth to start", ignoring=(httpx.TransportError,), every=0.1)
 
     @property
     def jwks_url(self) -> str:

@@ -18,14 +18,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import environment
 import httpx
+from waits import until
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,6 +62,7 @@ class Fleet:
             self.process = subprocess.Popen(
                 [sys.executable, str(HERE / "fleet.py"), str(ports_file), json.dumps(specs)],
                 cwd=HERE,
+                env=environment.child(),
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
@@ -72,28 +74,29 @@ class Fleet:
         self._wait_live()
 
     def _ports(self, path: Path, seconds: float = 60) -> dict[str, int]:
-        deadline = time.monotonic() + seconds
-        while not path.exists():
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the fleet bound no ports"
-            time.sleep(0.05)
+        until(lambda: self._running() and path.exists(), seconds, "the fleet to bind its ports")
         ports: dict[str, int] = json.loads(path.read_text())
         return ports
 
     def _wait_live(self, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
         waiting = set(self.instances)
-        while waiting:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"not live: {sorted(waiting)}"
+
+        def live() -> bool:
+            self._running()
             for name in sorted(waiting):
                 try:
-                    live = httpx.get(f"{self.instances[name].base}/health/live", timeout=2)
+                    answer = httpx.get(f"{self.instances[name].base}/health/live", timeout=2)
                 except httpx.TransportError:
                     continue
-                if live.status_code == 200:
+                if answer.status_code == 200:
                     waiting.discard(name)
-            time.sleep(0.05)
+            return not waiting
+
+        until(live, seconds, "every instance of the fleet to be live")
+
+    def _running(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()[-3000:]
+        return True
 
     def __getitem__(self, name: str) -> Instance:
         return self.instances[name]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import environment
 import psycopg2
 from ports import free_port
 
@@ -72,6 +73,7 @@ def run_kit(base_url: str, report_dir: Path, *args: str, timeout: float = 600) -
         text=True,
         timeout=timeout,
         check=False,
+        env=environment.child(),
     )
     return KitRun(done.returncode, done.stdout + done.stderr, report_dir)
 

@@ -1,36 +1,58 @@
 """The conformance kit's runs, for its own tests, and the other long runs of a served
-service (an operator's load on `serve`): each run is a job, started when the test
-session starts and several at once, in the background of the other tests (most of a run
-is waiting on sockets), so that a test reading a run waits only for what is not done
-yet. A test names the jobs it reads with `@pytest.mark.kit("job", ...)`; a
-test module registers its jobs with `@job(...)`; the `kit_jobs` fixture starts the
-jobs the selected tests name, no others. The implementations they check are served by
-one fleet (tests/fleet.py), each on a database of its own (tests/databases.py), and
-this service by `todo-service serve`, as its users serve it.
+service (an operator's load on `serve`): each run is a job. A test names the jobs it
+reads with `@pytest.mark.kit("job", ...)`; a module registers its jobs with `@job(...)`
+(the kit's shared runs in tests/kit_runs.py, the rest beside their tests).
 
-A pytest plugin (conftest.py loads it): the jobs outlive any one test module."""
+The jobs the selected tests name, and only those, run in a process of their own
+(tests/job_runner.py), several at once: it is started by the first process of the run
+that has collected the tests (a pytest-xdist worker, or pytest itself without one),
+under a lock in the run's directory (tests/whole_run.py), and stopped by the pytest
+process that began the run as it ends (or, were that process killed, when it sees it
+gone). Each job's result is a file; a test, on whichever worker, waits for it with a
+bounded wait that fails naming the job, at once when the jobs' process has died. The
+implementations the jobs check are served by one fleet (tests/fleet.py), each on a
+database of its own (tests/databases.py), and this service by `todo-service serve`,
+as its users serve it.
 
+A pytest plugin (conftest.py loads it)."""
+
+import fcntl
+import json
 import os
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
+import environment
+import psutil
 import pytest
+import whole_run
 from better_auth import BetterAuth
 from databases import Databases
 from fleet import Fleet, Instance
 from ports import free_port
 from run_logs import RunLogs
-from scheduling import is_jobs_worker
 from served import ServedService
+from waits import until
 
+HERE = Path(__file__).resolve().parent
 # Runs at once, beside the other tests: the machine has two cores, and a run spends
 # most of its time waiting.
 AT_ONCE = 4
 ORIGIN = "https://app.example.com"
+# The pytest process that began the run (the pytest-xdist controller, or pytest alone):
+# the jobs' process lives as long as it does.
+OWNER = "TODO_TESTS_OWNER"
+# How long a test waits for a job's result: longer than any job takes on a loaded
+# machine, shorter than pytest-timeout's backstop (pyproject.toml), so that a stuck job
+# fails its tests naming it.
+WAIT = float(os.environ.get("KIT_JOB_WAIT", "540"))
 
 
 @dataclass(frozen=True)
@@ -90,54 +112,77 @@ class Stoppable(Protocol):
 Running = TypeVar("Running", bound=Stoppable)
 
 
+class Scratch:
+    """Directories of the jobs' own, kept until the run's directory goes (the audits of
+    the whole run read the logs written there)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def mktemp(self, name: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{quote(name, safe='')}-", dir=self.root))
+
+
 class Kits:
     """What a job can reach: the fleet's instances, this service served, Better Auth,
-    and directories of its own. Started by the first job, whichever thread runs it."""
+    and directories of its own. Started once, before the jobs (tests/job_runner.py)."""
 
     def __init__(
         self,
         jobs: dict[str, Job],
-        factory: pytest.TempPathFactory,
+        scratch: Scratch,
         databases: Databases,
         logs: RunLogs,
         better_auth: BetterAuth | None,
     ) -> None:
         self._jobs = jobs
-        self._factory = factory
+        self._scratch = scratch
         self._databases = databases
         self._logs = logs
         self.better_auth = better_auth
-        self._started = threading.Lock()
         self._fleet: Fleet | None = None
         self._services: dict[str, ServedService] = {}
         self._kept: list[Stoppable] = []
-        self._up = False
 
     def start(self) -> None:
-        with self._started:
-            if self._up:
-                return
-            instances = {
-                instance: Instance(implementation, self._databases.clone(instance), env)
-                for j in self._jobs.values()
-                for instance, (implementation, env) in j.instances.items()
-            }
-            wanted = {s for j in self._jobs.values() for s in j.services}
-            for name in SERVED:
-                if name in wanted:
-                    self._services[name] = ServedService(
-                        self._factory.mktemp(f"kit-{name}"),
-                        self._logs,
-                        self._databases.clone(f"kit-{name}"),
-                        extra_env=_served_env(name, self.better_auth),
-                    )
-            if instances:
-                log = self._factory.mktemp("fleet") / "fleet.log"
-                self._logs.follow("fleet", log)
-                self._fleet = Fleet(log, instances)
-            for service in self._services.values():
-                service.wait_ready()
-            self._up = True
+        instances = {
+            instance: Instance(implementation, self._databases.clone(instance), env)
+            for j in self._jobs.values()
+            for instance, (implementation, env) in j.instances.items()
+        }
+        wanted = {s for j in self._jobs.values() for s in j.services}
+        for name in SERVED:
+            if name in wanted:
+                self._services[name] = ServedService(
+                    self._scratch.mktemp(f"kit-{name}"),
+                    self._logs,
+                    self._databases.clone(f"kit-{name}"),
+                    extra_env=_served_env(name, self.better_auth),
+                )
+        if instances:
+            log = self._scratch.mktemp("fleet") / "fleet.log"
+            self._logs.follow("fleet", log)
+            self._fleet = Fleet(log, instances)
+        for service in self._services.values():
+            service.wait_ready()
+
+    def described(self) -> dict[str, Any]:
+        """What a test may reach of what was started, for kits.json."""
+        return {
+            "services": {
+                name: {
+                    "base": s.base,
+                    "metrics_url": s.metrics_url,
+                    "database_url": s.database_url,
+                }
+                for name, s in self._services.items()
+            },
+            "instances": {
+                name: {"base": i.base, "database_url": i.database_url}
+                for name, i in (self._fleet.instances.items() if self._fleet else ())
+            },
+        }
 
     def __getitem__(self, instance: str) -> Instance:
         assert self._fleet is not None
@@ -148,7 +193,7 @@ class Kits:
 
     @property
     def server_url(self) -> str:
-        """The run's PostgreSQL server, as the session's own database."""
+        """The jobs' PostgreSQL server, as the session's own database."""
         return self._databases.url
 
     def database(self, name: str) -> str:
@@ -158,24 +203,25 @@ class Kits:
     def serve(self, name: str, database_url: str, **options: Any) -> ServedService:
         """This service served for the job alone (options as ServedService's)."""
         return self.keep(
-            ServedService(self._factory.mktemp(name), self._logs, database_url, **options)
+            ServedService(self._scratch.mktemp(name), self._logs, database_url, **options)
         )
 
     def keep(self, running: Running) -> Running:
-        """Stopped with the session (a job's result may still need it), unless stopped before."""
+        """Stopped with the jobs' process (a job's result may still need it), unless
+        stopped before."""
         self._kept.append(running)
         return running
 
     def scratch(self, name: str) -> Path:
         """A temporary directory of the job's own."""
-        return self._factory.mktemp(name)
+        return self._scratch.mktemp(name)
 
     def directory(self, name: str) -> Path:
         """Where a run's reports go: KIT_REPORT_DIR/name when set (`nox -s report` keeps
         them beside the requirements report), otherwise a temporary directory."""
         kept = os.environ.get("KIT_REPORT_DIR")
         if not kept:
-            return self._factory.mktemp(f"kit-{name}".replace(":", "-").replace(" ", "-"))
+            return self._scratch.mktemp(f"kit-{name}".replace(":", "-").replace(" ", "-"))
         directory = Path(kept) / name
         directory.mkdir(parents=True, exist_ok=True)
         return directory
@@ -187,78 +233,192 @@ class Kits:
             self._fleet.stop()
 
 
+# -- the files the jobs' process and the tests share ---------------------------------------
+
+
+def jobs_directory() -> Path:
+    """This run's jobs: their request, their process's log and pid, and their results."""
+    run = whole_run.directory()
+    assert run is not None and OWNER in os.environ, "pytest_configure begins the run"
+    return run / f"jobs-{os.environ[OWNER]}"
+
+
+def result_file(directory: Path, name: str) -> Path:
+    return directory / "results" / f"{quote(name, safe='')}.pickle"
+
+
+def running(directory: Path) -> bool:
+    """Whether the jobs' process is still there (or still being started)."""
+    pid_file = directory / "pid"
+    if not pid_file.exists():
+        return True
+    return alive(int(pid_file.read_text()))
+
+
+def alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+@dataclass(frozen=True)
+class Reached:
+    """A service or instance the jobs' process started, as a test reaches it."""
+
+    base: str
+    database_url: str
+    metrics_url: str | None = None
+
+
 class Scheduled:
-    """The jobs the selected tests name, started once, by `start`."""
+    """The jobs the selected tests name, as a test reads them: each result waited for."""
 
-    def __init__(self, kits: Kits, jobs: dict[str, Job]) -> None:
-        self._kits = kits
-        self._jobs = jobs
-        self._pool = ThreadPoolExecutor(AT_ONCE, thread_name_prefix="kit-job")
-        self._futures: dict[str, Future[Any]] = {}
+    def __init__(self, directory: Path, names: set[str]) -> None:
+        self._directory = directory
+        self._names = names
+        self._loaded: dict[str, Any] = {}
 
-    def start(self, better_auth: Callable[[], BetterAuth]) -> None:
-        if self._futures or not self._jobs:
-            return
-        if any(j.better_auth or "jwt" in j.services for j in self._jobs.values()):
-            self._kits.better_auth = better_auth()
-        for name, j in self._jobs.items():
-            self._futures[name] = self._pool.submit(_started(self._kits, j.run))
+    def _wait(self, path: Path, what: str) -> None:
+        log = self._directory / "runner.log"
+        until(
+            lambda: path.exists() or not running(self._directory),
+            WAIT,
+            f"{what} (the jobs' process logs to {log})",
+            every=0.2,
+        )
+        if not path.exists():
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            pytest.fail(f"the jobs' process ended without {what}:\n{tail}", pytrace=False)
 
     def __getitem__(self, name: str) -> Any:
-        assert name in self._futures, f"job {name!r}: name it in the test's kit marker"
-        return self._futures[name].result()
+        assert name in self._names, f"job {name!r}: name it in the test's kit marker"
+        if name not in self._loaded:
+            path = result_file(self._directory, name)
+            self._wait(path, f"job {name!r}'s result")
+            self._loaded[name] = pickle.loads(path.read_bytes())
+        outcome, value = self._loaded[name]
+        if outcome == "error":
+            pytest.fail(f"job {name!r} failed:\n{value}", pytrace=False)
+        return value
 
-    def service(self, name: str) -> ServedService:
-        self._kits.start()
-        return self._kits.service(name)
+    def _started(self, kind: str, name: str) -> Reached:
+        path = self._directory / "kits.json"
+        self._wait(path, "the services the jobs check")
+        started = json.loads(path.read_text())
+        if "error" in started:
+            pytest.fail(f"the jobs' services did not start:\n{started['error']}", pytrace=False)
+        return Reached(**started[kind][name])
 
-    def instance(self, name: str) -> Instance:
-        self._kits.start()
-        return self._kits[name]
+    def service(self, name: str) -> Reached:
+        return self._started("services", name)
 
-    def stop(self) -> None:
-        self._pool.shutdown(cancel_futures=True)
-        self._kits.stop()
+    def instance(self, name: str) -> Reached:
+        return self._started("instances", name)
+
+
+# -- the plugin --------------------------------------------------------------------------
 
 
 def _wanted(items: list[pytest.Item]) -> list[str]:
     names = {n for item in items for marker in item.iter_markers("kit") for n in marker.args}
     unknown = names - set(JOBS)
-    assert not unknown, f"no such kit jobs: {sorted(unknown)}"
+    if unknown:
+        raise pytest.UsageError(f"no such kit jobs: {sorted(unknown)}")
     return sorted(names, key=lambda n: -JOBS[n].weight)
 
 
-def _started(kits: Kits, run: Callable[[Kits], Any]) -> Callable[[], Any]:
-    def started() -> Any:
-        kits.start()
-        return run(kits)
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the process that begins the run
+        os.environ[OWNER] = str(os.getpid())
 
-    return started
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that read the kit's jobs last but for the audits, so that the jobs have
+    had the longest to run in the background; the audits of the whole run after all."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("audit_last") is not None,
+            item.get_closest_marker("kit") is not None,
+        )
+    )
+
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The first process to have collected starts the jobs the selected tests name (each
+    pytest-xdist worker collects the same tests; one that replaces a crashed worker
+    finds them started)."""
+    names = _wanted(session.items)
+    if not names or session.config.option.collectonly:
+        return
+    directory = jobs_directory()
+    directory.mkdir(exist_ok=True)
+    with (directory / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / "request.json").exists():
+            return
+        # The jobs' process imports the modules of the tests that read them, as pytest
+        # did: that registers the same jobs there.
+        modules = sorted(
+            {
+                i.module.__name__
+                for i in session.items
+                if isinstance(i, pytest.Function) and i.get_closest_marker("kit")
+            }
+        )
+        (directory / "request.json").write_text(json.dumps({"jobs": names, "modules": modules}))
+        env = environment.child(
+            PYTEST_XDIST_WORKER=None,
+            PYTEST_XDIST_WORKER_COUNT=None,
+            PYTEST_XDIST_TESTRUNUID=None,
+            TODO_TESTS_PROCESS="jobs",
+        )
+        with (directory / "runner.log").open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, str(HERE / "job_runner.py"), str(directory)],
+                cwd=HERE,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a worker killed midway leaves the jobs running
+            )
+        (directory / "pid").write_text(str(process.pid))
+        _started.append(process)
 
 
 @pytest.fixture(scope="session")
-def kit_jobs(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    databases: Databases,
-    run_logs: RunLogs,
-) -> Iterator[Scheduled]:
-    """Every job a selected test names (started by `_kit_jobs_begin`)."""
-    jobs = {name: JOBS[name] for name in _wanted(request.session.items)}
-    scheduled = Scheduled(Kits(jobs, tmp_path_factory, databases, run_logs, None), jobs)
-    try:
-        yield scheduled
-    finally:
-        scheduled.stop()
+def kit_jobs(request: pytest.FixtureRequest) -> Scheduled:
+    """Every job a selected test names, started as the tests were collected."""
+    return Scheduled(jobs_directory(), set(_wanted(request.session.items)))
 
 
-@pytest.fixture(autouse=True)
-def _kit_jobs_begin(request: pytest.FixtureRequest) -> None:
-    """The jobs start with the session's first test, in the background of the others;
-    when worker processes share the tests (pytest-xdist), with the first test of the
-    one that runs the tests reading them (tests/scheduling.py)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is not None and not is_jobs_worker(worker):
+_STOPPED_WITHIN = 120
+
+
+@pytest.hookimpl(tryfirst=True)  # before conftest.py removes the run's directory
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The process that began the run stops the jobs' process, and waits for it."""
+    if hasattr(config, "workerinput") or OWNER not in os.environ:
         return
-    kit_jobs: Scheduled = request.getfixturevalue("kit_jobs")
-    kit_jobs.start(lambda: request.getfixturevalue("better_auth"))
+    directory = jobs_directory()
+    if not (directory / "request.json").exists():
+        return
+    (directory / "stop").touch()
+    try:
+        until(
+            lambda: (directory / "stopped").exists() or not running(directory),
+            _STOPPED_WITHIN,
+            "the kit's jobs' process to stop",
+        )
+    except AssertionError as stuck:
+        print(f"{stuck}: see {directory / 'runner.log'}", file=sys.stderr)
+    for process in _started:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,9 +1,9 @@
 """An OTLP/HTTP receiver of traces, in a thread of the test: what a collector would get,
 decoded with opentelemetry-proto (no collector is packaged for this machine)."""
 
+import contextlib
 import gzip
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from waits import until
 
 SERVER = Span.SpanKind.SPAN_KIND_SERVER
 CLIENT = Span.SpanKind.SPAN_KIND_CLIENT
@@ -62,12 +63,11 @@ class OtlpReceiver:
             return list(self.spans)
 
     def wait_for(self, enough: Callable[[list[Span]], bool], seconds: float = 20) -> list[Span]:
-        deadline = time.monotonic() + seconds
-        while not enough(spans := self.received()):
-            if time.monotonic() > deadline:
-                return spans
-            time.sleep(0.1)
-        return spans
+        """The spans once `enough`, or after `seconds` those there are, for the test to
+        say what is missing."""
+        with contextlib.suppress(AssertionError):
+            until(lambda: enough(self.received()), seconds, "enough spans", every=0.1)
+        return self.received()
 
     def close(self) -> None:
         self._server.shutdown()

@@ -4,13 +4,14 @@ HTTP API."""
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
+import environment
 import httpx
 import pytest
 from ports import free_port
+from waits import until
 
 
 class PrometheusServer:
@@ -47,12 +48,14 @@ class PrometheusServer:
             ],
             stdout=self._output,
             stderr=subprocess.STDOUT,
+            env=environment.child(),
         )
-        deadline = time.monotonic() + 60
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not start: {(workdir / 'prometheus.log').read_text()}")
-            time.sleep(0.2)
+
+        def ready() -> bool:
+            assert self.process.poll() is None, (workdir / "prometheus.log").read_text()
+            return self._ready()
+
+        until(ready, 60, "prometheus to start", every=0.2)
 
     def _ready(self) -> bool:
         try:
@@ -73,6 +76,11 @@ class PrometheusServer:
         answer = httpx.get(f"{self.base}/api/v1/rules", timeout=10)
         answer.raise_for_status()
         return [r for g in answer.json()["data"]["groups"] for r in g["rules"]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What another process needs to ask it (a job's result, tests/kit_jobs.py): its
+        address. Its process stays with the one that started it, which stops it."""
+        return {"port": self.port, "base": self.base}
 
     def stop(self) -> None:
         self.process.terminate()

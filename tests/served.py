@@ -2,18 +2,18 @@
 its output kept in a file (a pipe could fill and stall a busy server) and handed to
 the run's log scan."""
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import environment
 import httpx
 import pytest
 from ports import free_port
 from run_logs import RunLogs
+from waits import until
 
 EXECUTABLE = Path(sys.executable).with_name("todo-service")
 
@@ -38,10 +38,7 @@ class ServedService:
         self.output_path = workdir / f"serve-{self.port}.log"
         self._logs = logs
         self._stopped = False
-        env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
-        if database_url:
-            env["NEON_DATABASE_URL"] = database_url
-        env.update(extra_env or {})
+        env = environment.child(NEON_DATABASE_URL=database_url, **(extra_env or {}))
         workdir.mkdir(parents=True, exist_ok=True)
         logs.follow(f"serve on port {self.port}", self.output_path)
         with self.output_path.open("w") as output:
@@ -72,16 +69,18 @@ class ServedService:
         """Until readiness answers 200 `in_a_row` times on fresh connections: with
         several workers, each migrates before it is ready, and which one accepts a
         connection is the kernel's choice."""
-        deadline = time.monotonic() + seconds
         ready = 0
-        while ready < in_a_row:
+
+        def answered() -> bool:
+            nonlocal ready
             ready = ready + 1 if self.ready_status() == 200 else 0
-            if ready:
-                continue
-            assert self.process.poll() is None, self.output
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve was not ready within {seconds} s:\n{self.output[-3000:]}")
-            time.sleep(0.1)
+            assert ready or self.process.poll() is None, self.output
+            return ready >= in_a_row
+
+        try:
+            until(answered, seconds, "serve to be ready", every=0.1)
+        except AssertionError as late:
+            pytest.fail(f"{late}:\n{self.output[-3000:]}")
 
     def stop(self, seconds: float = 30) -> str:
         """SIGTERM, then the whole output; bounded, so a stuck server fails the test."""

@@ -10,32 +10,25 @@ inside (the SQL audit, row-level security, faults, migrations) stays in the othe
 modules."""
 
 import hashlib
-import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import uuid
 from functools import partial
 from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
-import psycopg2
 import pytest
 import yaml
 from better_auth import BetterAuth
 from conftest import REPO
-from implementations import SHIPPED
-from kit_jobs import ORIGIN, Kits, Scheduled, job
+from kit_jobs import Kits, Reached, Scheduled, job
+from kit_runs import INTERRUPTING, LIMITS_IDS, SWEPT, broken_job
 from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
-from served import ServedService
-from waits import until
 
-from kit import MARK, KitRun, RecordingProxy, kit_command, run_kit
-from service.db import libpq_url
+from kit import KitRun, run_kit
 
 CATALOGUE = yaml.safe_load((REPO / "contracts" / "requirements.yaml").read_text())["requirements"]
 UNOBSERVABLE = {r["id"] for r in CATALOGUE if r.get("unobservable")}
@@ -44,15 +37,10 @@ UNOBSERVABLE = {r["id"] for r in CATALOGUE if r.get("unobservable")}
 UNDECLARED = {"FR-151", "FR-152"}
 HEADER_ONLY = {"EC-2", "FR-161"}
 BEARER_ONLY = {"FR-102", "FR-103", "FR-105"}
-# SC-002's check makes and deletes a thousand todos, most of a run's requests, and reads
-# no identity: the header-mode run proves it, and other runs leave it out (--only).
-ALL_BUT_THE_THOUSAND = ",".join(r["id"] for r in CATALOGUE if r["id"] != "SC-002")
 CHECKED_IN_HEADER_MODE = sorted(
     {r["id"] for r in CATALOGUE} - UNOBSERVABLE - UNDECLARED - BEARER_ONLY
 )
-CHECKED_IN_BEARER_MODE = sorted(
-    {r["id"] for r in CATALOGUE} - UNOBSERVABLE - UNDECLARED - HEADER_ONLY - {"SC-002"}
-)
+CHECKED_IN_BEARER_MODE = sorted(set(SWEPT) - UNOBSERVABLE - UNDECLARED - HEADER_ONLY)
 # After a run with thousands of distinct ids and paths, the metrics' series (label sets,
 # buckets aside) stay fewer than this: labels are templates, methods, status codes and
 # outcomes, nothing a caller chooses.
@@ -74,64 +62,14 @@ BUILD = {"version", "contract_version", "commit"}
 # Any other label's value: a status code, an outcome, a statement's name. Never an id, a
 # path or a token.
 OPEN_VALUE = re.compile(r"[0-9]{3}|[a-z_]*|[a-z_.]+\.[A-Z_]+")
-FUZZ_EXAMPLES = os.environ.get("KIT_FUZZ_EXAMPLES", "30")
-# The jwt run fuzzes what bearer mode changes, the identity; the header run the rest.
-JWT_FUZZ_EXAMPLES = os.environ.get("KIT_FUZZ_EXAMPLES", "3")
 
 
-def _bystander(base: str) -> tuple[dict[str, str], bytes]:
-    """A user the kit does not know, with todos of their own, and their list's bytes."""
-    user = {"X-User-ID": str(uuid.uuid4())}
-    for n in range(3):
-        httpx.post(f"{base}/api/v1/todos", json={"title": f"mine {n}"}, headers=user)
-    return user, httpx.get(f"{base}/api/v1/todos", headers=user).content
-
-
-def _database_of(service: ServedService) -> str:
+def _database_of(service: Reached) -> str:
     assert service.database_url
     return service.database_url
 
 
 # -- this service, checked from outside, in both modes ---------------------------------
-
-
-@job("header", services=("header",), weight=20)
-def _header_run(kits: Kits) -> tuple[KitRun, bytes, bytes]:
-    """The kit against this service in header mode, fuzzing included, and a bystander's
-    list before and after."""
-    service = kits.service("header")
-    user, before = _bystander(service.base)
-    run = run_kit(
-        service.base,
-        kits.directory("header"),
-        "--origin",
-        ORIGIN,
-        "--metrics-url",
-        str(service.metrics_url),
-        "--fuzz-examples",
-        FUZZ_EXAMPLES,
-    )
-    after = httpx.get(f"{service.base}/api/v1/todos", headers=user).content
-    return run, before, after
-
-
-@job("jwt", services=("jwt",), better_auth=True, weight=20)
-def _jwt_run(kits: Kits) -> KitRun:
-    """The kit against this service in jwt mode, trusting a real Better Auth, through
-    which the kit signs its users up."""
-    assert kits.better_auth is not None
-    return run_kit(
-        kits.service("jwt").base,
-        kits.directory("jwt"),
-        "--better-auth",
-        kits.better_auth.base,
-        "--origin",
-        ORIGIN,
-        "--only",
-        ALL_BUT_THE_THOUSAND,
-        "--fuzz-examples",
-        JWT_FUZZ_EXAMPLES,
-    )
 
 
 @pytest.mark.kit("header")
@@ -189,6 +127,35 @@ def test_the_kit_finds_this_service_conforming_in_jwt_mode_with_better_auth(
     assert run.report["mode"] == "bearer"
     assert run.report["cleanup"]["completed"] is True
     assert run.todos_left(_database_of(kit_jobs.service("jwt"))) == 0, "todos left behind"
+    # The accounts it signed up are deleted again (this Better Auth allows delete-user).
+    accounts = run.report["cleanup"]["accounts"]
+    assert accounts == {"made": 4, "deleted": 4, "kept": [], "why": []}, accounts
+    assert "accounts: made 4, deleted 4" in run.output
+
+
+@job("jwt without tokens", services=("jwt",), weight=2)
+def _jwt_without_tokens_run(kits: Kits) -> KitRun:
+    """The README's header-mode command against this service in jwt mode."""
+    return run_kit(
+        kits.service("jwt").base,
+        kits.directory("jwt-without-tokens"),
+        *("--only", "FR-001,FR-009", "--fuzz-examples", "0"),
+    )
+
+
+@pytest.mark.kit("jwt without tokens")
+@pytest.mark.req("FR-171")
+def test_a_jwt_deployment_checked_without_tokens_errs_saying_what_to_pass(
+    kit_jobs: Scheduled,
+) -> None:
+    """No departure: the deployment conforms, and the kit could not sign in."""
+    run = kit_jobs["jwt without tokens"]
+    assert run.status == 1 and run.failing() == set(), run.output
+    for rid in ("FR-001", "FR-009"):
+        reason = run.requirement(rid)["reason"]
+        assert run.requirement(rid)["outcome"] == "error", reason
+        assert reason.startswith("sign-in: the target wants bearer tokens"), reason
+        assert "--better-auth URL" in reason and "--token-command" in reason, reason
 
 
 @pytest.mark.kit("jwt")
@@ -214,48 +181,16 @@ def test_what_a_run_cannot_check_is_not_applicable_with_the_reason(kit_jobs: Sch
     assert "bearer mode" in header_run.requirement("FR-103")["reason"]
 
 
-LIMITED = {"TODO_MAX_TODOS_PER_USER": "25", "TODO_RATE_LIMIT": "300/60"}
-
-
-@job("limits", instances={"limits": (SHIPPED, LIMITED)}, weight=14)
-def _limits_run(kits: Kits) -> KitRun:
-    return run_kit(
-        kits["limits"].base,
-        kits.directory("limits"),
-        "--quota",
-        "25",
-        "--only",
-        "FR-151,FR-152,FR-153,FR-008,FR-013",
-        "--fuzz-examples",
-        "0",
-    )
-
-
 @pytest.mark.kit("limits")
 @pytest.mark.req("FR-151", "FR-152", "FR-148")
 def test_the_kit_checks_the_quota_and_rate_limit_a_deployment_sets(kit_jobs: Scheduled) -> None:
     run = kit_jobs["limits"]
     assert run.status == 0, run.output
-    for rid in ("FR-151", "FR-152", "FR-153", "FR-008", "FR-013"):
+    for rid in LIMITS_IDS:
         requirement = run.requirement(rid)
         assert requirement["outcome"] == "pass", requirement
     names = {c["name"] for c in run.requirement("FR-152")["checks"] if c["outcome"] == "pass"}
     assert any("429" in name for name in names), "the limit was spent and refused"
-
-
-@job("contract 1.0", services=("header",), weight=6)
-def _contract_1_0_run(kits: Kits) -> KitRun:
-    released = REPO / "contracts" / "released" / "openapi-1.0.0.yaml"
-    return run_kit(
-        kits.service("header").base,
-        kits.directory("contract-1.0"),
-        "--contract",
-        str(released),
-        "--only",
-        ALL_BUT_THE_THOUSAND,
-        "--fuzz-examples",
-        "5",
-    )
 
 
 @pytest.mark.kit("contract 1.0")
@@ -265,9 +200,9 @@ def test_against_a_1_0_contract_the_later_requirements_are_not_applicable(
 ) -> None:
     run = kit_jobs["contract 1.0"]
     assert run.status == 0, run.output
-    for r in CATALOGUE:
-        if r["id"] == "SC-002":
-            continue  # left out of this run (ALL_BUT_THE_THOUSAND)
+    assert [r["id"] for r in run.report["requirements"]] == SWEPT
+    # (SC-002 is left out of the shallow sweep's run: nox -s kit-depth's checks it.)
+    for r in [r for r in CATALOGUE if r["id"] in SWEPT]:
         outcome = run.requirement(r["id"])
         if r["id"] in UNOBSERVABLE:
             assert outcome["outcome"] == "not-applicable", outcome
@@ -313,7 +248,7 @@ def test_where_the_contract_has_no_api_v2_the_2_0_requirements_are_not_applicabl
                 assert reason in outcome["reason"], outcome
 
 
-@pytest.mark.req("FR-141")
+@pytest.mark.req("FR-141", "FR-171")
 def test_an_unreachable_target_is_an_error_never_a_failure(tmp_path: Path) -> None:
     run = run_kit(f"http://127.0.0.1:{free_port()}", tmp_path)
     assert run.status == 1
@@ -369,7 +304,7 @@ def _token_command_run(kits: Kits) -> KitRun:
 
 
 @pytest.mark.kit("token fails")
-@pytest.mark.req("FR-142")
+@pytest.mark.req("FR-142", "FR-171")
 def test_a_user_that_cannot_sign_in_is_an_error_naming_them(kit_jobs: Scheduled) -> None:
     run = kit_jobs["token fails"]
     assert run.status == 1
@@ -397,24 +332,6 @@ def test_a_token_command_gives_the_users(kit_jobs: Scheduled) -> None:
 # -- safety ----------------------------------------------------------------------------
 
 
-@job("read-only", services=("header",), weight=3)
-def _read_only_run(kits: Kits) -> tuple[KitRun, list[str]]:
-    proxy = RecordingProxy(kits.service("header").base)
-    try:
-        run = run_kit(
-            proxy.base,
-            kits.directory("read-only"),
-            "--read-only",
-            "--origin",
-            ORIGIN,
-            "--fuzz-examples",
-            "5",
-        )
-    finally:
-        proxy.stop()
-    return run, proxy.seen
-
-
 @pytest.mark.kit("read-only")
 @pytest.mark.req("FR-144")
 def test_a_read_only_run_sends_nothing_but_get_head_and_options(kit_jobs: Scheduled) -> None:
@@ -426,50 +343,10 @@ def test_a_read_only_run_sends_nothing_but_get_head_and_options(kit_jobs: Schedu
     assert run.requirement("FR-133")["outcome"] == "pass"
 
 
-def _marked(database_url: str) -> int:
-    """Todos in that database whose title carries the kit's mark."""
-    with psycopg2.connect(libpq_url(database_url)) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM todos WHERE title LIKE %s", (MARK + "%",))
-        (count,) = cursor.fetchone()
-    conn.close()
-    return int(count)
-
-
-def _interrupted_run(kits: Kits, signum: int) -> tuple[int, str, KitRun, int]:
-    instance = kits[f"interrupted {signum}"]
-    directory = kits.directory(f"interrupted-{signum}")
-    kit = subprocess.Popen(
-        kit_command(instance.base, directory),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    until(lambda: _marked(instance.database_url) >= 30, 60, "30 todos made by the kit")
-    kit.send_signal(signum)
-    output, _ = kit.communicate(timeout=120)
-    return (
-        kit.returncode,
-        output,
-        KitRun(kit.returncode, output, directory),
-        _marked(instance.database_url),
-    )
-
-
-for _signum in (signal.SIGINT, signal.SIGTERM):
-    job(
-        f"interrupted {_signum}",
-        instances={f"interrupted {_signum}": (SHIPPED, {})},
-        weight=8,
-    )(partial(_interrupted_run, signum=_signum))
-
-
 @pytest.mark.req("FR-144")
 @pytest.mark.parametrize(
     "signum",
-    [
-        pytest.param(s, marks=pytest.mark.kit(f"interrupted {s}"))
-        for s in (signal.SIGINT, signal.SIGTERM)
-    ],
+    [pytest.param(s, marks=pytest.mark.kit(f"interrupted {s}")) for s in INTERRUPTING],
 )
 def test_a_run_stopped_midway_still_deletes_what_it_made(kit_jobs: Scheduled, signum: int) -> None:
     status, output, run, made = kit_jobs[f"interrupted {signum}"]
@@ -554,36 +431,21 @@ BROKEN = {
 }
 
 
-# The defects schemathesis finds too: their runs fuzz, so that its findings are held to the
-# same ids. Of the others it finds nothing (seen at 10 examples), and fuzzing would cost
-# each run three seconds of CPU to show that. Three examples find these as ten do: its
-# coverage phase, which tries the boundaries whatever the number, is what finds them.
-# SC-002 (ALL_BUT_THE_THOUSAND) reads nothing these defects change.
-FUZZER_SEES = {"bad-id-500", "default-user", "long-description", "long-title", "not-problems"}
-
-
-def _broken_run(kits: Kits, defect: str) -> KitRun:
-    examples = "3" if defect in FUZZER_SEES else "0"
-    return run_kit(
-        kits[defect].base,
-        kits.directory(defect),
-        "--only",
-        ALL_BUT_THE_THOUSAND,
-        "--fuzz-examples",
-        examples,
-    )
-
-
 for _defect in BROKEN:
-    job(f"broken {_defect}", instances={_defect: (_defect, {})}, weight=8)(
-        partial(_broken_run, defect=_defect)
-    )
+    broken_job(_defect)
+
+# Departures the kit sees in its preflight, before any check: failures under the ids
+# they break, never errors (FR-171).
+SEEN_IN_THE_PREFLIGHT = {"list-of-everyone", "created-is-200"}
+
+
+def _broken_marks(defect: str) -> list[pytest.MarkDecorator]:
+    marks = [pytest.mark.kit(f"broken {defect}")]
+    return [*marks, pytest.mark.req("FR-171")] if defect in SEEN_IN_THE_PREFLIGHT else marks
 
 
 @pytest.mark.req("FR-148", "FR-146")
-@pytest.mark.parametrize(
-    "defect", [pytest.param(d, marks=pytest.mark.kit(f"broken {d}")) for d in BROKEN]
-)
+@pytest.mark.parametrize("defect", [pytest.param(d, marks=_broken_marks(d)) for d in BROKEN])
 def test_a_broken_implementation_fails_exactly_the_requirements_it_breaks(
     kit_jobs: Scheduled, defect: str
 ) -> None:
@@ -638,19 +500,6 @@ def test_a_failures_curl_line_sends_it_again(kit_jobs: Scheduled) -> None:
         head, _, body = again.stdout.partition(b"\r\n\r\n")
         assert head.split(b" ")[1] == str(shown["response"]["status"]).encode(), shown["curl"]
         assert body.decode() == shown["response"]["body"], shown["curl"]
-
-
-@job("expected failures", instances={"expected failures": ("blank-title", {})}, weight=3)
-def _expected_failures_runs(kits: Kits) -> tuple[KitRun, KitRun]:
-    base, directory = kits["expected failures"].base, kits.directory("expected-failures")
-    listed = directory / "expected.yaml"
-    listed.write_text("- id: FR-016\n  reason: blank titles are accepted until 2.0\n")
-    # FR-016 fails there, FR-009 passes; nothing else is needed to tell a stale entry.
-    only = ("--only", "FR-016,FR-009", "--fuzz-examples", "0")
-    known = run_kit(base, directory / "a", "--expected-failures", str(listed), *only)
-    listed.write_text(listed.read_text() + "- id: FR-009\n  reason: stale\n")
-    stale = run_kit(base, directory / "b", "--expected-failures", str(listed), *only)
-    return known, stale
 
 
 @pytest.mark.kit("expected failures")

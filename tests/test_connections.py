@@ -111,7 +111,7 @@ def test_one_pool_per_worker_bounds_its_connections_under_mixed_load(
     with ThreadPoolExecutor(33) as pool:
         sampler = pool.submit(sample)
         loaders = [pool.submit(load, n) for n in range(32)]
-        time.sleep(3)
+        time.sleep(6)
         stop.set()
         for done in (sampler, *loaders):
             done.result(timeout=60)

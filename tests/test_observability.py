@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import PrometheusServer
 from served import Serve, ServedService
+from waits import until
 from worker_probe import loaded_by_a_worker
 
 from service.db import Database
@@ -125,11 +125,9 @@ def test_a_real_prometheus_counts_every_request_of_both_workers_by_route_and_sta
             "sum by (http_request_method, http_route, http_response_status_code)"
             f' (http_server_request_duration_seconds_count{{http_route=~"{TODOS}.*"}})'
         )
-        seen: dict[tuple[str, str, str], int] = {}
-        deadline = time.monotonic() + 30
-        while seen != expected and time.monotonic() < deadline:
-            time.sleep(0.5)
-            seen = {
+
+        def scraped() -> dict[tuple[str, str, str], int]:
+            return {
                 (
                     r["metric"]["http_request_method"],
                     r["metric"]["http_route"],
@@ -137,6 +135,9 @@ def test_a_real_prometheus_counts_every_request_of_both_workers_by_route_and_sta
                 ): round(float(r["value"][1]))
                 for r in prometheus.query(query)
             }
+
+        until(lambda: scraped() == expected, 30, "Prometheus to scrape what was sent", every=0.5)
+        seen = scraped()
     finally:
         prometheus.stop()
     assert seen == expected, "what Prometheus scraped is not what was sent"

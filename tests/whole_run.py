@@ -1,37 +1,48 @@
-"""What the tests that end a run read: the SQL statements every service engine sent and
-the lines every service logged, in every process of the run, once every other test has
-finished. `nox -s tests` runs pytest in several worker processes (pytest-xdist), so each
-keeps its share in files of one directory (TODO_TESTS_RUN, made by the process that
-starts the others) and the last tests read them all."""
+"""What the audits of a whole run read: the SQL statements every service engine sent
+and the lines every service logged, in every process of the run. `nox -s tests` runs
+pytest twice: the suite, in several worker processes (pytest-xdist) beside the kit's
+jobs in a process of their own (tests/kit_jobs.py), then the audits (`audit_last`)
+over what the first step kept. Each process keeps its share in files of one directory
+(TODO_TESTS_RUN: given by nox to both steps, or made by the process that starts the
+others) and the audits read them all."""
 
 import json
 import os
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 _VARIABLE = "TODO_TESTS_RUN"
+# A process of the run that is no pytest-xdist worker names itself here (the kit's jobs).
+_PROCESS = "TODO_TESTS_PROCESS"
 
 
 def worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return os.environ.get(_PROCESS) or os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def begin() -> Path | None:
     """In the process that starts the run: the directory, made and named for the
-    workers it starts (they inherit the environment). None where it was made already."""
+    processes it starts (they inherit the environment). None where it was given."""
     if os.environ.get(_VARIABLE):
         return None
-    directory = Path(tempfile.mkdtemp(prefix="todo-tests-run-"))
-    os.environ[_VARIABLE] = str(directory)
-    return directory
+    made = Path(tempfile.mkdtemp(prefix="todo-tests-run-"))
+    os.environ[_VARIABLE] = str(made)
+    return made
+
+
+def directory() -> Path | None:
+    """The run's directory, once begun."""
+    given = os.environ.get(_VARIABLE)
+    return Path(given) if given else None
 
 
 class WholeRun:
     def __init__(self) -> None:
-        self.directory = Path(os.environ[_VARIABLE])
+        found = directory()
+        assert found is not None, f"{_VARIABLE} is set by the process that starts the run"
+        self.directory = found
         self._lock = threading.Lock()
 
     def record(self, kind: str, value: Any) -> None:
@@ -48,13 +59,3 @@ class WholeRun:
             for path in sorted(self.directory.glob(f"{kind}-*.jsonl"))
             for line in path.read_text().splitlines()
         ]
-
-    def finished(self, nodeid: str) -> None:
-        self.record("finished", nodeid)
-
-    def wait_for(self, nodeids: set[str], seconds: float = 900) -> None:
-        """Until every test named has finished, in whichever process ran it."""
-        deadline = time.monotonic() + seconds
-        while missing := nodeids - set(self.read("finished")):
-            assert time.monotonic() < deadline, f"{len(missing)} tests never finished"
-            time.sleep(0.2)

@@ -99,17 +99,44 @@ function unknown(why: string): void {
   problem.hidden = false;
 }
 
+// Why the service cannot give the list: down, or up without its database (the 503's
+// problem detail says which part is out of reach). None when it says it is ready.
+async function serviceTrouble(): Promise<string | null> {
+  let answer;
+  try {
+    answer = await fetch(`${apiBase}/health/ready`);
+  } catch {
+    return `the todo service at ${apiBase} cannot be reached`;
+  }
+  if (answer.ok) return null;
+  const problem = (await answer.json().catch(() => null)) as Problem | null;
+  return `the todo service at ${apiBase} is up, but its database is not (${answer.status}: ${problem?.detail ?? "no detail"})`;
+}
+
+// Whether sign-in's own database answers (server.mjs's /health), when sign-in fails.
+async function authTrouble(): Promise<string | null> {
+  try {
+    const answer = await fetch("/health");
+    if (answer.ok) return null;
+    const { detail } = (await answer.json()) as { detail?: string };
+    return `sign-in's database is down (${detail ?? answer.status})`;
+  } catch {
+    return "the page's own server cannot be reached";
+  }
+}
+
 async function refresh(): Promise<void> {
   let answer;
   try {
     answer = await api.GET("/api/v1/todos");
   } catch {
-    unknown(`the todo service at ${apiBase} cannot be reached`);
+    unknown((await serviceTrouble()) ?? `the todo service at ${apiBase} cannot be reached`);
     return;
   }
   const { data, error, response } = answer;
   if (!data) {
-    unknown(`the todo service answered ${response.status} (${problemText(error)})`);
+    const trouble = response.status === 503 ? await serviceTrouble() : null;
+    unknown(trouble ?? `the todo service answered ${response.status} (${problemText(error)})`);
     return;
   }
   render(data.items);
@@ -170,7 +197,11 @@ async function attempt(work: () => Promise<void>): Promise<void> {
 async function show(): Promise<void> {
   const session = await auth.getSession();
   if (session.error) {
-    status.textContent = `Sign-in is unavailable: the auth server answered ${session.error.status} (${session.error.message ?? "no detail"}).`;
+    // Said part by part: with the embedded PostgreSQL, stopping `serve` stops the
+    // database sign-in keeps its accounts in, and the page should not blame sign-in alone.
+    const causes = [await authTrouble(), await serviceTrouble()].filter(Boolean);
+    const why = causes.length ? `: ${causes.join("; ")}` : "";
+    status.textContent = `Sign-in is unavailable (the auth server answered ${session.error.status}, ${session.error.message ?? "no detail"})${why}.`;
     busy("ready");
     return;
   }

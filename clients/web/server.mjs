@@ -3,9 +3,14 @@
 // accounts in PostgreSQL, in a schema of its own (`better_auth`), so they survive a
 // restart: the todo service's own database will do (`todo-service db-url` prints the
 // embedded one's URL). The todo service is another origin; the page calls it with the
-// JWT from /api/auth/token. The tests start this server as the real auth server.
+// JWT from /api/auth/token. The tests start this server as the real auth server;
+// `npm run web:serve` (start.mjs) starts it beside the service.
 //
 //   node clients/web/server.mjs --port 3000 --database URL [--api http://127.0.0.1:8000]
+//        [--keep-accounts]
+//
+// The page's origin is http://127.0.0.1:PORT, and http://localhost:PORT is trusted too:
+// a browser pointed at either signs in (Better Auth refuses an origin it does not trust).
 import http from "node:http";
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
@@ -25,6 +30,8 @@ const { values } = parseArgs({
     host: { type: "string", default: "127.0.0.1" },
     api: { type: "string", default: "http://127.0.0.1:8000" },
     database: { type: "string" },
+    // Users cannot delete their accounts, as on a deployment that does not allow it.
+    "keep-accounts": { type: "boolean", default: false },
   },
 });
 if (!values.port || !values.database) {
@@ -32,6 +39,10 @@ if (!values.port || !values.database) {
   process.exit(2);
 }
 const baseURL = `http://${values.host}:${values.port}`;
+const loopback = ["127.0.0.1", "localhost"].includes(values.host);
+const trustedOrigins = loopback
+  ? [`http://127.0.0.1:${values.port}`, `http://localhost:${values.port}`]
+  : [baseURL];
 const SCHEMA = "better_auth";
 
 // The URL means what it means to libpq, and so to the todo service reading the same one:
@@ -48,6 +59,8 @@ function withLibpqSemantics(url) {
 const database = new pg.Pool({
   connectionString: withLibpqSemantics(values.database),
   max: 5,
+  // A database that is down is said at once, not waited for.
+  connectionTimeoutMillis: 3000,
 });
 // A database that restarts drops the idle connections; the pool opens new ones. Without
 // a listener, the dropped connection's error would end this process.
@@ -70,6 +83,7 @@ async function secret() {
 await database.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
 const auth = betterAuth({
   baseURL,
+  trustedOrigins,
   secret: await secret(),
   // Every statement names the schema: a pooler in transaction mode (Neon's, PgBouncer)
   // refuses a search_path set when connecting, and one SET would reach other clients.
@@ -80,6 +94,9 @@ const auth = betterAuth({
     transaction: true,
   },
   emailAndPassword: { enabled: true },
+  // A user may delete their account (POST /api/auth/delete-user, with the password or a
+  // fresh session): the conformance kit deletes the accounts it signs up this way.
+  user: { deleteUser: { enabled: !values["keep-accounts"] } },
   // Defaults: EdDSA (Ed25519) keys with a `kid`, 15-minute tokens, iss = aud = baseURL.
   plugins: [jwt()],
   rateLimit: { enabled: false },
@@ -99,6 +116,18 @@ const files = {
 const server = http.createServer(async (req, res) => {
   const path = new URL(req.url ?? "/", baseURL).pathname;
   if (path.startsWith("/api/auth/")) return authHandler(req, res);
+  if (path === "/health") {
+    // Whether sign-in's database answers: the page tells a database that is down from a
+    // service that is down (with the embedded PostgreSQL, stopping `serve` stops both).
+    try {
+      await database.query("SELECT 1");
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ database: "up" }));
+    } catch (error) {
+      res.writeHead(503, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ database: "down", detail: error.message }));
+    }
+  }
   if (path === "/config.json") {
     res.writeHead(200, { "content-type": "application/json" });
     return res.end(JSON.stringify({ api: values.api }));

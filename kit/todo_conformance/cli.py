@@ -22,11 +22,19 @@ import yaml
 from todo_conformance import report
 from todo_conformance.catalogue import Contract, requirements
 from todo_conformance.checks import Options
+from todo_conformance.checks.limits import MOST_TO_SPEND
 from todo_conformance.fuzz import Fuzzer
 from todo_conformance.progress import Progress
 from todo_conformance.runner import Run, Stop, execute, known_versions
 from todo_conformance.target import Target, Unreachable
-from todo_conformance.users import User, better_auth_users, command_users, header_users
+from todo_conformance.users import (
+    Accounts,
+    User,
+    better_auth_base,
+    better_auth_users,
+    command_users,
+    header_users,
+)
 
 
 class Mistake(Exception):
@@ -67,10 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--better-auth",
         metavar="URL",
-        help="bearer mode: sign fresh users up with the Better Auth server at URL",
+        help="bearer mode: sign fresh users up with the Better Auth server at URL (and delete"
+        " them at the end, where it allows delete-user)",
     )
     run.add_argument("--origin", help="a browser origin the deployment lists for CORS")
-    run.add_argument("--quota", type=int, help="the deployment's TODO_MAX_TODOS_PER_USER")
+    run.add_argument(
+        "--quota",
+        type=int,
+        help="the deployment's TODO_MAX_TODOS_PER_USER, for FR-151, which fills a user up to"
+        f" it: at most {MOST_TO_SPEND:,}",
+    )
     run.add_argument(
         "--metrics-url", help="the deployment's metrics listener, e.g. http://host:9100/metrics"
     )
@@ -204,6 +218,11 @@ def _main(argv: Sequence[str] | None) -> int:
     _http_url(args.metrics_url, "--metrics-url")
     if args.token_command and args.better_auth:
         raise Mistake("--token-command or --better-auth, not both")
+    if args.quota is not None and not 1 <= args.quota <= MOST_TO_SPEND:
+        raise Mistake(
+            f"--quota {args.quota}: FR-151 fills a user up to the quota, at most"
+            f" {MOST_TO_SPEND:,} todos; leave --quota out to skip it"
+        )
     only, expected = _only(args.only), _expected(args.expected_failures)
     bearer = bool(args.token_command or args.better_auth)
     options = Options(
@@ -214,11 +233,13 @@ def _main(argv: Sequence[str] | None) -> int:
         metrics_url=args.metrics_url,
     )
 
+    accounts = Accounts(better_auth_base(args.better_auth)) if args.better_auth else None
+
     def users(run_id: str) -> list[User]:
         if args.token_command:
             return command_users(args.token_command)
-        if args.better_auth:
-            return better_auth_users(args.better_auth, run_id)
+        if accounts is not None:
+            return better_auth_users(accounts, run_id)
         return header_users()
 
     run = Run(
@@ -228,6 +249,7 @@ def _main(argv: Sequence[str] | None) -> int:
         fuzz=Fuzzer(args.fuzz_examples, args.seed, args.max_rps) if args.fuzz_examples else None,
         expected=expected,
         only=only,
+        accounts=accounts,
     )
     target = Target(base_url, read_only=args.read_only, max_rps=args.max_rps)
     stop = Stop()

@@ -32,8 +32,13 @@ def _counted(outcome: Outcome) -> str:
 
 def _cleanup_line(outcome: Outcome) -> str:
     if outcome.cleanup is None:
-        return "cleanup: nothing to clean (read-only)" if outcome.meta["read_only"] else ""
-    return outcome.cleanup.line()
+        said = "cleanup: nothing to clean (read-only)" if outcome.meta["read_only"] else ""
+    else:
+        said = outcome.cleanup.line()
+    if outcome.accounts is not None:
+        accounts = outcome.accounts.line()
+        said = f"{said}; {accounts}" if said else f"cleanup: {accounts}"
+    return said
 
 
 def document(outcome: Outcome) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from todo_conformance.results import (
     judge,
 )
 from todo_conformance.target import Exchange, KitFault, Target, Unreachable
-from todo_conformance.users import SignInFailed, User
+from todo_conformance.users import Accounts, SignInFailed, User
 
 NEEDS = {
     "origin": "CORS needs the frontend's origin: give --origin",
@@ -72,6 +72,8 @@ class Run:
     fuzz: Callable[[Context, Progress], list[CheckResult]] | None = None
     expected: dict[str, str] = field(default_factory=dict)
     only: set[str] | None = None
+    # The Better Auth accounts the run signs up (--better-auth), deleted at its end.
+    accounts: Accounts | None = None
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Outcome:
     meta: dict[str, Any]
     requirements: list[RequirementResult]
     cleanup: Cleanup | None
+    accounts: Accounts | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -175,6 +178,14 @@ def _preflight(ctx: Context) -> str | None:
         answer = ctx.send("GET", TODOS, user)
         if answer.status == 200:
             continue
+        if not ctx.bearer and answer.status == 401:
+            # A deployment in jwt mode, conforming, and the kit has no tokens for it.
+            return erred(
+                SIGN_IN,
+                f"the target wants bearer tokens, not X-User-ID: GET {TODOS} answered 401"
+                f" ({answer.header('www-authenticate') or 'no WWW-Authenticate'}); give"
+                " --better-auth URL (the Better Auth it trusts) or --token-command CMD",
+            )
         if ctx.bearer and answer.status in (401, 403):
             return erred(
                 SIGN_IN,
@@ -305,6 +316,10 @@ def execute(
         if not run.options.read_only:
             progress.phase("cleanup", total=ledger.count)
             cleanup = ledger.clean(target, _mine(run_id), _deleting(ctx))
+        if run.accounts is not None:
+            # After the todos: deleting an account first would strand its todos.
+            progress.phase("deleting accounts")
+            run.accounts.delete()
         # A signal during cleanup did not stop it; the run was interrupted all the same.
         meta["interrupted"] = meta["interrupted"] or bool(stop.signal)
     if ctx is not None and "fuzz" in ctx.notes:
@@ -322,11 +337,13 @@ def execute(
             "problems": cleanup.problems,
         }
     )
+    if run.accounts is not None:
+        meta["cleanup"]["accounts"] = run.accounts.shown()
     if halted is not None:
         judged = _every_requirement(ERROR, halted, run.only)
     else:
         judged = _judge_all(run, contract, [*departures, *results], meta["interrupted"])
-    return Outcome(meta, judged, cleanup)
+    return Outcome(meta, judged, cleanup, run.accounts)
 
 
 def _deleting(ctx: Context | None) -> Callable[[str, Exchange], None]:

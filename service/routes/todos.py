@@ -85,11 +85,9 @@ async def create_todo(version: Version, request: Request) -> Response:
     db = _db(request)
     created: Created | keys.Reused
     if parsed.idempotency_key is None:
-        created = await todos.create(db, caller, parsed.body, version.view)
+        created = await todos.create(db, caller, parsed.body)
     else:
-        created = await keys.create_once(
-            db, caller, parsed.body, parsed.idempotency_key, version.view
-        )
+        created = await keys.create_once(db, caller, parsed.body, parsed.idempotency_key)
     if isinstance(created, keys.Reused):
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request; use a new key."
@@ -187,7 +185,7 @@ async def update_todo(version: Version, todo_id: str, request: Request) -> Respo
     parsed = parse_request(version.updates, body, todo_id)
     assert parsed.todo_id is not None
     written = await todos.patch(
-        _db(request), caller.id, parsed.todo_id, parsed.body, _if_match(request), version.view
+        _db(request), caller.id, parsed.todo_id, parsed.body, _if_match(request)
     )
     if isinstance(written, todos.Unwritten):
         raise _unwritten(written)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, NewType
 
-from service.models import TodoCreate, TodoCreateV2, fold
+from service.models import TodoCreate, TodoCreateV2, TodoUpdateV2, fold
 
 UserId = NewType("UserId", uuid.UUID)
 
@@ -54,7 +54,12 @@ class Position:
         return _EPOCH + timedelta(microseconds=self.created_at_us)
 
 
-def new_todo(caller: Caller, data: TodoCreate | TodoCreateV2, view: View) -> dict[str, Any]:
+def view_of(data: object) -> View:
+    """The view a request's body asks for: 2.0's models are 2.0's."""
+    return View.V2 if isinstance(data, TodoCreateV2 | TodoUpdateV2) else View.V1
+
+
+def new_todo(caller: Caller, data: TodoCreate | TodoCreateV2) -> dict[str, Any]:
     """A create's values: the todo (with 2.0's defaults when 1.x creates it), its folds,
     and whom a first write makes the users row for."""
     if isinstance(data, TodoCreateV2):
@@ -62,7 +67,7 @@ def new_todo(caller: Caller, data: TodoCreate | TodoCreateV2, view: View) -> dic
     else:
         priority, due_at, tags = "none", None, []
     return {
-        "v1": view is View.V1,
+        "v1": view_of(data) is View.V1,
         "user_id": str(caller.id),
         "title": data.title,
         "description": data.description,

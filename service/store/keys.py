@@ -77,14 +77,13 @@ class Reused:
     """The key was used before for a different request."""
 
 
-def _fingerprint(data: TodoCreate | TodoCreateV2, view: View) -> bytes:
+def _fingerprint(data: TodoCreate | TodoCreateV2) -> bytes:
     """The request as the service understood it: the same todo asked for twice is the
     same request however its JSON was spelled. Under 2.0 it is a request of its own
     (its answer shows more), so a key used under one version is reused under the other."""
-    if view is View.V1:
+    if not isinstance(data, TodoCreateV2):
         return hashlib.sha256(orjson.dumps([data.title, data.description])).digest()
-    assert isinstance(data, TodoCreateV2)
-    asked = [view.value, data.title, data.description, data.priority, data.due_at, data.tags]
+    asked = [View.V2.value, data.title, data.description, data.priority, data.due_at, data.tags]
     return hashlib.sha256(orjson.dumps(asked)).digest()
 
 
@@ -93,11 +92,10 @@ async def create_once(
     caller: Caller,
     data: TodoCreate | TodoCreateV2,
     key: str,
-    view: View = View.V1,
 ) -> Created | Reused:
-    fingerprint = _fingerprint(data, view)
+    fingerprint = _fingerprint(data)
     params = {
-        **new_todo(caller, data, view),
+        **new_todo(caller, data),
         "key": key,
         "fingerprint": fingerprint,
         "todo_id": str(uuid.uuid4()),

@@ -12,7 +12,7 @@ from typing import Any
 
 from service.db import Database
 from service.models import TodoCreate, TodoCreateV2, TodoUpdate, TodoUpdateV2, fold
-from service.store import Caller, Created, Position, Stored, UserId, View, new_todo
+from service.store import Caller, Created, Position, Stored, UserId, View, new_todo, view_of
 
 # Lists up to this long are built whole by PostgreSQL in one round trip; longer ones are
 # streamed in batches this size, so memory stays flat however many todos a user has.
@@ -186,10 +186,9 @@ async def _one(db: Database, user: UserId, statement: str, **params: Any) -> Any
     return rows[0] if rows else None
 
 
-async def create(
-    db: Database, caller: Caller, data: TodoCreate | TodoCreateV2, view: View = View.V1
-) -> Created:
-    created = await db.fetch(caller.id, CREATE, new_todo(caller, data, view), creates=True)
+async def create(db: Database, caller: Caller, data: TodoCreate | TodoCreateV2) -> Created:
+    """The new todo, shown as the version whose model `data` is shows it."""
+    created = await db.fetch(caller.id, CREATE, new_todo(caller, data), creates=True)
     body, version, todo_id = created[0]
     return Created(body, version, str(todo_id))
 
@@ -207,14 +206,13 @@ async def patch(
     todo_id: uuid.UUID,
     changes: TodoUpdate | TodoUpdateV2,
     if_match: list[int] | None = None,
-    view: View = View.V1,
 ) -> Stored | Unwritten:
-    """The updated todo. With `if_match` (versions), written only if its current
-    version is one of them."""
+    """The updated todo, shown as the version whose model `changes` is shows it. With
+    `if_match` (versions), written only if its current version is one of them."""
     given = changes.changes()
     title, description = given.get("title"), given.get("description")
     params = {
-        "v1": view is View.V1,
+        "v1": view_of(changes) is View.V1,
         "todo_id": str(todo_id),
         "title": title,
         "title_folded": None if title is None else fold(title),
