@@ -41,17 +41,27 @@ def _npm_ci(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite on real PostgreSQL (TEST_DATABASE_URL, Docker, or embedded), with
     a real Better Auth server (Node, from package-lock.json) issuing the tokens and a
-    real Prometheus (Debian's package, installed here when missing) scraping metrics."""
+    real Prometheus (Debian's package, installed here when missing) scraping metrics;
+    amtool and the blackbox exporter check deploy/'s configurations. The trial of the
+    alerts in real time is `nox -s alerts`."""
     _install(session, "test", kit=True)
     _npm_ci(session)
-    _debian_packages(session, {"prometheus": "prometheus", "promtool": "prometheus"})
+    _debian_packages(
+        session,
+        {
+            "prometheus": "prometheus",
+            "promtool": "prometheus",
+            "amtool": "prometheus-alertmanager",
+            "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+        },
+    )
     # Two steps over one directory of records (tests/whole_run.py). The suite first: two
     # worker processes share its tests (pytest-xdist, --dist load), beside the kit's jobs
     # in a process of their own (tests/kit_jobs.py); on a database given by
     # TEST_DATABASE_URL they would empty each other's tables, so there one process runs
     # them all. Then the audits of the whole run (`audit_last`), over what every process
     # of the first step kept. The slowest fifteen end the first: what it costs stays in
-    # sight.
+    # sight. The trial of the alerts (marked `alerts`) is `nox -s alerts`'s.
     workers = [] if os.environ.get("TEST_DATABASE_URL") else ["-n", "2", "--dist", "load"]
     with tempfile.TemporaryDirectory(prefix="todo-tests-run-") as records:
         env = {"TODO_TESTS_RUN": records}
@@ -59,7 +69,7 @@ def tests(session: nox.Session) -> None:
         # with the records, past pytest's rotation of its own temporary directories.
         basetemp = f"--basetemp={Path(records) / 'tmp'}"
         session.run(
-            "pytest", *workers, "-m", "not audit_last", basetemp, "--durations=15",
+            "pytest", *workers, "-m", "not audit_last and not alerts", basetemp, "--durations=15",
             *session.posargs, env=env,
         )  # fmt: skip
         # Exit status 5: the selection held no audit.
@@ -80,6 +90,24 @@ def kit_depth(session: nox.Session) -> None:
         "--durations=15", "--timeout=1500", *session.posargs,
         env={"KIT_DEPTH": "full", "KIT_JOB_WAIT": "1200"},
     )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def alerts(session: nox.Session) -> None:
+    """The operator's trial, in real time (a few minutes): `serve` under load, a real
+    Prometheus with deploy/'s rules, the blackbox exporter with deploy/'s probe and
+    Alertmanager with deploy/'s routes (Debian's packages, installed here when missing);
+    the database stops, and a page naming the cause must reach a webhook within 2 minutes."""
+    _install(session, "test")
+    _debian_packages(
+        session,
+        {
+            "prometheus": "prometheus",
+            "prometheus-alertmanager": "prometheus-alertmanager",
+            "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+        },
+    )
+    session.run("pytest", "-m", "alerts", "tests/test_alert_trial.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

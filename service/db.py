@@ -191,7 +191,7 @@ class Database:
             raise self.unavailable(error) from error
         except psycopg2.Error as error:
             if error.pgcode == _RATE_LIMITED:
-                raise self._refused(error) from None
+                raise self._refused(error, user) from None
             if error.pgcode == _OVER_QUOTA:
                 if step and user is not None:
                     # The refusal rolled the step back with the create: still owed.
@@ -219,9 +219,11 @@ class Database:
             if found:
                 limits.record(limits.Allowance(int(found[1]), int(found[2])))
 
-    def _refused(self, error: psycopg2.Error) -> RateLimited:
+    def _refused(self, error: psycopg2.Error, user: UserKey) -> RateLimited:
         wait = int(error.diag.message_detail or 1)
         limits.record(limits.Allowance(0, wait))
+        if user is not None:
+            limits.refuse(user)
         assert self._rate is not None
         return RateLimited(
             f"Too many requests: a caller may send {self._rate.quota} every"

@@ -20,6 +20,8 @@ class Allowance:
 
 _owed: ContextVar[uuid.UUID | None] = ContextVar("rate_limit_owed", default=None)
 _allowance: ContextVar[Allowance | None] = ContextVar("rate_limit_allowance", default=None)
+# Whom the limit refused: the access log names them (never a metric label: unbounded).
+_refused: ContextVar[uuid.UUID | None] = ContextVar("rate_limit_refused", default=None)
 
 
 def owe(user: uuid.UUID) -> None:
@@ -37,6 +39,15 @@ def take(user: uuid.UUID | None) -> bool:
         return False
     _owed.set(None)
     return True
+
+
+def refuse(user: uuid.UUID) -> None:
+    _refused.set(user)
+
+
+def refused() -> uuid.UUID | None:
+    """The caller this request's step refused, if it was refused."""
+    return _refused.get()
 
 
 def record(allowance: Allowance) -> None:

@@ -123,15 +123,17 @@ class RequestContext:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None)
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                },
-            )
+            said = {
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            }
+            refused = limits.refused()
+            if refused is not None:
+                # Who the rate limit refused: the one way to find them (docs/operations.md).
+                said["caller"] = str(refused)
+            access_log.info("request", extra=said)
             heard.request_finished(observed, scope["method"], route, status, seconds)
             request_id.reset(token)
 

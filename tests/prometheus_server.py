@@ -10,6 +10,7 @@ from typing import Any
 import environment
 import httpx
 import pytest
+import yaml
 from ports import free_port
 from waits import until
 
@@ -21,21 +22,28 @@ class PrometheusServer:
         targets: list[str],
         job: str = "todo",
         rule_files: tuple[Path, ...] = (),
+        more_scrape_configs: tuple[dict[str, Any], ...] = (),
+        alertmanagers: tuple[str, ...] = (),
     ) -> None:
+        """`more_scrape_configs` beside the job scraping `targets`; `alertmanagers`
+        (host:port) are sent the alerts."""
         program = shutil.which("prometheus")
         if program is None:
             pytest.fail("Debian's prometheus package is needed (nox -s tests installs it)")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        listed = ", ".join(f"'{target}'" for target in targets)
-        rules = "".join(f"  - '{path.resolve()}'\n" for path in rule_files) or "  []\n"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "  evaluation_interval: 1s\n"
-            f"rule_files:\n{rules}"
-            f"scrape_configs:\n  - job_name: {job}\n    static_configs:\n"
-            f"      - targets: [{listed}]\n"
-        )
+        every = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
+        scrape = {"job_name": job, "static_configs": [{"targets": targets}]}
+        settings: dict[str, Any] = {
+            "global": every,
+            "rule_files": [str(path.resolve()) for path in rule_files],
+            "scrape_configs": [scrape, *more_scrape_configs],
+        }
+        if alertmanagers:
+            settings["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+            }
+        config.write_text(yaml.safe_dump(settings))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._output = (workdir / "prometheus.log").open("w")

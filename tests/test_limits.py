@@ -2,6 +2,7 @@
 concurrency, and a rate limit per caller held in PostgreSQL, so every process of the
 service shares it; both off unless set, and then absent."""
 
+import logging
 import re
 import threading
 import time
@@ -173,6 +174,28 @@ def test_over_the_limit_nothing_is_done_and_a_refusal_before_identity_costs_noth
     problem(over, 429, "RATE_LIMITED")
     assert _count(admin_engine, alice) == 1, "a refused create created"
     problem(client.post(TODOS, json={"title": ""}, headers=as_user(alice)), 429, "RATE_LIMITED")
+
+
+@pytest.mark.req("FR-152")
+def test_the_access_log_names_each_caller_the_limit_refused_and_no_other(
+    postgres_url: str, database: Database, alice: str, bob: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """How an operator finds who TodoServiceRateLimiting is about: the log, never a
+    metric label."""
+    settings = make_settings(postgres_url, TODO_RATE_LIMIT="2/60")
+    client = TestClient(create_app(settings, Database(settings)), raise_server_exceptions=False)
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        answers = [client.get(TODOS, headers=as_user(alice)) for _ in range(3)]
+        # Refused before the store (a 422 owes its step too).
+        answers.append(client.post(TODOS, json={"title": ""}, headers=as_user(alice)))
+        answers.append(client.get(TODOS, headers=as_user(bob)))
+    said = [
+        (vars(r)["status"], vars(r).get("caller"))
+        for r in caplog.records
+        if r.name == "service.access"
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 429, 429, 200]
+    assert said == [(200, None), (200, None), (429, alice), (429, alice), (200, None)]
 
 
 @pytest.mark.req("FR-151", "FR-152")

@@ -25,6 +25,7 @@ import psutil
 import pytest
 import sqlalchemy
 import yaml
+from alerting import heading_anchors
 from kit_jobs import Kits, Scheduled, job
 from ports import free_port
 from prometheus_server import PrometheusServer
@@ -79,6 +80,99 @@ def test_the_rules_pass_promtool_and_every_alert_is_unit_tested_firing_and_quiet
     ]
     assert {c["alertname"] for c in cases if c["exp_alerts"]} == alerts, "an alert never fires"
     assert {c["alertname"] for c in cases if not c["exp_alerts"]} == alerts, "one never stays quiet"
+
+
+@pytest.mark.req("FR-164")
+def test_every_alert_has_a_mixin_severity_a_runbook_section_and_the_dashboard() -> None:
+    runbooks = heading_anchors(REPO / "docs" / "operations.md")
+    uid = json.loads(DASHBOARD.read_text())["uid"]
+    for rule in _rules():
+        if "alert" not in rule:
+            continue
+        name, annotations = rule["alert"], rule["annotations"]
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        page, _, anchor = annotations["runbook_url"].partition("#")
+        assert page.endswith("/operations.md") and anchor == name.lower(), name
+        assert anchor in runbooks, f"docs/operations.md has no section {name}"
+        assert f"/d/{uid}?" in annotations["dashboard_url"], name
+        assert JOB not in annotations["summary"], f"{name}'s summary names the job itself"
+
+
+@pytest.mark.req("FR-164")
+def test_a_job_of_another_name_is_one_substitution_and_the_unit_tests_still_pass(
+    tmp_path: Path,
+) -> None:
+    """As the rules' header says: `sed -i 's/todo-service/NAME/g' rules.yml rules_test.yml`."""
+    for name in ("rules.yml", "rules_test.yml"):
+        (tmp_path / name).write_text((RULES_DIR / name).read_text().replace(JOB, "api-eu-1"))
+    for command in (["check", "rules", "rules.yml"], ["test", "rules", "rules_test.yml"]):
+        done = subprocess.run(
+            ["promtool", *command],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    # Every series read from a scrape (a recording rule's name has a colon) names the job.
+    renamed = yaml.safe_load((tmp_path / "rules.yml").read_text())
+    exprs = " ".join(rule["expr"] for group in renamed["groups"] for rule in group["rules"])
+    scraped = [m for m in re.findall(r"([\w:]+)\{([^}]*)\}", exprs) if ":" not in m[0]]
+    assert scraped and all(re.search(r'\bjob="api-eu-1(-ready)?"', m[1]) for m in scraped)
+
+
+ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+def _amtool(*arguments: str) -> subprocess.CompletedProcess[str]:
+    amtool = shutil.which("amtool")
+    assert amtool, "Debian's prometheus-alertmanager package has amtool (nox -s tests installs it)"
+    return subprocess.run(
+        [amtool, *arguments], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.req("FR-164")
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (("severity=critical",), "pager"),
+        (("severity=warning",), "tickets"),
+        (("severity=info",), "chat"),
+        # Whatever lacks a severity still reaches a person.
+        (("alertname=Unknown",), "tickets"),
+    ],
+)
+def test_the_alertmanager_example_routes_each_severity_to_its_receiver(
+    labels: tuple[str, ...], receiver: str
+) -> None:
+    checked = _amtool("check-config", str(ALERTMANAGER))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    routed = _amtool(
+        "config", "routes", "test", f"--config.file={ALERTMANAGER}", "alertname=Any", *labels
+    )
+    assert routed.returncode == 0, routed.stdout + routed.stderr
+    assert routed.stdout.split() == [receiver]
+    # And every alert the rules raise carries a severity the tree routes.
+    severities = {r["labels"]["severity"] for r in _rules() if "alert" in r}
+    assert severities == {"critical", "warning", "info"}
+
+
+@pytest.mark.req("FR-164")
+def test_the_blackbox_exporter_takes_the_probe_as_shipped() -> None:
+    exporter = shutil.which("prometheus-blackbox-exporter")
+    assert exporter, "Debian's prometheus-blackbox-exporter package (nox -s tests installs it)"
+    config = REPO / "deploy" / "blackbox" / "blackbox.yml"
+    done = subprocess.run(
+        [exporter, "--config.check", f"--config.file={config}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "todo_ready" in yaml.safe_load(config.read_text())["modules"]
 
 
 # A string enum of Grafana's schema takes its values as JSON spells them.
