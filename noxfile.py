@@ -64,7 +64,7 @@ def tests(session: nox.Session) -> None:
     # sight. The trial of the alerts (marked `alerts`) is `nox -s alerts`'s.
     workers = [] if os.environ.get("TEST_DATABASE_URL") else ["-n", "2", "--dist", "load"]
     with tempfile.TemporaryDirectory(prefix="todo-tests-run-") as records:
-        env = {"TODO_TESTS_RUN": records}
+        env = {"TESTS_RUN": records}
         # Its temporary files (the served services' logs the audits read among them) kept
         # with the records, past pytest's rotation of its own temporary directories.
         basetemp = f"--basetemp={Path(records) / 'tmp'}"
@@ -219,7 +219,11 @@ def _served_here(session: nox.Session) -> Iterator[str]:
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix="todo-conformance-served-"))
-    env = os.environ | {"TODO_CORS_ORIGINS": LOCAL_ORIGIN, "TODO_DATA_DIR": str(workdir / "data")}
+    env = os.environ | {
+        "TODO_CORS_ORIGINS": LOCAL_ORIGIN,
+        "TODO_DATA_DIR": str(workdir / "data"),
+        "TODO_SHUTDOWN_GRACE_SECONDS": "0",  # no load balancer to drain for
+    }
     output = (workdir / "serve.log").open("w")
     server = subprocess.Popen(
         [str(Path(session.bin) / "todo-service"), "serve", "--port", str(port)],

@@ -42,6 +42,7 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("service")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "NEON_DATABASE_URL"}
+    env["TODO_SHUTDOWN_GRACE_SECONDS"] = "0"  # no load balancer to drain for
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("todo-service")), "serve", "--port", str(port)],
         cwd=workdir,

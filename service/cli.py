@@ -7,11 +7,13 @@ forked child that exits (pydantic is heavy: bench/results/findings.md), the embe
 PostgreSQL's code only when it is used, and the application never."""
 
 import argparse
+import ipaddress
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -39,18 +41,25 @@ class Supervision:
     metrics_port: int | None
     metrics_host: str | None
     tracing: bool
+    header_mode: bool
+    # TODO_AUTH_MODE was set, not defaulted.
+    auth_mode_said: bool
 
 
 def _validated() -> Supervision | list[str]:
-    """Every setting validated; what the supervisor uses, or what is wrong."""
+    """Every setting validated, and every TODO_* variable known; what the supervisor
+    uses, or what is wrong."""
     from pydantic import ValidationError
 
-    from service.settings import Settings, settings_problems
+    from service.settings import Settings, settings_problems, unknown_variables
 
+    problems = unknown_variables(os.environ)
     try:
         settings = Settings()
     except ValidationError as invalid:
-        return settings_problems(invalid)
+        return problems + settings_problems(invalid)
+    if problems:
+        return problems
     return Supervision(
         settings.database_url,
         settings.direct_database_url,
@@ -59,6 +68,8 @@ def _validated() -> Supervision | list[str]:
         settings.metrics_port,
         settings.metrics_host,
         settings.tracing,
+        settings.auth_mode == "header",
+        settings.auth_mode_said,
     )
 
 
@@ -72,6 +83,36 @@ def _settings() -> Supervision:
             print(f"todo-service: {problem}", file=sys.stderr)
         sys.exit(2)
     return found
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` is this machine's alone: every address it names is a loopback one."""
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return all(ipaddress.ip_address(str(address[4][0])).is_loopback for address in found)
+
+
+def _header_mode_said(settings: Supervision, host: str) -> None:
+    """Header mode believes whatever X-User-ID a caller sends: beyond loopback it is
+    served only when asked for by name, and says so first."""
+    if not settings.header_mode or loopback(host):
+        return
+    if not settings.auth_mode_said:
+        print(
+            f"todo-service: --host {host} serves beyond this machine in header mode, where"
+            " any caller acts as any user: set TODO_AUTH_MODE=jwt, or TODO_AUTH_MODE=header"
+            " to serve unverified callers anyway",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    print(
+        f"todo-service: header mode on {host}: callers are not verified; any caller acts"
+        " as the user its X-User-ID names",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextmanager
@@ -243,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     settings = _settings()
+    if args.command == "serve":
+        _header_mode_said(settings, args.host)
     configure_logging(settings.log_level)
     try:
         if args.command == "serve":

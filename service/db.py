@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+from psycopg2 import errors as sqlstate
 
 from service import limits, telemetry
 from service.errors import QuotaExceeded, RateLimited, ServiceUnavailable
@@ -63,7 +64,30 @@ _OUTAGES = (
     TimeoutError,  # the connect timeout, or an answer that did not come
 )
 
+# What PostgreSQL itself ends for taking too long: the statement timeout (a lock held
+# elsewhere, or a statement too slow), or a lock timeout. The database is there.
+_TIMEOUTS = (sqlstate.QueryCanceled, sqlstate.LockNotAvailable)
+
+# Each 503 says which of these it is, in its detail and in the metrics' `cause`. An
+# answer that never came is `unreachable`: a database that is there ends a slow
+# statement itself, at the statement timeout, a second before the service gives up.
+_UNAVAILABLE = {
+    "timeout": "The database did not finish the request in time: a lock held elsewhere,"
+    " or a load, kept it past the statement timeout; retry shortly.",
+    "unreachable": "The database is unreachable right now; retry shortly.",
+    "pool": "Every database connection is busy; retry shortly.",
+    "migrating": "The database schema is being migrated; retry shortly.",
+}
+
 UserKey = uuid.UUID | None
+
+
+def _cause(outage: Exception) -> str:
+    if isinstance(outage, PoolTimeout):
+        return "pool"
+    if isinstance(outage, _TIMEOUTS):
+        return "timeout"
+    return "unreachable"
 
 
 def libpq_url(url: str) -> str:
@@ -144,11 +168,14 @@ class Database:
             connect_args=self._connect_args,
         )
         self._timeout_ms = str(settings.statement_timeout_ms)
-        self._retry_after = settings.retry_after_seconds
+        self.retry_after = settings.retry_after_seconds
         self._rate = settings.rate_limit
         self._quota = settings.max_todos_per_user
         self._cursor_key: bytes | None = None
         self._schema_ready = threading.Event()
+        # Why statements wait until the schema is ready: its migrations run, or the
+        # database they need cannot be reached.
+        self._not_ready = "migrating"
         if schema_ready:
             self._schema_ready.set()
 
@@ -271,20 +298,30 @@ class Database:
             ):
                 cursor.execute("SELECT version_num FROM alembic_version")
                 found = [row[0] for row in cursor.fetchall()]
+        except psycopg2.OperationalError:
+            self.schema_unreachable()
+            return False
         except psycopg2.Error:
             return False
         return found == [revision]
+
+    def schema_unreachable(self) -> None:
+        """The migrations cannot reach the database: until they can, that is the 503s'
+        cause."""
+        self._not_ready = "unreachable"
 
     def schema_is_ready(self) -> None:
         """Called once the migrations have run; until then every statement is a 503."""
         self._schema_ready.set()
 
-    def unavailable(self, error: Exception | None = None) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            "The database is unreachable right now; retry shortly.",
-            retry_after=self._retry_after,
-            cause="pool" if isinstance(error, PoolTimeout) else "database",
-        )
+    def unavailable(
+        self, error: Exception | None = None, cause: str | None = None
+    ) -> ServiceUnavailable:
+        """The 503 for `error` (an outage), for `cause` when the caller knows it, or,
+        with neither, for a schema not ready yet."""
+        if cause is None:
+            cause = self._not_ready if error is None else _cause(error)
+        return ServiceUnavailable(_UNAVAILABLE[cause], retry_after=self.retry_after, cause=cause)
 
     def close(self) -> None:
         """Closes the idle connections; the pool opens new ones if used again."""

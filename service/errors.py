@@ -179,8 +179,8 @@ class ValidationFailed(ServiceError):
 @dataclass
 class ServiceUnavailable(ServiceError):
     retry_after: int = 2
-    # What is out of reach (`database`, `pool`, `key_server`): metrics count by it.
-    cause: str = "database"
+    # Why, one of service.metrics.CAUSES: metrics count by it.
+    cause: str = "unreachable"
     status = 503
     code = "SERVICE_UNAVAILABLE"
     title = "Service unavailable"

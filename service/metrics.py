@@ -80,7 +80,9 @@ STATEMENT_DURATION = Histogram(
 )
 UNAVAILABLE = Counter(
     "todo_unavailable_responses",
-    "503 answers, by what was out of reach: database, pool or key_server.",
+    "503 answers, by cause: timeout (a statement past its timeout), unreachable (the"
+    " database), pool (no connection free), migrating (the schema), key_server (the"
+    " JWKS), draining (readiness after SIGTERM).",
     ("cause",),
 )
 QUOTA_REFUSALS = Counter("todo_quota_refusals", "Creates refused by the quota of todos.")
@@ -95,7 +97,7 @@ KEY_FETCHES = Counter(
     "Fetches of the auth server's keys (JWKS), by outcome: ok, failed, no_usable_key.",
     ("outcome",),
 )
-CAUSES = ("database", "pool", "key_server")
+CAUSES = ("timeout", "unreachable", "pool", "migrating", "key_server", "draining")
 FETCH_OUTCOMES = ("ok", "failed", "no_usable_key")
 
 # Each worker's figures, summed over the live ones (a dead worker's CPU seconds stay in
@@ -209,7 +211,7 @@ class Metrics(Listener):
 
     def problem(self, code: str, cause: str | None) -> None:
         if code == "SERVICE_UNAVAILABLE":
-            UNAVAILABLE.labels(cause or "database").inc()
+            UNAVAILABLE.labels(cause or "unreachable").inc()
         elif code == "QUOTA_EXCEEDED":
             QUOTA_REFUSALS.inc()
         elif code == "RATE_LIMITED":

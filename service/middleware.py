@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import limits, telemetry
+from service import draining, limits, telemetry
 from service.errors import InternalError, PayloadTooLarge, problem_response
 from service.logs import request_id
 from service.settings import RatePolicy
@@ -83,8 +83,9 @@ class ListedOriginsOnly:
 
 class RequestContext:
     """Echoes a sane `X-Request-ID` or makes one, logs one line per request and tells
-    telemetry of it, answers HEAD with GET's headers and no body, and is the last resort
-    that turns anything unexpected into a bare 500 problem."""
+    telemetry of it, answers HEAD with GET's headers and no body, closes the connection
+    after each answer while the process drains (service/draining.py), and is the last
+    resort that turns anything unexpected into a bare 500 problem."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -108,6 +109,8 @@ class RequestContext:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                if draining.started.is_set():
+                    message["headers"].append((b"connection", b"close"))
             elif head:
                 message = {**message, "body": b""}
             await send(message)

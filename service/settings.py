@@ -1,7 +1,9 @@
 """Every environment variable the service reads, typed, with its default."""
 
+import difflib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +34,15 @@ SAMPLERS = RATIO_SAMPLERS | {
     "parentbased_always_on",
     "parentbased_always_off",
 }
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# A shutdown that waits longer than this for load balancers is a mistake, not a choice.
+SHUTDOWN_GRACE_MAX = 600
+PREFIX = "TODO_"
+# TODO_* variables read by the project's other programs, never by the service: `serve`
+# sets TODO_RUN_DIR for its workers; `todo-service mcp` reads its user's credentials;
+# the conformance kit, installed beside it, reads TODO_CONFORMANCE_*.
+OTHER_PROGRAMS = frozenset({"TODO_RUN_DIR", "TODO_MCP_TOKEN", "TODO_MCP_USER_ID"})
+KIT_PREFIX = "TODO_CONFORMANCE_"
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,19 @@ class Settings(BaseSettings):
     mcp: Literal["on", "off"] = Field(default="off", alias="TODO_MCP")
 
     log_level: str = Field(default="INFO", alias="TODO_LOG_LEVEL")
+
+    # After SIGTERM: readiness answers 503 at once and the listener keeps accepting for
+    # this long, so that a load balancer stops sending before it closes.
+    shutdown_grace_seconds: float = Field(
+        default=5.0, ge=0, le=SHUTDOWN_GRACE_MAX, alias="TODO_SHUTDOWN_GRACE_SECONDS"
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _a_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @field_validator("jwt_secret")
     @classmethod
@@ -180,6 +204,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def auth_mode_said(self) -> bool:
+        """Whether TODO_AUTH_MODE was set, rather than taken for its default."""
+        return "auth_mode" in self.model_fields_set
+
+    @property
     def tracing(self) -> bool:
         """Traces are sent: to OTEL_EXPORTER_OTLP_ENDPOINT's /v1/traces, or to
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT itself."""
@@ -197,6 +226,27 @@ def settings_problems(error: ValidationError) -> list[str]:
     for item in error.errors(include_input=False, include_url=False):
         where = ".".join(str(part) for part in item["loc"]) or "settings"
         problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return problems
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each TODO_* variable nothing here reads, naming the setting it is most
+    likely a typo of: ignored, `TODO_AUTH_MOD=jwt` would leave the service in header
+    mode, where the caller names the user."""
+    known = {
+        str(field.alias)
+        for field in Settings.model_fields.values()
+        if str(field.alias).startswith(PREFIX)
+    } | OTHER_PROGRAMS
+    suffixes = {name.removeprefix(PREFIX): name for name in known}
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()  # the settings are read in any case
+        if not upper.startswith(PREFIX) or upper in known or upper.startswith(KIT_PREFIX):
+            continue
+        close = difflib.get_close_matches(upper.removeprefix(PREFIX), suffixes, n=1)
+        hint = f"did you mean {suffixes[close[0]]}?" if close else "the README lists them"
+        problems.append(f"{name}: the service has no such setting; {hint}")
     return problems
 
 

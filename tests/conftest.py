@@ -26,7 +26,7 @@ from sql_audit import StatementLog
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from service import migrations
+from service import migrations, telemetry
 from service.app import create_app
 from service.db import Database, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
@@ -80,7 +80,7 @@ def _an_audit_sees_the_whole_run(request: pytest.FixtureRequest) -> None:
         pytest.fail(
             "an audit of the whole run runs after it, not beside its tests on xdist workers:"
             " run `pytest -m 'not audit_last' -n 2` then `pytest -m audit_last` with the same"
-            " TODO_TESTS_RUN (nox -s tests does; docs/testing.md)",
+            " TESTS_RUN (nox -s tests does; docs/testing.md)",
             pytrace=False,
         )
 
@@ -262,6 +262,24 @@ def alice() -> str:
 @pytest.fixture
 def bob() -> str:
     return str(uuid.uuid4())
+
+
+class _Unavailable(telemetry.Listener):
+    def __init__(self) -> None:
+        self.causes: list[str | None] = []
+
+    def problem(self, code: str, cause: str | None) -> None:
+        if code == "SERVICE_UNAVAILABLE":
+            self.causes.append(cause)
+
+
+@pytest.fixture
+def unavailable(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The cause of every 503 this process answers while the test runs, as the metrics
+    hear it (`todo_unavailable_responses{cause}`)."""
+    heard = _Unavailable()
+    monkeypatch.setattr(telemetry, "listener", heard)
+    return heard.causes
 
 
 @pytest.fixture

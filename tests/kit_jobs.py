@@ -48,7 +48,7 @@ AT_ONCE = 4
 ORIGIN = "https://app.example.com"
 # The pytest process that began the run (the pytest-xdist controller, or pytest alone):
 # the jobs' process lives as long as it does.
-OWNER = "TODO_TESTS_OWNER"
+OWNER = "TESTS_OWNER"
 # How long a test waits for a job's result: longer than any job takes on a loaded
 # machine, shorter than pytest-timeout's backstop (pyproject.toml), so that a stuck job
 # fails its tests naming it.
@@ -375,7 +375,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             PYTEST_XDIST_WORKER=None,
             PYTEST_XDIST_WORKER_COUNT=None,
             PYTEST_XDIST_TESTRUNUID=None,
-            TODO_TESTS_PROCESS="jobs",
+            TESTS_PROCESS="jobs",
         )
         with (directory / "runner.log").open("w") as log:
             process = subprocess.Popen(

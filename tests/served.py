@@ -27,10 +27,11 @@ class ServedService:
         workers: int = 1,
         extra_env: dict[str, str] | None = None,
         host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.database_url = database_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://{host}:{self.port}"
         metrics_port = (extra_env or {}).get("TODO_METRICS_PORT")
         metrics_host = (extra_env or {}).get("TODO_METRICS_HOST") or host
@@ -38,7 +39,11 @@ class ServedService:
         self.output_path = workdir / f"serve-{self.port}.log"
         self._logs = logs
         self._stopped = False
-        env = environment.child(NEON_DATABASE_URL=database_url, **(extra_env or {}))
+        # Stopped at once, unless a test drains: nothing balances load here.
+        env = environment.child(
+            NEON_DATABASE_URL=database_url,
+            **{"TODO_SHUTDOWN_GRACE_SECONDS": "0", **(extra_env or {})},
+        )
         workdir.mkdir(parents=True, exist_ok=True)
         logs.follow(f"serve on port {self.port}", self.output_path)
         with self.output_path.open("w") as output:

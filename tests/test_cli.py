@@ -11,9 +11,10 @@ import psutil
 import pytest
 from served import EXECUTABLE, Serve
 
+from service.cli import loopback
 from service.db import direct_url, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
-from service.settings import Settings
+from service.settings import Settings, unknown_variables
 
 
 def _postgres_running(pgdata: Path) -> bool:
@@ -128,3 +129,111 @@ def _db_url(workdir: Path) -> str:
     url = done.stdout.strip()
     assert url.startswith("postgresql://postgres:") and url.endswith("/postgres"), url
     return url
+
+
+def _refused(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`todo-service ARGS` that must refuse to start, bounded in case it starts: on a
+    database that is not there, with no TODO_* of the caller's but `env`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.upper().startswith("TODO_")}
+    return subprocess.run(
+        [str(EXECUTABLE), *args],
+        env={**inherited, "NEON_DATABASE_URL": "postgresql://u@127.0.0.1:9/db", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and not done.stdout
+    [line] = done.stderr.splitlines()
+    return line
+
+
+@pytest.mark.req("FR-101", "FR-166")
+def test_a_mistyped_setting_stops_serve_naming_the_setting_it_meant() -> None:
+    """Ignored, `TODO_AUTH_MOD=jwt` would leave the service in header mode, trusting
+    whatever user a caller names."""
+    line = _one_line(_refused("serve", "--port", "9", TODO_AUTH_MOD="jwt"))
+    assert line == (
+        "todo-service: TODO_AUTH_MOD: the service has no such setting; did you mean TODO_AUTH_MODE?"
+    )
+
+
+@pytest.mark.req("FR-166")
+def test_an_unknown_setting_like_no_other_stops_every_command_that_reads_settings() -> None:
+    line = _one_line(_refused("migrate", TODO_COLOUR="blue"))
+    assert line.startswith("todo-service: TODO_COLOUR: the service has no such setting;")
+    assert "did you mean" not in line
+
+
+@pytest.mark.req("FR-166")
+def test_every_todo_variable_the_project_reads_elsewhere_is_known() -> None:
+    """`serve` sets TODO_RUN_DIR for its workers, `todo-service mcp` and the kit read
+    their own; a shell that sets them for those still starts the service."""
+    elsewhere = {
+        "TODO_RUN_DIR": "/tmp",
+        "TODO_MCP_TOKEN": "t",
+        "TODO_MCP_USER_ID": "u",
+        "TODO_CONFORMANCE_BASE_URL": "http://127.0.0.1:9",
+        "todo_auth_mode": "header",  # read in any case
+    }
+    assert unknown_variables(elsewhere) == []
+    assert unknown_variables({"TODO_METRICS_PORTS": "9464"}) == [
+        "TODO_METRICS_PORTS: the service has no such setting; did you mean TODO_METRICS_PORT?"
+    ]
+
+
+@pytest.mark.req("FR-166")
+def test_a_log_level_logging_does_not_know_stops_serve_with_one_line() -> None:
+    line = _one_line(_refused("serve", "--port", "9", TODO_LOG_LEVEL="loud"))
+    assert line == (
+        "todo-service: TODO_LOG_LEVEL: must be one of debug, info, warning, error, critical"
+    )
+
+
+@pytest.mark.req("FR-166")
+@pytest.mark.parametrize(("given", "taken"), [("debug", "DEBUG"), ("Warning", "WARNING")])
+def test_log_levels_are_taken_in_any_case(
+    given: str, taken: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TODO_LOG_LEVEL", given)
+    assert Settings().log_level == taken
+
+
+@pytest.mark.req("FR-101")
+def test_header_mode_on_every_address_needs_to_be_asked_for_by_name() -> None:
+    line = _one_line(_refused("serve", "--host", "0.0.0.0", "--port", "9"))
+    assert line.startswith("todo-service: --host 0.0.0.0 serves beyond this machine in header")
+    assert "TODO_AUTH_MODE=header" in line
+
+
+@pytest.mark.req("FR-101")
+@pytest.mark.parametrize(
+    ("host", "alone"),
+    [
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.10", False),
+        ("", False),
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+    ],
+)
+def test_only_loopback_is_this_machines_alone(host: str, alone: bool) -> None:
+    assert loopback(host) is alone
+
+
+@pytest.mark.req("FR-101")
+def test_header_mode_asked_for_on_every_address_says_so_first(
+    serve: Serve, postgres_url: str
+) -> None:
+    said = serve(postgres_url, host="0.0.0.0", extra_env={"TODO_AUTH_MODE": "header"})
+    said.wait_ready()
+    first = said.stop().splitlines()[0]
+    assert first.startswith("todo-service: header mode on 0.0.0.0: callers are not verified")
+    assert said.process.returncode == 0

@@ -4,6 +4,7 @@ the service itself stopped under load. Every wait here has a deadline."""
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -30,6 +31,14 @@ from waits import until
 from service.app import create_app
 from service.db import Database, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
+from service.metrics import CAUSES
+
+UNREACHABLE = "The database is unreachable right now; retry shortly."
+_COUNTED = re.compile(r'^todo_unavailable_responses_total\{cause="(\w+)"\} (\S+)$', re.MULTILINE)
+
+
+def _unavailable_counted(scraped: str) -> dict[str, float]:
+    return {cause: float(value) for cause, value in _COUNTED.findall(scraped)}
 
 
 def _service_connections(url: str) -> int:
@@ -80,23 +89,30 @@ def _waiting_on_a_lock(admin_engine: Engine) -> list[int]:
         )
 
 
-@pytest.mark.req("FR-006", "EC-1", "FR-005")
+@pytest.mark.req("FR-006", "EC-1", "FR-005", "FR-161")
 def test_serve_waits_for_a_database_that_is_down_at_start_up(
     tmp_path: Path, serve: Serve, run_logs: Any
 ) -> None:
+    """And its 503s meanwhile say the database is unreachable, in their detail and in
+    the metrics: not that the schema is migrating."""
     late = EmbeddedPostgres(tmp_path / "late", port=free_port())
     url = late.start()  # made and stopped, so serve starts against a closed port
     run_logs.database_url(url)
     late.stop()
 
-    service = serve(url)
+    service = serve(url, extra_env={"TODO_METRICS_PORT": str(free_port())})
     until(lambda: service.ready_status() is not None, 30, "serve listens")
+    until(lambda: "retrying" in service.output, 30, "a migration attempt to fail")
     for _ in range(3):
         assert service.ready_status() == 503
         answer = httpx.get(f"{service.base}{TODOS}", headers=as_user(str(uuid.uuid4())))
-        problem(answer, 503, "SERVICE_UNAVAILABLE")
+        body = problem(answer, 503, "SERVICE_UNAVAILABLE")
+        assert body["detail"] == UNREACHABLE
         time.sleep(0.5)
-    until(lambda: "retrying" in service.output, 30, "a migration attempt to fail")
+    assert service.metrics_url
+    counted = _unavailable_counted(httpx.get(service.metrics_url).text)
+    assert set(counted) == set(CAUSES), counted
+    assert counted["unreachable"] >= 6 and counted["timeout"] == counted["pool"] == 0, counted
 
     late.start()
     try:
@@ -143,7 +159,7 @@ def test_the_first_requests_after_a_database_restart_succeed(
 
 @pytest.mark.req("FR-006", "EC-1", "EC-5")
 def test_a_connection_killed_mid_request_gets_503_and_writes_nothing(
-    client: TestClient, admin_engine: Engine, alice: str
+    client: TestClient, admin_engine: Engine, alice: str, unavailable: list[str | None]
 ) -> None:
     todo = create(client, alice, title="untouched")
     with ThreadPoolExecutor(1) as pool, _row_locked(admin_engine, todo["id"]):
@@ -156,7 +172,7 @@ def test_a_connection_killed_mid_request_gets_503_and_writes_nothing(
                 conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         killed = waiting.result(timeout=10)
     body = problem(killed, 503, "SERVICE_UNAVAILABLE")
-    assert "terminat" not in body["detail"]
+    assert body["detail"] == UNREACHABLE and unavailable == ["unreachable"]
     assert client.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
 
 
@@ -185,8 +201,14 @@ def test_a_create_killed_mid_request_leaves_neither_user_nor_todo(
 
 @pytest.mark.req("FR-007", "SC-007")
 def test_slow_requests_drain_the_pool_and_others_get_503_after_the_pool_timeout(
-    postgres_url: str, admin_engine: Engine, client: TestClient, alice: str
+    postgres_url: str,
+    admin_engine: Engine,
+    client: TestClient,
+    alice: str,
+    unavailable: list[str | None],
 ) -> None:
+    """Each 503 says why: the slow ones ran past the statement timeout, under a lock the
+    database holds for another; the others found no connection free."""
     todo = create(client, alice, title="contended")
     settings = make_settings(
         postgres_url,
@@ -210,20 +232,23 @@ def test_slow_requests_drain_the_pool_and_others_get_503_after_the_pool_timeout(
             lambda: len(_waiting_on_a_lock(admin_engine)) == 2, 10, "both PATCHes hold a connection"
         )
         shut_out, waited = _timed(lambda: small.get(TODOS, headers=as_user(alice)))
-        problem(shut_out, 503, "SERVICE_UNAVAILABLE")
+        body = problem(shut_out, 503, "SERVICE_UNAVAILABLE")
+        assert body["detail"] == "Every database connection is busy; retry shortly."
         assert 0.9 < waited < 2, f"waited {waited:.2f}s for a pool timeout of 1s"
         # The statement timeout bounds the slow ones themselves.
         for future in slow:
             answer, took = future.result(timeout=10)
-            problem(answer, 503, "SERVICE_UNAVAILABLE")
+            body = problem(answer, 503, "SERVICE_UNAVAILABLE")
+            assert "statement timeout" in body["detail"] and "unreachable" not in body["detail"]
             assert 2.4 < took < 5, f"a slow statement ran {took:.2f}s under a 2.5s timeout"
+    assert unavailable == ["pool", "timeout", "timeout"]
     assert small.get(todo_url(todo["id"]), headers=as_user(alice)).json() == todo
     db.close()
 
 
 @pytest.mark.req("FR-006", "EC-1")
 def test_a_statement_whose_answer_never_comes_gets_503_a_second_after_the_statement_timeout(
-    postgres_url: str, database: Database, alice: str
+    postgres_url: str, database: Database, alice: str, unavailable: list[str | None]
 ) -> None:
     """PostgreSQL ends a statement that runs too long, but not one it never received: a
     pooler holds it while the database refuses connections, or the packets are lost.
@@ -236,7 +261,9 @@ def test_a_statement_whose_answer_never_comes_gets_503_a_second_after_the_statem
         assert client.get(TODOS, headers=as_user(alice)).status_code == 200
         proxy.passing.clear()
         stalled, waited = _timed(lambda: client.get(TODOS, headers=as_user(alice)))
-        problem(stalled, 503, "SERVICE_UNAVAILABLE")
+        # A database that is there ends a statement at its timeout; this one is not.
+        assert problem(stalled, 503, "SERVICE_UNAVAILABLE")["detail"] == UNREACHABLE
+        assert unavailable == ["unreachable"]
         assert stalled.headers["retry-after"]
         assert 1.9 < waited < 3, f"waited {waited:.2f} s for a statement timeout of 1 s"
         proxy.passing.set()
@@ -250,7 +277,9 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_no_write(
 ) -> None:
     user = str(uuid.uuid4())
     held = create(client, user, title="held")
-    service = serve(postgres_url)
+    # The PATCH waits on the lock until the test releases it, however long the load
+    # takes to flow on a busy machine: not ended by the statement timeout first.
+    service = serve(postgres_url, extra_env={"TODO_DB_STATEMENT_TIMEOUT_MS": "60000"})
     service.wait_ready()
     acknowledged: list[str] = []
     unanswered = 0

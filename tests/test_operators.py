@@ -458,7 +458,7 @@ def test_every_recording_rule_and_dashboard_query_returns_data_from_a_real_prome
 
     sent = operated.statuses
     assert sent[503] and sent[429] and sent[409], f"the load did not do what it should: {sent}"
-    assert value('job_cause:todo_unavailable_responses:rate5m{cause="database"}') > 0
+    assert value('job_cause:todo_unavailable_responses:rate5m{cause="unreachable"}') > 0
     assert value("job:todo_rate_limit_refusals:rate5m") > 0
     assert value("job:todo_quota_refusals:rate5m") > 0
     assert value("job:todo_http_errors:ratio_rate5m") > 0

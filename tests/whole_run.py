@@ -3,7 +3,7 @@ and the lines every service logged, in every process of the run. `nox -s tests` 
 pytest twice: the suite, in several worker processes (pytest-xdist) beside the kit's
 jobs in a process of their own (tests/kit_jobs.py), then the audits (`audit_last`)
 over what the first step kept. Each process keeps its share in files of one directory
-(TODO_TESTS_RUN: given by nox to both steps, or made by the process that starts the
+(TESTS_RUN: given by nox to both steps, or made by the process that starts the
 others) and the audits read them all."""
 
 import json
@@ -13,9 +13,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-_VARIABLE = "TODO_TESTS_RUN"
+# The run's variables are not TODO_*: every `serve` the tests start inherits them, and
+# refuses a TODO_* variable it does not know.
+_VARIABLE = "TESTS_RUN"
 # A process of the run that is no pytest-xdist worker names itself here (the kit's jobs).
-_PROCESS = "TODO_TESTS_PROCESS"
+_PROCESS = "TESTS_PROCESS"
 
 
 def worker() -> str:

@@ -114,7 +114,8 @@ async def create_once(
         if earlier:
             break
     else:
-        raise db.unavailable()
+        # The key's earlier use came and went twice while this one waited on it.
+        raise db.unavailable(cause="timeout")
     earlier_id, earlier_body, version, earlier_print = earlier[0]
     if bytes(earlier_print) != fingerprint:
         return Reused()
