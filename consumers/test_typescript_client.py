@@ -35,4 +35,4 @@ def test_generated_typescript_client_type_checks_and_drives_the_live_service(
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count("ok: ") == 12, run.stdout
+    assert run.stdout.count("ok: ") == 17, run.stdout

@@ -27,7 +27,7 @@ from service.app import create_app
 from service.db import Database, libpq_url
 from service.middleware import _header
 from service.settings import get_settings
-from service.store import Caller, Created, UserId, keys, todos
+from service.store import Caller, Created, UserId, keys, lists, todos
 
 Middleware = Callable[[ASGIApp], ASGIApp]
 _ID_PATH = re.compile(r"^/api/v1/todos/(?P<id>[^/]+)$")
@@ -217,13 +217,12 @@ def _case_sensitive_user_ids() -> None:
 def _updated_after_created() -> None:
     """A create stamps updated_at with the clock at the insert, and created_at with the
     transaction's start: two instants."""
-    columns = "(user_id, title, description)\nVALUES (%(user_id)s, %(title)s, %(description)s)"
-    assert columns in todos.CREATE
+    columns = "title_folded, description_folded)\nVALUES"
+    values = "%(title_folded)s, %(description_folded)s)\n"
+    assert columns in todos.CREATE and values in todos.CREATE
     todos.CREATE = todos.CREATE.replace(
-        columns,
-        "(user_id, title, description, updated_at)\n"
-        "VALUES (%(user_id)s, %(title)s, %(description)s, clock_timestamp())",
-    )
+        columns, "title_folded, description_folded, updated_at)\nVALUES"
+    ).replace(values, "%(title_folded)s, %(description_folded)s, clock_timestamp())\n")
 
 
 def _server_fields_ignored(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
@@ -380,6 +379,42 @@ def _page_skips() -> None:
     )
 
 
+def _v2_pages(old: str, new: str, keyed_only: bool = False) -> None:
+    """Each of /api/v2's page statements (only those with a sort key: `keyed_only`)
+    with `old` written as `new`."""
+    for sort in lists.SORTS.values():
+        if keyed_only and sort.key == "none":
+            continue
+        statement = getattr(lists, sort.statement_name)
+        assert old in statement, (sort.statement_name, old)
+        setattr(lists, sort.statement_name, statement.replace(old, new))
+
+
+def _filter_ignores_the_caller() -> None:
+    """A tag filter that stands in for the user's condition (as if a tag were the
+    caller's alone): with a tag asked for, any user's todos carrying it are listed."""
+    _no_second_wall()
+    _v2_pages(
+        "WHERE user_id = %(user_id)s\n",
+        "WHERE (user_id = %(user_id)s OR %(tags)s::text[] IS NOT NULL)\n",
+    )
+
+
+def _sort_loses_ties() -> None:
+    """A keyed sort's cursor compares the key alone, not (key, created_at, id): the rest
+    of a tie after a page's last todo is skipped."""
+    _v2_pages(", created_at, id)\n", ")\n", keyed_only=True)
+    _v2_pages(", %(after_created_at)s::timestamptz, %(after_id)s::uuid)", ")", keyed_only=True)
+
+
+def _cursor_leaks() -> None:
+    """The cursor's condition lost its parentheses: `user AND filters AND no cursor OR
+    past the cursor`, so every page after the first reads every user's todos."""
+    _no_second_wall()
+    _v2_pages("AND (%(after_id)s::uuid IS NULL", "AND %(after_id)s::uuid IS NULL")
+    _v2_pages("%(after_id)s::uuid))", "%(after_id)s::uuid)")
+
+
 # Each defect: what it changes in the service, and the middleware it adds (if any).
 DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "foreign-readable": (lambda: _unfiltered("GET"), None),
@@ -409,6 +444,9 @@ DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "nfc-titles": (None, _rewrite_request(_normalized("title"))),
     "title-bytes": (None, _rewrite_request(_counted_in_bytes("title", 255))),
     "updated-at-differs": (_updated_after_created, None),
+    "v2-filter-ignores-the-caller": (_filter_ignores_the_caller, None),
+    "v2-sort-loses-ties": (_sort_loses_ties, None),
+    "v2-cursor-leaks": (_cursor_leaks, None),
 }
 
 

@@ -199,7 +199,8 @@ BROKEN = {
     "foreign-deletable": {"FR-013", "FR-014", "SC-005"},
     "forbidden-not-missing": {"FR-014"},
     "default-user": {"FR-015", "EC-2"},
-    "blank-title": {"FR-016"},
+    # Whitespace that counts for nothing lets a tag begin or end with it too.
+    "blank-title": {"FR-016", "FR-192", "FR-201"},
     "long-title": {"FR-017"},
     # A description cut short is not among the invalid fields listed at once either.
     "long-description": {"FR-018", "SC-006"},
@@ -227,6 +228,11 @@ BROKEN = {
     "nfc-titles": {"FR-008", "FR-011"},
     "title-bytes": {"FR-017"},
     "updated-at-differs": {"FR-001"},
+    # 2.0's lists: a leak breaks the ids of the isolation check of every parameter; a
+    # sort that loses ties, its pages alone.
+    "v2-filter-ignores-the-caller": {"FR-013", "SC-005", "FR-201", "FR-202", "FR-203"},
+    "v2-sort-loses-ties": {"FR-203"},
+    "v2-cursor-leaks": {"FR-013", "SC-005", "FR-201", "FR-202", "FR-203"},
 }
 
 

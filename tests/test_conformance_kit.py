@@ -1,7 +1,7 @@
 """The conformance kit, proven (FR-148): run as its users run it, against this service
 in header mode and in jwt mode with a real Better Auth, where every applicable
 requirement passes and nothing is left behind; against a 1.0 contract; read-only
-behind a recording proxy; interrupted; and against sixteen broken implementations,
+behind a recording proxy; interrupted; and against broken implementations (2.0's too),
 each reported under the requirement it breaks and nothing else.
 
 The requirements the kit checks from outside are proven here, by the kit: each has a
@@ -211,6 +211,41 @@ def test_against_a_1_0_contract_the_later_requirements_are_not_applicable(
             assert "1.0.0" in outcome["reason"], outcome
         else:
             assert outcome["outcome"] == "pass", outcome
+
+
+V2_IDS = [r["id"] for r in CATALOGUE if r["since"] == "2.0"]
+
+
+@job("contract 1.x", services=("header",), weight=3)
+def _contract_1_x_runs(kits: Kits) -> tuple[KitRun, KitRun]:
+    """The kit with the released 1.2.0 contract, and with a 2.0.0 document that declares
+    no /api/v2: either way the 2.0 ids are not applicable, and v1 is checked as before."""
+    directory = kits.directory("contract-1.x")
+    only = ("--only", ",".join([*V2_IDS, "FR-009"]), "--fuzz-examples", "0")
+    base = kits.service("header").base
+    released = REPO / "contracts" / "released" / "openapi-1.2.0.yaml"
+    older = run_kit(base, directory / "1.2.0", "--contract", str(released), *only)
+    document = yaml.safe_load((REPO / "openapi.yaml").read_text())
+    document["paths"] = {p: v for p, v in document["paths"].items() if not p.startswith("/api/v2")}
+    without = directory / "without-v2.yaml"
+    without.write_text(yaml.safe_dump(document, sort_keys=False))
+    return older, run_kit(base, directory / "without-v2", "--contract", str(without), *only)
+
+
+@pytest.mark.kit("contract 1.x")
+@pytest.mark.req("FR-222", "FR-141")
+def test_where_the_contract_has_no_api_v2_the_2_0_requirements_are_not_applicable(
+    kit_jobs: Scheduled,
+) -> None:
+    older, without = kit_jobs["contract 1.x"]
+    for run, reason in ((older, "1.2.0"), (without, "declares no /api/v2/todos")):
+        assert run.status == 0, run.output
+        assert run.requirement("FR-009")["outcome"] == "pass"
+        for rid in V2_IDS:
+            outcome = run.requirement(rid)
+            assert outcome["outcome"] == "not-applicable", outcome
+            if rid not in UNOBSERVABLE:
+                assert reason in outcome["reason"], outcome
 
 
 @pytest.mark.req("FR-141", "FR-171")

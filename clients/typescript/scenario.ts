@@ -1,5 +1,6 @@
 // Drives the live service through the client generated from openapi.yaml:
-// create, list, get, patch, delete, then a 404 and a 422 read as typed problems.
+// create, list, get, patch, delete, then a 404 and a 422 read as typed problems;
+// then /api/v2: priority, due_at and tags, filters, search, sorts and pages.
 // Usage: node dist/scenario.js BASE_URL
 import createClient from "openapi-fetch";
 import { randomUUID } from "node:crypto";
@@ -98,4 +99,66 @@ check(
     secondPage?.data?.next_cursor === null &&
     secondPage.data.items[0]?.id !== firstPage.data.items[0]?.id,
   "pages of one walk the list with next_cursor and Link",
+);
+
+// 2.0, the same client: /api/v2 with priority, due_at and tags, filtered, sorted and paged.
+type TodoV2 = components["schemas"]["TodoV2"];
+const v2Created: TodoV2[] = [];
+for (const body of [
+  { title: "Report", priority: "high" as const, due_at: "2031-01-02T09:00:00+01:00", tags: ["work"] },
+  { title: "Milk", priority: "low" as const, tags: ["home"] },
+  { title: "Slides", priority: "high" as const, due_at: "2031-01-01T09:00:00Z", tags: ["work", "talk"] },
+]) {
+  const made = await client.POST("/api/v2/todos", { params: { header: user }, body });
+  if (made.data) v2Created.push(made.data);
+}
+const [report, milk, slides] = v2Created;
+check(
+  v2Created.length === 3 &&
+    report?.due_at !== null &&
+    new Date(report!.due_at!).toISOString() === "2031-01-02T08:00:00.000Z" &&
+    milk?.due_at === null &&
+    milk.completed_at === null &&
+    slides?.tags.join() === "work,talk",
+  "v2 creates answer priority, due_at (in UTC) and tags",
+);
+
+const work = await client.GET("/api/v2/todos", {
+  params: { header: user, query: { tag: ["work"], priority: ["high"], sort: "due_at" } },
+});
+check(
+  work.data?.items.map((t) => t.id).join() === [slides?.id, report?.id].join(),
+  "v2 filters by tag and priority and sorts by due_at",
+);
+
+const searched = await client.GET("/api/v2/todos", {
+  params: { header: user, query: { q: "MILK", completed: false } },
+});
+check(searched.data?.count === 1 && searched.data.items[0]?.id === milk?.id, "v2 searches ignoring case");
+
+const byPriority = await client.GET("/api/v2/todos", {
+  params: { header: user, query: { sort: "-priority", limit: 3 } },
+});
+const next = byPriority.data?.next_cursor;
+const rest = next
+  ? await client.GET("/api/v2/todos", {
+      params: { header: user, query: { sort: "-priority", limit: 3, cursor: next } },
+    })
+  : undefined;
+const walked = [...(byPriority.data?.items ?? []), ...(rest?.data?.items ?? [])].map((t) => t.priority);
+check(
+  typeof next === "string" && rest?.data?.next_cursor === null && walked.join() === "high,high,low,none,none",
+  "v2 pages walk a sort with next_cursor",
+);
+
+const done = await client.PATCH("/api/v2/todos/{todo_id}", {
+  params: { header: user, path: { todo_id: milk!.id } },
+  body: { is_completed: true, tags: [] },
+});
+const asV1 = await client.GET("/api/v1/todos/{todo_id}", {
+  params: { header: user, path: { todo_id: milk!.id } },
+});
+check(
+  done.data?.completed_at !== null && asV1.data?.is_completed === true && !("priority" in (asV1.data ?? {})),
+  "a v2 completion sets completed_at and is seen under v1 without the 2.0 members",
 );

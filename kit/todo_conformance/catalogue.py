@@ -34,6 +34,11 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(numbers)
 
 
+# The path a version brought, for a document numbered as that version (or later) that
+# does not declare it: its ids are not applicable there either.
+BROUGHT = {"2.0": "/api/v2/todos"}
+
+
 @dataclass(frozen=True)
 class Contract:
     """The OpenAPI document checked against: the one the target serves at
@@ -65,6 +70,14 @@ class Contract:
 
     def at_least(self, version: str) -> bool:
         return version_tuple(self.version) >= version_tuple(version)
+
+    def lacks(self, since: str) -> str | None:
+        """Why this contract lacks what `since` brought, when its version has it but its
+        paths do not (None otherwise)."""
+        path = BROUGHT.get(since)
+        if path is None or path in self.document.get("paths", {}):
+            return None
+        return f"the served contract ({self.version}) declares no {path}, which {since} brought"
 
     def declares(self, method: str, path: str) -> bool:
         return method.lower() in self.document.get("paths", {}).get(path, {})

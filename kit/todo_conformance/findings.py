@@ -54,16 +54,32 @@ BY_PARAMETER: dict[tuple[str, str], tuple[str, ...]] = {
     ("path", "todo_id"): ("FR-019",),
     ("query", "limit"): ("FR-133",),
     ("query", "cursor"): ("FR-133",),
+    ("query", "completed"): ("FR-201",),
+    ("query", "priority"): ("FR-201",),
+    ("query", "tag"): ("FR-201",),
+    ("query", "due_after"): ("FR-201",),
+    ("query", "due_before"): ("FR-201",),
+    ("query", "q"): ("FR-201",),
+    ("query", "sort"): ("FR-202",),
 }
 # A body member: the requirement of its rules, and of its length when it is over it.
-BY_MEMBER: dict[str, tuple[str, ...]] = {"title": ("FR-016",), "description": ("FR-018",)}
+BY_MEMBER: dict[str, tuple[str, ...]] = {
+    "title": ("FR-016",),
+    "description": ("FR-018",),
+    **dict.fromkeys(("priority", "due_at", "tags", "completed_at"), ("FR-192",)),
+}
 BY_LENGTH: dict[str, tuple[tuple[str, ...], int]] = {
     "title": (("FR-017",), 255),
     "description": (("FR-018",), 2000),
 }
 # ... when the input made invalid is the body itself (a member not allowed, a wrong type),
 # the requirement of the operation whose body it is.
-BY_BODY = {"POST /api/v1/todos": ("FR-008",), "PATCH /api/v1/todos/{todo_id}": ("FR-011",)}
+BY_BODY = {
+    "POST /api/v1/todos": ("FR-008",),
+    "PATCH /api/v1/todos/{todo_id}": ("FR-011",),
+    "POST /api/v2/todos": ("FR-192",),
+    "PATCH /api/v2/todos/{todo_id}": ("FR-192",),
+}
 # ... or, when the case names nothing, by the part of the request made invalid.
 BY_COMPONENT = {"path": ("FR-019",), "query": ("FR-133",)}
 # A schema-valid request refused, by operation, when the refusal names no input.
@@ -75,6 +91,13 @@ BY_OPERATION = {
     "HEAD /api/v1/todos/{todo_id}": ("FR-010",),
     "PATCH /api/v1/todos/{todo_id}": ("FR-011",),
     "DELETE /api/v1/todos/{todo_id}": ("FR-012",),
+    "POST /api/v2/todos": ("FR-192",),
+    "GET /api/v2/todos": ("FR-201",),
+    "HEAD /api/v2/todos": ("FR-201",),
+    "GET /api/v2/todos/{todo_id}": ("FR-191",),
+    "HEAD /api/v2/todos/{todo_id}": ("FR-191",),
+    "PATCH /api/v2/todos/{todo_id}": ("FR-192",),
+    "DELETE /api/v2/todos/{todo_id}": ("FR-012",),
 }
 # A response header, by its name.
 BY_HEADER = {
@@ -195,6 +218,8 @@ def _member(name: str, value: Any, refused: bool) -> tuple[str, ...]:
     characters, as the contract counts; or, for a value `refused` that fits, in UTF-8
     bytes or UTF-16 units, the measures a service may count in their place); else of
     the member's other rules."""
+    if name not in BY_LENGTH:
+        return BY_MEMBER[name]
     length_ids, most = BY_LENGTH[name]
     if isinstance(value, str) and max(_measures(value)[: 3 if refused else 1]) > most:
         return length_ids

@@ -4,8 +4,9 @@ can say. In a positive case:
 - an Idempotency-Key is made unique: hypothesis draws small values, so two unrelated
   cases would otherwise share a key, and the second would rightly be a replay or 422;
 - a page `cursor` is kept only if the target handed it out (a stateful link passes on
-  `next_cursor`) and a `limit` comes with it, as the contract's prose asks: a made-up
-  one, or one alone, is rightly 422;
+  `next_cursor`) for that path, and under /api/v1 a `limit` comes with it, as the
+  contract's prose asks: a made-up one, or one alone, is rightly 422; under /api/v2 it
+  comes with the filters and sort it was issued for, which are put back as they were;
 - a title carries the run's mark, as every todo the kit makes does (when it still fits).
 Negative cases keep whatever was drawn."""
 
@@ -19,7 +20,9 @@ from schemathesis import GenerationMode
 
 MARK = os.environ.get("TODO_CONFORMANCE_MARK", "")
 TITLE_MAX = 255
-_handed_out: set[str] = set()
+V1 = "/api/v1/todos"
+# Each cursor handed out: the path it came from and the query it was issued for.
+_handed_out: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def _positive(case: schemathesis.Case[Any]) -> bool:
@@ -32,8 +35,8 @@ def before_call(ctx: Any, case: schemathesis.Case[Any], **kwargs: Any) -> None:
         return
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = str(uuid.uuid4())
-    if case.query and (case.query.get("cursor") not in _handed_out or "limit" not in case.query):
-        case.query.pop("cursor", None)
+    if case.query and "cursor" in case.query:
+        _cursor(case)
     body = case.body
     if not isinstance(body, dict):
         return
@@ -44,10 +47,25 @@ def before_call(ctx: Any, case: schemathesis.Case[Any], **kwargs: Any) -> None:
             body["title"] = marked
 
 
+def _cursor(case: schemathesis.Case[Any]) -> None:
+    query = case.query
+    cursor = query["cursor"]
+    path, issued = _handed_out.get(cursor, ("", {}))
+    if path != case.operation.path or (path == V1 and "limit" not in query):
+        query.pop("cursor")
+    elif path != V1:
+        limit = query.get("limit")
+        query.clear()
+        query.update(issued, cursor=cursor, **({} if limit is None else {"limit": limit}))
+
+
 @schemathesis.hook
 def after_call(ctx: Any, case: schemathesis.Case[Any], response: Any) -> None:
-    if case.operation.label != "GET /api/v1/todos" or response.status_code != 200:
+    if case.operation.label not in ("GET /api/v1/todos", "GET /api/v2/todos"):
+        return
+    if response.status_code != 200:
         return
     cursor = json.loads(response.text).get("next_cursor")
     if isinstance(cursor, str):
-        _handed_out.add(cursor)
+        issued = {k: v for k, v in (case.query or {}).items() if k not in ("cursor", "limit")}
+        _handed_out[cursor] = (case.operation.path, issued)

@@ -112,6 +112,8 @@ def _applicable(check: Check, ctx: Context) -> str | None:
         return f"applies in {modes} mode, and this run is in {ctx.options.mode} mode"
     if not ctx.contract.at_least(check.since):
         return f"the served contract is {ctx.contract.version}; this came in {check.since}"
+    if ctx.contract.lacks(check.since):
+        return ctx.contract.lacks(check.since)
     if check.writes and ctx.options.read_only:
         return "needs to write, and this run is --read-only"
     if check.needs is not None and not getattr(
@@ -374,6 +376,7 @@ def _judge_all(
                 f"the served contract is {contract.version}; this requirement came in"
                 f" {requirement.since}"
             )
+        inapplicable = inapplicable or contract.lacks(requirement.since)
         result = judge(requirement, results, inapplicable)
         unchecked = result.outcome in {NOT_APPLICABLE, ERROR} and not result.checks
         if interrupted and unchecked and not requirement.unobservable and inapplicable is None:
