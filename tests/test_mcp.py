@@ -312,12 +312,22 @@ def _schema(kind: str, name: str) -> dict[str, Any]:
 def _expected_arguments() -> dict[str, dict[str, Any]]:
     """Each tool's arguments as the contract defines them: the operation's parameters
     and its body's members, side by side."""
-    create, update = _schema("schemas", "TodoCreate"), _schema("schemas", "TodoUpdate")
+    create, update = _schema("schemas", "TodoCreateV2"), _schema("schemas", "TodoUpdateV2")
     todo_id = {"todo_id": _schema("parameters", "TodoId")}
     return {
         "list_todos": {
-            "limit": _schema("parameters", "Limit"),
-            "cursor": _schema("parameters", "Cursor"),
+            argument: _schema("parameters", name)
+            for argument, name in (
+                ("completed", "Completed"),
+                ("priority", "PriorityFilter"),
+                ("tag", "TagFilter"),
+                ("due_after", "DueAfter"),
+                ("due_before", "DueBefore"),
+                ("q", "Search"),
+                ("sort", "Sort"),
+                ("limit", "PageLimit"),
+                ("cursor", "PageCursor"),
+            )
         },
         "get_todo": todo_id,
         "create_todo": {
@@ -335,6 +345,8 @@ SAMPLES: list[Any] = [
     None, "", " ", "Buy milk", "x" * 256, "x" * 2001, "caf\u00e9", "\u200b", "a\u0000b",
     "0b9f1f6e-3c0a-4b8e-9b7e-6f3f3d2a1c55", "AQAGR8f2J3SGAAAAAAAAQACAAAAAAAAAAQ",
     0, 1, 20, 1000, 1001, -1, 1.5, True, False, [], {}, ["Buy milk"],
+    "high", "urgent", ["high", "low"], "-due_at", "2026-12-04T16:00:00+00:00", " work",
+    ["work", "work"], ["work", " home"], ["x" * 33], "w" * 101,
 ]  # fmt: skip
 
 
@@ -344,10 +356,12 @@ def _takes(schema: dict[str, Any]) -> list[bool]:
 
 
 def _answers_taken(schema: dict[str, Any]) -> list[bool]:
-    todo = CONTRACT["components"]["schemas"]["Todo"]["examples"][0]
+    todo = CONTRACT["components"]["schemas"]["TodoV2"]["examples"][0]
     answers = [
         todo,
         {**todo, "description": None},
+        {**todo, "priority": "urgent"},
+        {**todo, "completed_at": todo["updated_at"]},
         {**todo, "description": 7},
         {**todo, "colour": "red"},
         {k: v for k, v in todo.items() if k != "title"},
@@ -386,10 +400,10 @@ def test_five_tools_whose_schemas_are_the_contracts(
             assert _takes(properties[argument]) == _takes(schema), (name, argument)
         assert tools[name]["inputSchema"]["additionalProperties"] is False
     for name, answer in (
-        ("get_todo", "Todo"),
-        ("create_todo", "Todo"),
-        ("update_todo", "Todo"),
-        ("list_todos", "TodoList"),
+        ("get_todo", "TodoV2"),
+        ("create_todo", "TodoV2"),
+        ("update_todo", "TodoV2"),
+        ("list_todos", "TodoListV2"),
     ):
         taken = _answers_taken(tools[name]["outputSchema"])
         assert taken == _answers_taken(_schema("schemas", answer)), name
@@ -402,7 +416,7 @@ def test_five_tools_whose_schemas_are_the_contracts(
         for o in item.values()
         if isinstance(o, dict) and "operationId" in o
     }
-    assert tools["create_todo"]["title"] == operations["createTodo"]["summary"]
+    assert tools["create_todo"]["title"] == operations["create_todo"]["summary"]
     for name in ("list_todos", "get_todo"):
         assert tools[name]["annotations"]["readOnlyHint"] is True, name
     deleting = tools["delete_todo"]["annotations"]
@@ -465,8 +479,9 @@ def test_the_tools_are_written_for_a_model_to_read(header_mode: ServedService) -
     assert update.is_valid({"todo_id": todo_id, "is_completed": True})
     assert update.is_valid({"todo_id": todo_id, "description": None})
     size = len(listed.model_dump_json(by_alias=True, exclude_none=True).encode())
-    # 12,314 bytes in 1.3, with HTTP's words and the answers' examples.
-    assert size < 9000, size
+    # 1.3's five tools: 12,314 bytes with HTTP's words and the answers' examples, 8,587
+    # without. 2.0's (three more members, seven more list arguments) take 14,200.
+    assert size < 15000, size
 
 
 # -- an agent at work ---------------------------------------------------------------------
@@ -543,6 +558,42 @@ def test_a_refusal_is_a_tool_error_carrying_the_problems_code_and_detail(
             foreign = await call(client, "get_todo", todo_id=theirs["id"])
             assert foreign.is_error and said(foreign).startswith("NOT_FOUND: ")
             assert one_line(foreign)
+
+    run(scenario)
+
+
+@pytest.mark.req("FR-222", "FR-191", "FR-201", "FR-202")
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_agent_uses_2_0s_members_filters_and_sorts_with_no_tool_written_for_them(
+    header_mode: ServedService, transport: str
+) -> None:
+    """The tools are /api/v2's operations: a priority, a due time and tags go in with the
+    todo, and the list's filters and sort reach the agent as arguments."""
+
+    async def scenario() -> None:
+        async with agent(transport, header_mode.base, as_user(str(uuid.uuid4()))) as client:
+            made = []
+            for title, priority, tags in (
+                ("file taxes", "high", ["home", "money"]),
+                ("call Ana", "low", ["work"]),
+                ("pay rent", "medium", ["home", "money"]),
+            ):
+                answer = await call(
+                    client, "create_todo", title=title, priority=priority, tags=tags,
+                    due_at="2026-12-24T17:00:00+01:00",
+                )  # fmt: skip
+                assert not answer.is_error, said(answer)
+                made.append(answer.structured_content)
+            assert made[0] is not None and made[0]["due_at"] == "2026-12-24T16:00:00+00:00"
+            listed = await call(client, "list_todos", tag=["money"], sort="-priority")
+            assert listed.structured_content is not None, said(listed)
+            titles = [t["title"] for t in listed.structured_content["items"]]
+            assert titles == ["file taxes", "pay rent"]
+            found = await call(client, "list_todos", q="ANA", completed=False)
+            assert found.structured_content is not None, said(found)
+            assert [t["title"] for t in found.structured_content["items"]] == ["call Ana"]
+            wrong = await call(client, "list_todos", sort="urgency")
+            assert wrong.is_error and said(wrong).startswith("VALIDATION_ERROR: sort: ")
 
     run(scenario)
 
@@ -994,7 +1045,7 @@ def test_quota_rate_limit_and_metrics_apply_to_tool_calls(header_mode: ServedSer
         for sample in family.samples
         if family.name == "http_server_request_duration_seconds"
     }
-    assert "/mcp" in routes and "/api/v1/todos" in routes
+    assert "/mcp" in routes and "/api/v2/todos" in routes
 
 
 @pytest.mark.req("FR-183")

@@ -243,7 +243,8 @@ class Call:
 
     method: str
     path: str
-    query: dict[str, str]
+    # A list is a repeated parameter (the contract's arrays are `form`, exploded).
+    query: dict[str, str | list[str]]
     headers: dict[str, str]
     content: bytes | None
 
@@ -278,7 +279,7 @@ def call(operation: Operation, arguments: Mapping[str, Any]) -> Call | types.Cal
         if value is not None or operation.where[argument][0] == "body":
             given[argument] = value
     path = operation.path
-    query: dict[str, str] = {}
+    query: dict[str, str | list[str]] = {}
     headers: dict[str, str] = {}
     body: dict[str, Any] = {}
     for argument, (place, name) in operation.where.items():
@@ -289,6 +290,9 @@ def call(operation: Operation, arguments: Mapping[str, Any]) -> Call | types.Cal
         value = given[argument]
         if place == "body":
             body[name] = value
+            continue
+        if place == "query" and isinstance(value, list):
+            query[name] = [_sent(item) for item in value]
             continue
         text = _sent(value)
         if place == "path":
