@@ -291,15 +291,13 @@ def call(operation: Operation, arguments: Mapping[str, Any]) -> Call | types.Cal
         if place == "body":
             body[name] = value
             continue
-        if place == "query" and isinstance(value, list):
-            query[name] = [_sent(item) for item in value]
+        if place == "query":
+            query[name] = [_sent(v) for v in value] if isinstance(value, list) else _sent(value)
             continue
         text = _sent(value)
         if place == "path":
             # Dots too: `..` would climb out of the operation's path.
             path = path.replace("{" + name + "}", quote(text, safe="").replace(".", "%2E"))
-        elif place == "query":
-            query[name] = text
         elif _header_value(text):
             headers[name] = text
         else:
