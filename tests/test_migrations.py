@@ -2,14 +2,18 @@
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 import yaml
+from alembic import command
 from alembic.script import ScriptDirectory
 from conftest import SPEC_PATH
+from databases import Databases
 from served import Serve
 from sqlalchemy import create_engine, text
 
+from service import migrations
 from service.db import sqlalchemy_url
 from service.embedded import EmbeddedPostgres
 from service.migrations import alembic_config, newest
@@ -92,3 +96,54 @@ def test_a_worker_on_a_schema_at_the_newest_revision_starts_no_migration(
     output = current.stop()
     assert "schema is at the newest version already" in output
     assert "Running upgrade" not in output and "migrations failed" not in output
+
+
+@pytest.mark.req("FR-221", "FR-005")
+def test_2_0s_migration_goes_back_to_1_x_keeping_every_todo_and_comes_again(
+    databases: Databases,
+) -> None:
+    """Downgrading 0007 leaves 1.3's schema as 1.3 made it (`todos` a table under row
+    security, 1.x's columns and no other, every todo kept); upgrading again gives the
+    todos 2.0's defaults."""
+    url = databases.clone("downgrade")
+    engine = create_engine(sqlalchemy_url(url))
+    owner, todo = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id) VALUES (:u)"), {"u": owner})
+        conn.execute(
+            text(
+                "INSERT INTO todo_items (id, user_id, title, description, is_completed,"
+                " priority, due_at, tags)"
+                " VALUES (:t, :u, 'Buy milk', NULL, true, 'high', now(), ARRAY['home'])"
+            ),
+            {"t": todo, "u": owner},
+        )
+    command.downgrade(alembic_config(url), "0006")
+    with engine.begin() as conn:
+        kind, secured, forced = conn.execute(
+            text(
+                "SELECT relkind, relrowsecurity, relforcerowsecurity FROM pg_class"
+                " WHERE oid = 'todos'::regclass"
+            )
+        ).one()
+        assert (kind, secured, forced) == ("r", True, True)
+        columns = conn.execute(
+            text(
+                "SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute"
+                " WHERE attrelid = 'todos'::regclass AND attnum > 0 AND NOT attisdropped"
+            )
+        ).scalar_one()
+        assert columns == [
+            "id", "user_id", "title", "description", "is_completed", "created_at",
+            "updated_at",
+        ]  # fmt: skip
+        assert conn.execute(text("SELECT to_regclass('todo_items')")).scalar_one() is None
+        kept = conn.execute(text("SELECT title, is_completed FROM todos")).all()
+        assert [tuple(row) for row in kept] == [("Buy milk", True)]
+    migrations.upgrade(url)
+    with engine.begin() as conn:
+        again = conn.execute(
+            text("SELECT priority::text, due_at, tags, completed_at IS NOT NULL FROM todo_items")
+        ).one()
+        assert tuple(again) == ("none", None, [], True)
+    engine.dispose()
