@@ -203,6 +203,29 @@ def test_q_finds_every_word_in_title_or_description_by_unicode_case_folding(
     assert titles(client, alice, [("q", q)]) == expected
 
 
+@pytest.mark.req("FR-201", "FR-203")
+@pytest.mark.parametrize("sort", ["-created_at", "created_at"])
+def test_q_in_created_ats_order_walks_the_same_matches_a_page_of_one_at_a_time(
+    client: TestClient, alice: str, bob: str, texts: None, sort: str
+) -> None:
+    """In created_at's order the page is found through the trigram index (migration
+    0008's todo_search_page): the same matches as under any other sort, in the list's
+    order, a cursor at a time, with the other filters applied with them."""
+    for q, expected in SEARCHED:
+        walked = walk(client, alice, [("q", q), ("sort", sort), ("limit", "1")])
+        assert sorted(t["title"] for t in walked) == sorted(expected), q
+        order = [(t["created_at"], t["id"]) for t in walked]
+        assert order == sorted(order, reverse=sort.startswith("-")), q
+    many = walk(client, alice, [("q", "c"), ("sort", sort), ("limit", "2")])
+    assert sorted(t["title"] for t in many) == sorted(titles(client, alice, [("q", "c")]))
+    assert len(many) > 3
+    done = listed(client, alice, [("q", "c"), ("sort", sort)])["items"][0]
+    answer = client.patch(f"{V2}/{done['id']}", json={"is_completed": True}, headers=as_user(alice))
+    assert answer.status_code == 200, answer.text
+    completed = listed(client, alice, [("q", "c"), ("sort", sort), ("completed", "true")])
+    assert [t["id"] for t in completed["items"]] == [done["id"]]
+
+
 @pytest.fixture
 def ties(admin_engine: Engine, alice: str, bob: str) -> list[dict[str, Any]]:
     """Todos with every kind of tie: equal keys, equal created_at (then id decides),
@@ -422,7 +445,11 @@ def test_no_filter_sort_search_or_cursor_reaches_another_users_todos(
     theirs = {t["id"] for t in walk(client, bob, [("limit", "1000")])}
     assert mine and theirs and not mine & theirs
     sorted_: list[Params] = [[("sort", s), ("limit", "2")] for s in SORTS]
-    searched: list[Params] = [[("q", q)] for q, _ in SEARCHED]
+    searched: list[Params] = [
+        [("q", q), ("sort", sort), ("limit", "1")]
+        for q, _ in SEARCHED
+        for sort in ("-created_at", "created_at", "title")
+    ]
     asks = sorted_ + [p for p, _ in FILTERED] + searched
     for asked in asks:
         assert {t["id"] for t in walk(client, alice, asked)} <= mine, asked

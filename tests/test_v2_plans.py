@@ -5,6 +5,7 @@ the requested order: no Sort node, no Seq Scan or bitmap over todo_items (the on
 lookup of the user's list version may read `users` as it likes)."""
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ProgrammingError
 
 from service.db import Database
 from service.settings import Settings
@@ -145,22 +147,96 @@ def test_a_tagged_page_reads_only_its_tags_rows_in_the_lists_order(
         db.close()
 
 
-@pytest.mark.xfail(
-    reason="found here: under row-level security LIKE (not leakproof) is never an index"
-    " condition, so q's plan reads the user's whole set by user_id alone, then sorts"
-    " (docs/design/v2-storage.md weighs the ways out)",
-    strict=True,
-)
-@pytest.mark.req("FR-201")
-def test_q_finds_its_candidates_by_the_trigram_index(
-    settings: Settings, admin_engine: Engine
+def _explained(db: Database, sort: lists.Sort, filters: lists.Filters) -> dict[str, Any]:
+    """The page's plan as run (EXPLAIN ANALYZE, with BUFFERS), as JSON."""
+    params: dict[str, Any] = {
+        "user_id": str(BIG), "limit": 50, "after_created_at": None, "after_id": None,
+        "after_key": None, **filters.values(),
+    }  # fmt: skip
+    statement = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sort.statement_for(filters)}"
+    [[plan]] = asyncio.run(db.fetch(BIG, statement, params))
+    top: dict[str, Any] = (json.loads(plan) if isinstance(plan, str) else plan)[0]
+    return top
+
+
+def _blocks(plan: dict[str, Any]) -> int:
+    """The shared buffers a plan read or found, its nested statements' included: a
+    function's reads count in the node that calls it."""
+    node = plan["Plan"]
+    return int(node["Shared Hit Blocks"]) + int(node["Shared Read Blocks"])
+
+
+@pytest.mark.req("FR-201", "FR-203")
+@pytest.mark.parametrize(("sort", "word", "share"), [
+    ("-created_at", "12345", 10), ("created_at", "12345", 10), ("-created_at", "absent", 10),
+    ("-created_at", "todo", 2),
+])  # fmt: skip
+def test_q_reads_its_matches_not_the_users_whole_set(
+    settings: Settings, admin_engine: Engine, sort: str, word: str, share: int
 ) -> None:
+    """Under row-level security LIKE (not leakproof) is never an index condition, so a
+    list with `q` read every block holding the caller's todos. Through migration 0008's
+    todo_search_page, a word in one of the user's 20,000 todos, or in none, costs less
+    than a tenth of those blocks (the trigram index); a word in every one, less than
+    half (a walk of the newest-first index for the page's ids, then each read again
+    under the policy by its primary key). Measured warm: the second run of each."""
     _seed(admin_engine)
+    with admin_engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT count(DISTINCT (ctid::text::point)[0]) FROM todo_items WHERE user_id = :big"
+            ),
+            {"big": BIG},
+        ).scalar_one()
     db = Database(settings)
     try:
-        searched = _plan(db, lists.SORTS["-created_at"], lists.Filters(words=("12345",)))
+        filters = lists.Filters(words=(word,))
+        for _ in range(2):
+            plan = _explained(db, lists.SORTS[sort], filters)
+        assert "todo_search_page" in json.dumps(plan)
+        assert _blocks(plan) < held / share, (held, plan)
     finally:
         db.close()
-    # The trigram index used for the words, not merely for its user_id column.
-    conditions = [line for line in searched.splitlines() if "Index Cond" in line]
-    assert any("~~" in line for line in conditions), searched
+
+
+@pytest.mark.req("FR-201", "FR-013", "SC-005")
+def test_the_search_function_reads_only_the_callers_todos(
+    settings: Settings, admin_engine: Engine
+) -> None:
+    """todo_search_page reads as its owner, past the policy: who the caller is comes
+    from the request's setting alone, and no other role may call it."""
+    _seed(admin_engine)
+    arguments = "'%todo%', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, 100000"
+    with admin_engine.connect() as conn:
+        with conn.begin():
+            owners = conn.execute(text("SELECT id FROM users")).scalars().all()
+        for owner in owners[:3]:
+            with conn.begin():
+                conn.execute(
+                    text(
+                        "SELECT set_config('role', 'todo_app', true),"
+                        " set_config('app.user_id', :owner, true)"
+                    ),
+                    {"owner": str(owner)},
+                )
+                found = conn.execute(
+                    text(
+                        "SELECT count(*), count(*) FILTER (WHERE t.user_id <> :owner)"
+                        f" FROM todo_search_page({arguments}) AS f(id)"
+                        " JOIN todo_items AS t USING (id)"
+                    ),
+                    {"owner": owner},
+                ).one()
+            expected = MINE if owner == BIG else EACH
+            assert tuple(found) == (expected, 0), owner
+        with conn.begin():
+            conn.execute(text("SELECT set_config('role', 'todo_app', true)"))
+            nobody = conn.execute(
+                text(f"SELECT count(*) FROM todo_search_page({arguments})")
+            ).scalar_one()
+            assert nobody == 0, "without a caller the function finds nothing"
+        with conn.begin():
+            conn.execute(text("CREATE ROLE todo_stranger NOLOGIN"))
+            conn.execute(text("SELECT set_config('role', 'todo_stranger', true)"))
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                conn.execute(text(f"SELECT count(*) FROM todo_search_page({arguments})"))

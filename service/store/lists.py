@@ -46,17 +46,31 @@ _TAGGED = """todo_tags JOIN todo_items ON todo_items.id = todo_tags.todo_id
           AND todo_items.user_id = %(user_id)s"""
 
 
+# A searched list in created_at's order: the ids of its page, found by the trigram index
+# as migration 0008's todo_search_page finds them (LIKE is not leakproof, so under the
+# policy no index narrows it), read again here under the policy, every filter with them.
+_SEARCHED = """todo_search_page(
+            %(longest)s::text, %(words)s::text[], %(completed)s::boolean,
+            %(priorities)s::todo_priority[], %(tags)s::text[], %(due_after)s::timestamptz,
+            %(due_before)s::timestamptz, %(after_created_at)s::timestamptz,
+            %(after_id)s::uuid, {newest_first}, %(limit)s + 1
+        ) AS found(todo_id) JOIN todo_items ON todo_items.id = found.todo_id
+        WHERE todo_items.user_id = %(user_id)s"""
+
+
 def _page(
     key: str | None,
     descending: bool,
     after_key: str = "",
     kept: str = "NULL",
     tagged: bool = False,
+    searched: bool = False,
 ) -> str:
     """A page in the order of `key` (None: created_at alone), then created_at and id,
     all ascending or all descending. `after_key` is the cursor's key as SQL; `kept` is
     what a cursor keeps of the page's last todo to make it again. `tagged` (created_at
-    alone): the todos of the first tag asked for, from todo_tags."""
+    alone): the todos of the first tag asked for, from todo_tags; `searched` (created_at
+    alone): the page todo_search_page finds for `q`."""
     order = " DESC" if descending else ""
     beyond = "<" if descending else ">"
     sort = f"{key}{order}, " if key else ""
@@ -65,6 +79,8 @@ def _page(
     source = "todo_items\n        WHERE user_id = %(user_id)s"
     if tagged:
         source, position = _TAGGED, "(todo_tags.created_at, todo_tags.todo_id)"
+    if searched:
+        source = _SEARCHED.format(newest_first="true" if descending else "false")
     ordered = f"{sort}created_at{order}, id{order}"
     filters = _FILTERS
     if tagged:
@@ -110,6 +126,8 @@ PAGE_NEWEST_FIRST = _page(None, descending=True)
 PAGE_OLDEST_FIRST = _page(None, descending=False)
 PAGE_TAGGED_NEWEST_FIRST = _page(None, descending=True, tagged=True)
 PAGE_TAGGED_OLDEST_FIRST = _page(None, descending=False, tagged=True)
+PAGE_SEARCHED_NEWEST_FIRST = _page(None, descending=True, searched=True)
+PAGE_SEARCHED_OLDEST_FIRST = _page(None, descending=False, searched=True)
 PAGE_DUE_SOONEST = _page(_SOONEST, False, _AFTER_DUE.format("infinity"), _DUE_US)
 PAGE_DUE_LATEST = _page(_LATEST, True, _AFTER_DUE.format("-infinity"), _DUE_US)
 PAGE_PRIORITY_LOWEST = _page("priority", False, "%(after_key)s::todo_priority", "priority")
@@ -127,6 +145,7 @@ class Sort:
     statement_name: str
     key: str
     tagged_statement_name: str | None = None
+    searched_statement_name: str | None = None
 
     @property
     def statement(self) -> str:
@@ -135,11 +154,15 @@ class Sort:
         return text
 
     def statement_for(self, filters: "Filters") -> str:
-        """The statement for a list with `filters`: read from todo_tags when a tag is
-        asked for and this sort has such a statement."""
-        if filters.tags and self.tagged_statement_name:
-            text: str = globals()[self.tagged_statement_name]
+        """The statement for a list with `filters`: found by todo_search_page when `q`
+        is given, else read from todo_tags when a tag is, where this sort has such a
+        statement."""
+        if filters.words and self.searched_statement_name:
+            text: str = globals()[self.searched_statement_name]
             return text
+        if filters.tags and self.tagged_statement_name:
+            tagged: str = globals()[self.tagged_statement_name]
+            return tagged
         return self.statement
 
     def after_key(self, kept: str | None) -> Any:
@@ -153,8 +176,20 @@ class Sort:
 SORTS = {
     sort.name: sort
     for sort in (
-        Sort("-created_at", "PAGE_NEWEST_FIRST", "none", "PAGE_TAGGED_NEWEST_FIRST"),
-        Sort("created_at", "PAGE_OLDEST_FIRST", "none", "PAGE_TAGGED_OLDEST_FIRST"),
+        Sort(
+            "-created_at",
+            "PAGE_NEWEST_FIRST",
+            "none",
+            "PAGE_TAGGED_NEWEST_FIRST",
+            "PAGE_SEARCHED_NEWEST_FIRST",
+        ),
+        Sort(
+            "created_at",
+            "PAGE_OLDEST_FIRST",
+            "none",
+            "PAGE_TAGGED_OLDEST_FIRST",
+            "PAGE_SEARCHED_OLDEST_FIRST",
+        ),
         Sort("due_at", "PAGE_DUE_SOONEST", "instant"),
         Sort("-due_at", "PAGE_DUE_LATEST", "instant"),
         Sort("priority", "PAGE_PRIORITY_LOWEST", "priority"),

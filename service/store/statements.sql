@@ -378,6 +378,88 @@ FROM (
     ) AS t
 ) AS w;
 
+-- service.store.lists.PAGE_SEARCHED_NEWEST_FIRST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT todo_items.*, (NULL)::text AS kept
+        FROM todo_search_page(
+            %(longest)s::text, %(words)s::text[], %(completed)s::boolean,
+            %(priorities)s::todo_priority[], %(tags)s::text[], %(due_after)s::timestamptz,
+            %(due_before)s::timestamptz, %(after_created_at)s::timestamptz,
+            %(after_id)s::uuid, true, %(limit)s + 1
+        ) AS found(todo_id) JOIN todo_items ON todo_items.id = found.todo_id
+        WHERE todo_items.user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (created_at, id)
+                  < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY created_at DESC, id DESC
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
+-- service.store.lists.PAGE_SEARCHED_OLDEST_FIRST
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
+       count(*) FILTER (WHERE w.n <= %(limit)s),
+       max(w.created_at_us) FILTER (WHERE w.n = %(limit)s),
+       max(w.id::text) FILTER (WHERE w.n = %(limit)s),
+       max(w.kept) FILTER (WHERE w.n = %(limit)s),
+       count(*) > %(limit)s
+FROM (
+    SELECT row_to_json(ROW(id, user_id, title, description, is_completed, created_at,
+                           updated_at, priority, due_at, tags, completed_at)::todo_v2)
+               AS shown,
+           (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_us,
+           id, kept, row_number() OVER () AS n
+    FROM (
+        SELECT todo_items.*, (NULL)::text AS kept
+        FROM todo_search_page(
+            %(longest)s::text, %(words)s::text[], %(completed)s::boolean,
+            %(priorities)s::todo_priority[], %(tags)s::text[], %(due_after)s::timestamptz,
+            %(due_before)s::timestamptz, %(after_created_at)s::timestamptz,
+            %(after_id)s::uuid, false, %(limit)s + 1
+        ) AS found(todo_id) JOIN todo_items ON todo_items.id = found.todo_id
+        WHERE todo_items.user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (%(after_id)s::uuid IS NULL
+               OR (created_at, id)
+                  > (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+        ORDER BY created_at, id
+        LIMIT %(limit)s + 1
+    ) AS t
+) AS w;
+
 -- service.store.lists.PAGE_DUE_SOONEST
 SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
        (json_agg(w.shown) FILTER (WHERE w.n <= %(limit)s))::text,
