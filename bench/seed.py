@@ -75,8 +75,9 @@ def full_table(engine: Engine) -> None:
 
 def v2_members(engine: Engine, user: str) -> None:
     """Gives `user`'s todos 2.0's members, spread as a real list has them: every
-    priority, a due date on two in three, a tag on two in five (so that each sort and
-    filter of `nox -s bench`'s 2.0 figures has work to do)."""
+    priority, a due date on two in three, a tag on two in five (`work` on one, `home` and
+    `errand` on another) and `rare` on one in a thousand (so that each sort and filter of
+    `nox -s bench`'s 2.0 figures has work to do, a common tag and a rare one)."""
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -86,9 +87,11 @@ def v2_members(engine: Engine, user: str) -> None:
                     due_at = CASE WHEN t.n % 3 <> 0
                                   THEN timestamptz '2026-01-01' + (t.n % 365) * interval '1 day'
                              END,
-                    tags = CASE t.n % 5 WHEN 0 THEN ARRAY['work']
-                                        WHEN 1 THEN ARRAY['home', 'errand']
-                                        ELSE ARRAY[]::text[] END
+                    tags = CASE WHEN t.n % 1000 = 7 THEN ARRAY['rare']
+                                ELSE CASE t.n % 5 WHEN 0 THEN ARRAY['work']
+                                                  WHEN 1 THEN ARRAY['home', 'errand']
+                                                  ELSE ARRAY[]::text[] END
+                           END
                 FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n
                       FROM todo_items WHERE user_id = CAST(:user AS uuid)) AS t
                 WHERE todo_items.id = t.id
