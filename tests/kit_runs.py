@@ -236,31 +236,30 @@ BROKEN = {
 }
 
 
-def _blamable() -> list[str]:
-    """Where a planted defect shows: every id one of them breaks, and every id sharing a
-    check with one of those (a defect that check finds could be reported under either).
-    The misplaced findings seen so far (a title's length in characters under FR-008,
-    updated_at on create under FR-002 to FR-004) lie inside it."""
-    broken = set().union(*BROKEN.values())
+def blamable(defect: str) -> list[str]:
+    """Where `defect` can show: every id it breaks, and every id sharing a check with one
+    of those (a defect that check finds could be reported under either)."""
+    broken = BROKEN[defect]
     near = {i for check in REGISTRY if broken & set(check.ids) for i in check.ids}
     return [i for i in EVERY_ID if i in broken | near]
 
 
-# In the shallow sweep a broken implementation's run checks the ids where a planted
-# defect shows (_blamable(), the same for every defect), so that its own are failed and
-# none of the others is blamed; and only the bad-id-500 run fuzzes (3 examples: its
-# coverage phase, which tries the boundaries whatever the number, finds the 500s), to
-# hold a live run's fuzzer findings to their ids end to end; every kind of finding's id
-# is pinned by tests/test_kit_findings.py. At full depth (nox -s kit-depth) every run
-# checks every id and fuzzes ten examples, as before the sweep was shortened.
-BLAMABLE = EVERY_ID if FULL_DEPTH else _blamable()
+# In the shallow sweep a broken implementation's run checks the ids where its defect
+# can show (blamable()), so that its own are failed and none beside them is blamed; and
+# only the bad-id-500 run fuzzes (3 examples: its coverage phase, which tries the
+# boundaries whatever the number, finds the 500s), to hold a live run's fuzzer findings
+# to their ids end to end; every kind of finding's id is pinned by
+# tests/test_kit_findings.py. At full depth (nox -s kit-depth) every run checks every id
+# and fuzzes ten examples, so a defect reported under an id far from its own is caught
+# there.
 FUZZED_BROKEN = {"bad-id-500"}
 
 
 def _broken_run(kits: Kits, defect: str) -> KitRun:
     examples = "10" if FULL_DEPTH else "3" if defect in FUZZED_BROKEN else "0"
+    checked = EVERY_ID if FULL_DEPTH else blamable(defect)
     return run_kit(
-        kits[defect].base, kits.directory(defect), *_only(BLAMABLE), "--fuzz-examples", examples
+        kits[defect].base, kits.directory(defect), *_only(checked), "--fuzz-examples", examples
     )
 
 
