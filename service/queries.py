@@ -64,6 +64,9 @@ def _words(errors: _Errors, query: QueryParams) -> tuple[str, ...]:
 
 def _priorities(errors: _Errors, query: QueryParams) -> tuple[str, ...]:
     given = query.getlist("priority")
+    if len(given) > len(PRIORITIES):
+        errors.append(FieldError("priority", f"must be given at most {len(PRIORITIES)} times"))
+        return ()
     if any(p not in PRIORITIES for p in given):
         errors.append(FieldError("priority", f"must each be one of: {', '.join(PRIORITIES)}"))
         return ()

@@ -410,6 +410,9 @@ def test_every_parameter_out_of_its_domain_or_repeated_is_named_in_one_422(
         assert set(fields(client.get(V2, params=[(name, value)], headers=as_user(alice)))) == {name}
     too_many: Params = [("tag", f"t{n}") for n in range(11)]
     assert set(fields(client.get(V2, params=too_many, headers=as_user(alice)))) == {"tag"}
+    # The contract's maxItems, 4 priorities, holds even when they repeat.
+    five: Params = [("priority", p) for p in ("none", "low", "medium", "high", "high")]
+    assert set(fields(client.get(V2, params=five, headers=as_user(alice)))) == {"priority"}
 
 
 @pytest.mark.req("FR-204", "FR-203")
