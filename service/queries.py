@@ -101,7 +101,9 @@ def parse_list(query: QueryParams, cursor_key: bytes) -> ListRequest:
         due_before=_instant(errors, query, "due_before"),
         words=_words(errors, query),
     )
-    sort_name = errors.once(query, "sort") or "-created_at"
+    # Absent is the default; given, even empty, it must name a sort.
+    sort_given = errors.once(query, "sort")
+    sort_name = "-created_at" if sort_given is None else sort_given
     sort = SORTS.get(sort_name)
     if sort is None:
         errors.append(FieldError("sort", f"must be one of: {', '.join(SORTS)}"))

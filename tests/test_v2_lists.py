@@ -406,7 +406,10 @@ def test_every_parameter_out_of_its_domain_or_repeated_is_named_in_one_422(
     ]:  # fmt: skip
         twice = client.get(V2, params=[(name, value), (name, value)], headers=as_user(alice))
         assert set(fields(twice)) == {name}
-    for name, value in [("q", ""), ("limit", "1001"), ("limit", "1.5"), ("tag", "x" * 33)]:
+    for name, value in [
+        ("q", ""), ("sort", ""), ("limit", ""), ("limit", "1001"), ("limit", "1.5"),
+        ("tag", "x" * 33), ("tag", ""), ("priority", ""), ("completed", ""), ("due_after", ""),
+    ]:  # fmt: skip
         assert set(fields(client.get(V2, params=[(name, value)], headers=as_user(alice)))) == {name}
     too_many: Params = [("tag", f"t{n}") for n in range(11)]
     assert set(fields(client.get(V2, params=too_many, headers=as_user(alice)))) == {"tag"}
