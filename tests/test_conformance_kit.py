@@ -52,7 +52,8 @@ CLOSED = {
     },
     "http_route": {
         "", "/api/v1/todos", "/api/v1/todos/{todo_id}", "/api/v2/todos",
-        "/api/v2/todos/{todo_id}", "/health/live", "/health/ready", "/openapi.yaml", "/docs",
+        "/api/v2/todos/{todo_id}", "/api/v2/todos/summary", "/health/live", "/health/ready",
+        "/openapi.yaml", "/docs",
     },
     "url_scheme": {"http", "https"},
     "state": {"used", "idle"},

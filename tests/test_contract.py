@@ -53,6 +53,7 @@ def test_every_operation_of_the_contract_is_documented() -> None:
         ("GET", "/api/v1/todos/{todo_id}"),
         ("GET", "/api/v2/todos"),
         ("GET", "/api/v2/todos/{todo_id}"),
+        ("GET", "/api/v2/todos/summary"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),
         ("GET", "/openapi.yaml"),

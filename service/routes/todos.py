@@ -27,7 +27,7 @@ from service.parsing import json_body, parse_page, parse_request, parse_todo_id,
 from service.queries import parse_list
 from service.routes import lists
 from service.routes.etags import item_tag, list_tag, parse_condition
-from service.store import Caller, Created, View, keys, todos
+from service.store import Caller, Created, View, keys, summary, todos
 from service.store import lists as listed
 
 
@@ -157,6 +157,20 @@ async def list_todos(version: Version, request: Request) -> Response:
     return StreamingResponse(lists.streamed(batches), media_type=_JSON, headers=headers)
 
 
+async def summarize_todos(request: Request) -> Response:
+    """The caller's counts (FR-214), with the list's ETag: a matching If-None-Match is a
+    304 from the list's version alone."""
+    caller = await current_user(request)
+    db = _db(request)
+    unless = parse_condition(request.headers.getlist("if-none-match"), "If-None-Match")
+    if unless is not None:
+        etag = list_tag(caller.id, await todos.list_version(db, caller.id))
+        if unless.matches(etag, weak_comparison=True):
+            return _not_modified(etag)
+    counted = await summary.summarize(db, caller.id)
+    return _json(counted.json, {**_READ, "ETag": list_tag(caller.id, counted.version)})
+
+
 async def get_todo(version: Version, todo_id: str, request: Request) -> Response:
     caller = await current_user(request)
     wanted = parse_todo_id(todo_id)
@@ -227,5 +241,7 @@ def _routes(version: Version) -> None:
     router.add_api_route(one, at_one(delete_todo), methods=["DELETE"], status_code=204)
 
 
+# Before /api/v2/todos/{todo_id}, which would take `summary` for an id.
+router.add_api_route(f"{V2.prefix}/summary", summarize_todos, methods=["GET", "HEAD"])
 for _version in (V1, V2):
     _routes(_version)

@@ -676,6 +676,36 @@ FROM (
     ) AS t
 ) AS w;
 
+-- service.store.summary.SUMMARY
+SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
+       json_build_object(
+           'total', count(*),
+           'open', count(*) FILTER (WHERE NOT is_completed),
+           'completed', count(*) FILTER (WHERE is_completed),
+           'overdue', count(*) FILTER (WHERE NOT is_completed AND due_at < now()),
+           'by_priority', json_build_object(
+               'none', count(*) FILTER (WHERE NOT is_completed AND priority = 'none'),
+               'low', count(*) FILTER (WHERE NOT is_completed AND priority = 'low'),
+               'medium', count(*) FILTER (WHERE NOT is_completed AND priority = 'medium'),
+               'high', count(*) FILTER (WHERE NOT is_completed AND priority = 'high')
+           ),
+           'by_tag', (
+               SELECT coalesce(json_object_agg(tagged.tag, tagged.n ORDER BY tagged.tag),
+                               '{}'::json)
+               FROM (
+                   SELECT todo_tags.tag, count(*) AS n
+                   FROM todo_tags JOIN todo_items AS open_todo
+                        ON open_todo.id = todo_tags.todo_id
+                   WHERE todo_tags.user_id = %(user_id)s
+                     AND open_todo.user_id = %(user_id)s
+                     AND NOT open_todo.is_completed
+                   GROUP BY todo_tags.tag
+               ) AS tagged
+           )
+       )::text
+FROM todo_items
+WHERE user_id = %(user_id)s;
+
 -- service.store.keys.CLAIM, after a sweep
 SELECT sweep_expired_idempotency_keys(256);
 WITH claim AS (
