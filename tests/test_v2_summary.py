@@ -18,7 +18,7 @@ from test_v2_todo import V2, create_v2, patch_v2
 from service.db import Database
 from service.models import TodoCreateV2, TodoUpdateV2
 from service.settings import Settings
-from service.store import Caller, todos
+from service.store import Caller, UserId, todos
 from service.store.summary import summarize
 
 SUMMARY = f"{V2}/summary"
@@ -102,25 +102,26 @@ def test_the_summary_matches_count_after_concurrent_creates_completes_and_delete
 ) -> None:
     """A storm of concurrent writes by two users, each on a connection of its own; then
     every count equals what `count(*)` finds in the table."""
-    users = [uuid.uuid4(), uuid.uuid4()]
+    users = [UserId(uuid.uuid4()), UserId(uuid.uuid4())]
     rng = random.Random(20261207)
     db = Database(settings)
 
-    async def storm(user: uuid.UUID) -> None:
+    async def storm(user: UserId) -> None:
         caller = Caller(user)
+        now = datetime.now(UTC)
         made: list[uuid.UUID] = []
         for round_ in range(6):
             creates = [
                 todos.create(
                     db,
                     caller,
-                    TodoCreateV2(
-                        title=f"t{round_}-{n}",
-                        priority=rng.choice(["none", "low", "medium", "high"]),
-                        due_at=(
-                            datetime.now(UTC) + timedelta(hours=rng.choice([-2, 2]))
-                        ).isoformat(),
-                        tags=rng.sample(["a", "b", "c"], rng.randint(0, 2)),
+                    TodoCreateV2.model_validate(
+                        {
+                            "title": f"t{round_}-{n}",
+                            "priority": rng.choice(["none", "low", "medium", "high"]),
+                            "due_at": (now + timedelta(hours=rng.choice([-2, 2]))).isoformat(),
+                            "tags": rng.sample(["a", "b", "c"], rng.randint(0, 2)),
+                        }
                     ),
                 )
                 for n in range(8)
