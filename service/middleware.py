@@ -125,7 +125,7 @@ class RequestContext:
             await problem_response(error)(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None)
+            route = getattr(scope.get("route"), "path_format", None)
             said = {
                 "method": scope["method"],
                 "route": route,

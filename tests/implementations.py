@@ -27,7 +27,7 @@ from service.app import create_app
 from service.db import Database, libpq_url
 from service.middleware import _header
 from service.settings import get_settings
-from service.store import Caller, Created, UserId, keys, lists, todos
+from service.store import Caller, Created, UserId, keys, lists, summary, todos
 
 Middleware = Callable[[ASGIApp], ASGIApp]
 _ID_PATH = re.compile(r"^/api/v1/todos/(?P<id>[^/]+)$")
@@ -415,6 +415,13 @@ def _cursor_leaks() -> None:
     _v2_pages("%(after_id)s::uuid))", "%(after_id)s::uuid)")
 
 
+def _summary_counts_everyone() -> None:
+    """The summary's count reads every user's todos: its condition on the caller gone,
+    and row-level security with it."""
+    _no_second_wall()
+    summary.SUMMARY = summary.SUMMARY.removesuffix("\nWHERE user_id = %(user_id)s")
+
+
 # Each defect: what it changes in the service, and the middleware it adds (if any).
 DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "foreign-readable": (lambda: _unfiltered("GET"), None),
@@ -447,6 +454,7 @@ DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "v2-filter-ignores-the-caller": (_filter_ignores_the_caller, None),
     "v2-sort-loses-ties": (_sort_loses_ties, None),
     "v2-cursor-leaks": (_cursor_leaks, None),
+    "v2-summary-counts-everyone": (_summary_counts_everyone, None),
 }
 
 

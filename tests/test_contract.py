@@ -95,8 +95,8 @@ def test_the_contract_declares_both_ways_in() -> None:
 
 
 @pytest.mark.req("FR-107", "FR-020")
-def test_the_contract_is_version_2_0_and_lists_every_problem_code() -> None:
-    assert SPEC["info"]["version"].startswith("2.0.")
+def test_the_contract_is_version_2_1_and_lists_every_problem_code() -> None:
+    assert SPEC["info"]["version"].startswith("2.1.")
     codes = set(SPEC["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
     assert {
         "MISSING_TOKEN",

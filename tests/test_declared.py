@@ -147,6 +147,10 @@ def _on_the_list(status: int) -> Produce:
             etag = _call(s.header, "GET", path, headers=user).headers["etag"]
             return _call(s.header, method, path, headers={**user, "If-None-Match": etag})
         assert status == 422
+        if path.endswith("/summary"):
+            # It takes no query; its one input is a condition, refused over its length.
+            too_long = ", ".join(['"x"'] * 2000)
+            return _call(s.header, method, path, headers={**user, "If-None-Match": too_long})
         return _call(s.header, method, f"{path}?limit=0", headers=user)
 
     return produce

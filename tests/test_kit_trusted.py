@@ -421,7 +421,7 @@ def test_version_names_the_kit_and_the_contract_versions_it_knows() -> None:
     assert done.returncode == 0
     assert done.stdout.strip() == (
         f"todo-conformance {metadata.version('todo-conformance')}"
-        " (contract versions 1.0, 1.1, 1.2, 2.0)"
+        " (contract versions 1.0, 1.1, 1.2, 2.0, 2.1)"
     )
 
 

@@ -36,7 +36,7 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 # The path a version brought, for a document numbered as that version (or later) that
 # does not declare it: its ids are not applicable there either.
-BROUGHT = {"2.0": "/api/v2/todos"}
+BROUGHT = {"2.0": "/api/v2/todos", "2.1": "/api/v2/todos/summary"}
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,8 @@ BY_OPERATION = {
     "HEAD /api/v2/todos/{todo_id}": ("FR-191",),
     "PATCH /api/v2/todos/{todo_id}": ("FR-192",),
     "DELETE /api/v2/todos/{todo_id}": ("FR-012",),
+    "GET /api/v2/todos/summary": ("FR-214",),
+    "HEAD /api/v2/todos/summary": ("FR-214",),
 }
 # A success of another kind than the operation declares, by operation: 2.0's operations
 # keep 1.x's statuses, so a 2.0 create answered 200 breaks the rule that a create is 201

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 
 from service import cursors
@@ -39,10 +40,12 @@ class Version:
     view: View
     creates: type[TodoCreate] | type[TodoCreateV2]
     updates: type[TodoUpdate] | type[TodoUpdateV2]
+    # The path convertor of a todo id (Starlette's).
+    ids: str
 
 
-V1 = Version("/api/v1/todos", View.V1, TodoCreate, TodoUpdate)
-V2 = Version("/api/v2/todos", View.V2, TodoCreateV2, TodoUpdateV2)
+V1 = Version("/api/v1/todos", View.V1, TodoCreate, TodoUpdate, "str")
+V2 = Version("/api/v2/todos", View.V2, TodoCreateV2, TodoUpdateV2, "v2_todo_id")
 router = APIRouter()
 
 # Answers depend on who asks, and must be revalidated (with the ETag) before reuse.
@@ -233,7 +236,7 @@ def _routes(version: Version) -> None:
 
         return answer
 
-    one = f"{version.prefix}/{{todo_id}}"
+    one = f"{version.prefix}/{{todo_id:{version.ids}}}"
     router.add_api_route(version.prefix, at(create_todo), methods=["POST"], status_code=201)
     router.add_api_route(version.prefix, at(list_todos), methods=["GET", "HEAD"])
     router.add_api_route(one, at_one(get_todo), methods=["GET", "HEAD"])
@@ -241,7 +244,15 @@ def _routes(version: Version) -> None:
     router.add_api_route(one, at_one(delete_todo), methods=["DELETE"], status_code=204)
 
 
-# Before /api/v2/todos/{todo_id}, which would take `summary` for an id.
+class _NotTheSummary(StringConvertor):
+    """A v2 todo id is any path segment but `summary`: so that /api/v2/todos/summary
+    answers 405 naming GET and HEAD to another method, rather than reading `summary` as
+    an id (a 422). 1.x's paths never had a summary, and still read it as an id."""
+
+    regex = "(?!summary$)[^/]+"
+
+
+register_url_convertor("v2_todo_id", _NotTheSummary())
 router.add_api_route(f"{V2.prefix}/summary", summarize_todos, methods=["GET", "HEAD"])
 for _version in (V1, V2):
     _routes(_version)
