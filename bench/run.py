@@ -473,6 +473,26 @@ def _v2_lists(bench: Bench, admin: Engine, stage: str, servers: dict[str, Server
     bench.notes["v2_ratios"] = ratios
 
 
+def _v2_summary(bench: Bench, admin: Engine, stage: str, servers: dict[str, Server]) -> None:
+    """The summary (FR-214) of the 1,000-todo user and, but in the smoke, of the
+    100,000-todo one, each against its own default page of 50 (the summary costs about
+    what a page does at 1,000, issue 33); each ratio of p50s goes in the notes as
+    `v2_summary_ratios`."""
+    ours = servers["ours"]
+    ratios: dict[str, dict[int, float]] = {}
+    for user, size in [(THOUSAND, "1,000")] + ([] if bench.args.smoke else [(HUGE, "100,000")]):
+        seed.v2_members(admin, user_id(user))
+        for c in bench.connections:
+            env: dict[str, Env] = {"BENCH_USER": user, "BENCH_QUERY": "limit=50"}
+            bench.drive(f"{stage} v2", ours, "v2page", c, f"page of 50 of {size}", env)
+            page = bench.results[-1].p50_ms
+            bench.drive(f"{stage} v2", ours, "v2summary", c, f"summary of {size}", env)
+            ratios.setdefault(f"summary of {size}", {})[c] = round(
+                bench.results[-1].p50_ms / page, 2
+            )
+    bench.notes["v2_summary_ratios"] = ratios
+
+
 def _against_build(
     bench: Bench,
     stage: str,
@@ -682,6 +702,7 @@ def run(bench: Bench) -> None:
         slices = _stage(bench, stage, table, servers)
         _features(bench, stage, table, servers)
         _v2_lists(bench, admin, stage, servers)
+        _v2_summary(bench, admin, stage, servers)
         for name in bench.notes.get("builds", {}):
             _against_build(bench, stage, table, servers, name, slices)
         _switched(bench, stage, table, servers)

@@ -1,5 +1,6 @@
 -- One wrk script for every operation, chosen by environment variables:
---   BENCH_OP      get | list | page | v2page | create | create_once | patch | delete | constant
+--   BENCH_OP      get | list | page | v2page | v2summary | create | create_once | patch | delete
+--                 | constant
 --                 | mcp_create | mcp_list (the same create and list as MCP tool calls)
 --   BENCH_FIRST, BENCH_LAST   the seeded todos to pick from (see bench/layout.py)
 --   BENCH_USER    the user whose list (or page) is read
@@ -69,6 +70,8 @@ function request()
     return wrk.format("GET", "/api/v1/todos" .. query, as(list_user))
   elseif op == "v2page" then
     return wrk.format("GET", "/api/v2/todos?" .. query_v2, as(list_user))
+  elseif op == "v2summary" then
+    return wrk.format("GET", "/api/v2/todos/summary", as(list_user))
   elseif op == "mcp_create" or op == "mcp_list" then
     -- A tool call over streamable HTTP (stateless: no handshake), one JSON answer.
     local call
