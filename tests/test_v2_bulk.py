@@ -2,6 +2,7 @@
 todo of the caller that meets the list's filters, in one atomic step, never another
 user's, and never more than the filters say."""
 
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +11,12 @@ from typing import Any
 
 import pytest
 from api import Answer, as_user, fields, problem
+from conftest import make_settings
 from fastapi.testclient import TestClient
 from test_v2_todo import V2, create_v2, patch_v2
+
+from service.app import create_app
+from service.db import Database
 
 
 def bulk_patch(
@@ -253,6 +258,32 @@ def test_another_users_todos_are_never_changed_or_deleted(
     assert bulk_delete(client, alice, "all=true").json() == {"deleted": 1}
     assert todos_of(client, bob) == {todo["id"]: todo for todo in bobs}
     assert list_etag(client, bob) == bob_tag
+
+
+@pytest.mark.req("FR-213", "FR-152")
+@pytest.mark.usefixtures("admin_engine")
+def test_each_bulk_write_is_one_request_to_the_rate_limit(postgres_url: str, alice: str) -> None:
+    """Whatever it answers: a write, a 412 (whose step the failed statement rolled
+    back), a replay (two statements), a 422."""
+    settings = make_settings(postgres_url, TODO_RATE_LIMIT="100/60")
+    db = Database(settings)
+    try:
+        limited = TestClient(create_app(settings, db), raise_server_exceptions=False)
+        create_v2(limited, alice, title="t")
+        stale = list_etag(limited, alice)
+        keyed = {"Idempotency-Key": "once"}
+        answers = [
+            bulk_patch(limited, alice, "all=true", is_completed=True),
+            bulk_patch(limited, alice, "all=true", {"If-Match": stale}, is_completed=False),
+            bulk_delete(limited, alice, "completed=true", keyed),
+            bulk_delete(limited, alice, "completed=true", keyed),
+            bulk_delete(limited, alice, ""),
+        ]
+        assert [a.status_code for a in answers] == [200, 412, 200, 200, 422]
+        left = [int(re.findall(r";r=(\d+);", a.headers["ratelimit"])[0]) for a in answers]
+        assert left == list(range(left[0], left[0] - 5, -1)), left
+    finally:
+        db.close()
 
 
 @pytest.mark.req("FR-211", "FR-212")
