@@ -135,7 +135,7 @@ def parse_list(query: QueryParams, cursor_key: bytes) -> ListRequest:
     return ListRequest(sort, filters, limit, after, bound)
 
 
-FILTER_NAMES = ("completed", "priority", "tag", "due_after", "due_before", "q")
+_FILTER_NAMES = ("completed", "priority", "tag", "due_after", "due_before", "q")
 _EVERY = "all"
 _LIST_ONLY = ("sort", "limit", "cursor")
 
@@ -149,18 +149,13 @@ def bulk_filters(query: QueryParams) -> tuple[Filters, list[FieldError]]:
     for name in dict.fromkeys(query.keys()):
         if name in _LIST_ONLY:
             errors.append(FieldError(name, "orders or pages a list; a bulk write takes none"))
-        elif name not in FILTER_NAMES and name != _EVERY:
-            accepted = ", ".join((*FILTER_NAMES, _EVERY))
+        elif name not in _FILTER_NAMES and name != _EVERY:
+            accepted = ", ".join((*_FILTER_NAMES, _EVERY))
             errors.append(FieldError(name, f"is not a parameter of a bulk write ({accepted})"))
     every = errors.once(query, _EVERY)
     if every is not None and every != "true":
         errors.append(FieldError(_EVERY, "must be true, to mean every todo"))
-    elif every is None and not any(name in query for name in FILTER_NAMES):
-        errors.append(
-            FieldError(
-                _EVERY,
-                f"or a filter ({', '.join(FILTER_NAMES)}) is required: give all=true to mean"
-                " every todo",
-            )
-        )
+    elif _EVERY not in query and not any(name in query for name in _FILTER_NAMES):
+        filters_named = ", ".join(_FILTER_NAMES)
+        errors.append(FieldError(_EVERY, f"must be true when no filter ({filters_named}) is given"))
     return filters, errors

@@ -136,6 +136,7 @@ def test_clear_completed_deletes_every_completed_todo_and_counts_them(
         ("complete=true", "complete"),
         ("completed=true&priorty=high", "priorty"),
         ("all=false", "all"),
+        ("all=true&all=true", "all"),
         ("all=true&sort=title", "sort"),
         ("completed=true&limit=10", "limit"),
         ("completed=yes", "completed"),
