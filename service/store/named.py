@@ -5,7 +5,7 @@ never a label)."""
 from types import ModuleType
 
 from service import db, store
-from service.store import bulk, keys, lists, todos
+from service.store import bulk, keys, lists, summary, todos
 
 
 def statements(module: ModuleType) -> dict[str, str]:
@@ -29,6 +29,7 @@ def names() -> dict[str, str]:
         **statements(todos),
         **statements(keys),
         **statements(lists),
+        **statements(summary),
         **statements(bulk),
     }
     found.pop("service.store.keys.SWEEP")
