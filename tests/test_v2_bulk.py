@@ -239,6 +239,28 @@ def test_a_replay_under_an_idempotency_key_answers_the_same_and_writes_nothing(
     assert list(todos_of(client, alice)) == [todos[0]["id"]]
 
 
+@pytest.mark.req("FR-213", "FR-121", "FR-112")
+def test_a_412_keeps_no_key_so_a_retry_with_the_new_etag_writes(
+    client: TestClient, alice: str
+) -> None:
+    create_v2(client, alice, title="t")
+    stale = list_etag(client, alice)
+    create_v2(client, alice, title="u")
+    keyed = {"Idempotency-Key": "retry-1"}
+    refused = bulk_delete(client, alice, "all=true", {**keyed, "If-Match": stale})
+    problem(refused, 412, "PRECONDITION_FAILED")
+    fresh = {**keyed, "If-Match": list_etag(client, alice)}
+    retried = bulk_delete(client, alice, "all=true", fresh)
+    assert retried.json() == {"deleted": 2} and "idempotent-replayed" not in retried.headers
+
+
+@pytest.mark.req("FR-213", "FR-112")
+def test_a_new_users_list_etag_matches_their_empty_list(client: TestClient, alice: str) -> None:
+    etag = list_etag(client, alice)
+    answer = bulk_patch(client, alice, "all=true", {"If-Match": etag}, is_completed=True)
+    assert answer.json() == {"updated": 0}
+
+
 @pytest.mark.req("FR-213", "FR-121")
 def test_a_creates_key_is_refused_to_a_bulk_write(client: TestClient, alice: str) -> None:
     key = {"Idempotency-Key": "made-1"}
