@@ -14,7 +14,9 @@ migration 0009's trigger, under the users row's lock, after the todos': the stat
 sets `app.if_list_version` for itself, and a list that changed since fails it (the
 Database answers 412). Under an Idempotency-Key, the key is claimed with the answer
 once the todos are locked, and the write and its check happen only if the claim did:
-a key's second use writes nothing, checks nothing, and reads the first answer."""
+a key's second use writes nothing, checks nothing, and reads the first answer. So every
+write takes its locks in one order, todos, then a key, then the users row (a keyed
+create claims its key before its todo, which nobody else can wait on yet)."""
 
 import hashlib
 from dataclasses import dataclass
