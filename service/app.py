@@ -22,7 +22,7 @@ from service.errors import (
     problem_response,
 )
 from service.middleware import BodyLimit, ListedOriginsOnly, RateLimitHeaders, RequestContext
-from service.routes import docs, health, todos
+from service.routes import bulk, docs, health, todos
 from service.settings import Settings, get_settings
 
 BODY_LIMIT = 64 * 1024
@@ -30,7 +30,7 @@ BODY_LIMIT = 64 * 1024
 log = logging.getLogger("service")
 
 
-ROUTERS = (todos.router, health.router, docs.router)
+ROUTERS = (todos.router, bulk.router, health.router, docs.router)
 
 
 def _allowed_methods(request: Request) -> list[str]:

@@ -14,7 +14,7 @@ import psycopg2
 from psycopg2 import errors as sqlstate
 
 from service import limits, telemetry
-from service.errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from service.errors import PreconditionFailed, QuotaExceeded, RateLimited, ServiceUnavailable
 from service.pool import AsyncPool, PoolTimeout, Rows, run
 from service.settings import Settings
 
@@ -44,6 +44,10 @@ _RATE_LIMITED = "TD429"
 # fails (SQLSTATE TD409) and creates nothing.
 QUOTA_CONTEXT = "SELECT set_config('app.todo_quota', %(_quota)s, true);\n"
 _OVER_QUOTA = "TD409"
+
+# A bulk write's If-Match, checked where the list version moves (migration 0009): a list
+# that changed since fails the statement with SQLSTATE TD412, and it writes nothing.
+_LIST_CHANGED = "TD412"
 _ALLOWANCE = re.compile(r"rate-limit (\d+) (\d+)")
 
 # A stream reads its statement through a cursor, in a transaction of its own, so a long
@@ -220,18 +224,27 @@ class Database:
             if error.pgcode == _RATE_LIMITED:
                 raise self._refused(error, user) from None
             if error.pgcode == _OVER_QUOTA:
-                if step and user is not None:
-                    # The refusal rolled the step back with the create: still owed.
-                    limits.owe(user)
-                    await self.settle_rate_limit()
+                await self._still_owed(step, user)
                 raise QuotaExceeded(
                     f"A user may hold at most {self._quota} todos; delete one to make room.",
                     limit=self._quota or 0,
+                ) from None
+            if error.pgcode == _LIST_CHANGED:
+                await self._still_owed(step, user)
+                raise PreconditionFailed(
+                    "The caller's todos changed since the list's ETag given in If-Match;"
+                    " read the list again and retry."
                 ) from None
             raise
         if step:
             self._heard(notices)
         return rows
+
+    async def _still_owed(self, step: bool, user: UserKey) -> None:
+        """A refusal rolled the step back with the write: the request still owes it."""
+        if step and user is not None:
+            limits.owe(user)
+            await self.settle_rate_limit()
 
     async def settle_rate_limit(self) -> None:
         """Takes the step a request still owes, on its own (a request answered before it

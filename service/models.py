@@ -207,3 +207,14 @@ class TodoUpdateV2(_AtLeastOne):
     priority: Priority = Field(default=None)
     due_at: DueAt | None = Field(default=None)
     tags: Tags = Field(default=None)
+
+
+class TodoBulkUpdate(_AtLeastOne):
+    """What a bulk PATCH may set on every todo it matches: TodoUpdateV2's members that
+    make sense for many todos at once, validated alike."""
+
+    model_config = _STRICT  # type: ignore[assignment]
+
+    is_completed: bool = Field(default=None)
+    priority: Priority = Field(default=None)
+    due_at: DueAt | None = Field(default=None)

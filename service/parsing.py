@@ -232,10 +232,12 @@ def parse_request(
     body: bytes,
     todo_id: str | None = None,
     idempotency_key: Sequence[str] = (),
+    refused: Sequence[FieldError] = (),
 ) -> Parsed[Model]:
     """Validates the path's todo id, the Idempotency-Key header's values and the body
-    together, so one answer lists every problem."""
-    errors: list[FieldError] = []
+    together, after what the caller already `refused` (the query's problems), so one
+    answer lists every problem."""
+    errors = list(refused)
     parsed_id = None
     if todo_id is not None:
         parsed_id = parse_uuid(todo_id)
@@ -254,6 +256,16 @@ def parse_request(
     if errors or parsed is None:
         raise validation_failed(errors)
     return Parsed(parsed, parsed_id, key)
+
+
+def parse_idempotency_key(values: Sequence[str], refused: Sequence[FieldError] = ()) -> str | None:
+    """The Idempotency-Key of a request without a body, or one 422 listing its problem
+    after those `refused` already."""
+    key, key_error = _idempotency_key(values)
+    errors = [*refused, *([] if key_error is None else [key_error])]
+    if errors:
+        raise validation_failed(errors)
+    return key
 
 
 def parse_todo_id(todo_id: str) -> uuid.UUID:

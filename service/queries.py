@@ -1,7 +1,7 @@
 """A 2.0 list's query parameters into its filters, sort and page, or one 422 naming
 every parameter out of its domain (FR-201 to FR-203). A single-valued parameter given
 twice is refused, as FR-108 refuses any ambiguity; parameters the contract does not
-name are ignored, as in 1.x."""
+name are ignored by a list, as in 1.x, and refused by a bulk write."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,15 +85,14 @@ def _tags(errors: _Errors, query: QueryParams) -> tuple[str, ...]:
     return tuple(sorted(set(given)))
 
 
-def parse_list(query: QueryParams, cursor_key: bytes) -> ListRequest:
-    errors = _Errors()
+def _filters(errors: _Errors, query: QueryParams) -> Filters:
     completed_text = errors.once(query, "completed")
     completed = None
     if completed_text is not None:
         completed = _BOOLEANS.get(completed_text)
         if completed is None:
             errors.append(FieldError("completed", "must be true or false"))
-    filters = Filters(
+    return Filters(
         completed=completed,
         priorities=_priorities(errors, query),
         tags=_tags(errors, query),
@@ -101,6 +100,11 @@ def parse_list(query: QueryParams, cursor_key: bytes) -> ListRequest:
         due_before=_instant(errors, query, "due_before"),
         words=_words(errors, query),
     )
+
+
+def parse_list(query: QueryParams, cursor_key: bytes) -> ListRequest:
+    errors = _Errors()
+    filters = _filters(errors, query)
     # Absent is the default; given, even empty, it must name a sort.
     sort_given = errors.once(query, "sort")
     sort_name = "-created_at" if sort_given is None else sort_given
@@ -129,3 +133,29 @@ def parse_list(query: QueryParams, cursor_key: bytes) -> ListRequest:
     if errors or sort is None:
         raise validation_failed(errors)
     return ListRequest(sort, filters, limit, after, bound)
+
+
+_FILTER_NAMES = ("completed", "priority", "tag", "due_after", "due_before", "q")
+_EVERY = "all"
+_LIST_ONLY = ("sort", "limit", "cursor")
+
+
+def bulk_filters(query: QueryParams) -> tuple[Filters, list[FieldError]]:
+    """A bulk write's filters, parsed as a list's, and what is wrong with the query
+    (FR-213). Unlike a list, a bulk write refuses any parameter it does not take: a
+    misspelt filter must never widen a write. Without a filter it needs `all=true`."""
+    errors = _Errors()
+    filters = _filters(errors, query)
+    for name in dict.fromkeys(query.keys()):
+        if name in _LIST_ONLY:
+            errors.append(FieldError(name, "orders or pages a list; a bulk write takes none"))
+        elif name not in _FILTER_NAMES and name != _EVERY:
+            accepted = ", ".join((*_FILTER_NAMES, _EVERY))
+            errors.append(FieldError(name, f"is not a parameter of a bulk write ({accepted})"))
+    every = errors.once(query, _EVERY)
+    if every is not None and every != "true":
+        errors.append(FieldError(_EVERY, "must be true, to mean every todo"))
+    elif _EVERY not in query and not any(name in query for name in _FILTER_NAMES):
+        filters_named = ", ".join(_FILTER_NAMES)
+        errors.append(FieldError(_EVERY, f"must be true when no filter ({filters_named}) is given"))
+    return filters, errors

@@ -12,7 +12,7 @@ from whole_run import WholeRun
 
 from service import db
 from service.db import QUOTA_CONTEXT, RATE_LIMIT_STEP, REQUEST_CONTEXT, Database
-from service.store import keys, lists, summary, todos
+from service.store import bulk, keys, lists, summary, todos
 from service.store.named import statements
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
@@ -25,7 +25,13 @@ def sendable() -> dict[str, str]:
     """Every query string the service may send after its request context, by name: each
     store statement alone, or as the store and the Database compose them (a sweep before
     a claim, a stream's cursor around its query), and the Database's own."""
-    forms = {**statements(todos), **statements(keys), **statements(lists), **statements(summary)}
+    forms = {
+        **statements(todos),
+        **statements(keys),
+        **statements(lists),
+        **statements(summary),
+        **statements(bulk),
+    }
     del forms["service.store.keys.SWEEP"], forms["service.store.todos.STREAM"]
     return {
         **forms,

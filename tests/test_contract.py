@@ -66,6 +66,8 @@ def test_every_operation_of_the_contract_is_documented() -> None:
         ("PATCH", "/api/v1/todos/{todo_id}"),
         ("DELETE", "/api/v1/todos/{todo_id}"),
         ("POST", "/api/v2/todos"),
+        ("PATCH", "/api/v2/todos"),
+        ("DELETE", "/api/v2/todos"),
         ("PATCH", "/api/v2/todos/{todo_id}"),
         ("DELETE", "/api/v2/todos/{todo_id}"),
         *gets,

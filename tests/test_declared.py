@@ -156,13 +156,42 @@ def _on_the_list(status: int) -> Produce:
     return produce
 
 
+def _bulk(status: int) -> Produce:
+    """An answer of `status` from a bulk write (PATCH or DELETE on the list)."""
+
+    def produce(s: Service, method: str, path: str) -> Response:
+        user = s.fresh()
+        if status == 429:
+            return _over_the_rate(s, method, path, user)
+        s.todo(user)
+        body = {"is_completed": True} if method == "PATCH" else None
+        if status == 200:  # a replay, with Idempotent-Replayed
+            keyed = {**user, "Idempotency-Key": "declared"}
+            _call(s.header, method, f"{path}?all=true", json=body, headers=keyed)
+            return _call(s.header, method, f"{path}?all=true", json=body, headers=keyed)
+        if status == 412:
+            stale = {**user, "If-Match": f'"{uuid.UUID(user["X-User-ID"]).hex}-0"'}
+            return _call(s.header, method, f"{path}?all=true", json=body, headers=stale)
+        assert status == 422
+        return _call(s.header, method, path, json=body, headers=user)
+
+    return produce
+
+
+def _is_bulk(method: str, path: str) -> bool:
+    return method in {"PATCH", "DELETE"} and "{todo_id}" not in path
+
+
 def _anyone(status: int) -> Produce:
     """What does not depend on the operation: who is calling, the body's size and type,
     the unexpected and the database."""
 
     def produce(s: Service, method: str, template: str) -> Response:
         path = template.replace("{todo_id}", str(uuid.uuid4()))
-        body = {"title": "x"} if method in {"POST", "PATCH"} else None
+        body: dict[str, Any] | None = {"title": "x"} if method in {"POST", "PATCH"} else None
+        if _is_bulk(method, template):
+            # A bulk write the database would be asked for.
+            path, body = f"{path}?all=true", body and {"is_completed": True}
         if status == 400:
             return _call(s.header, method, path, json=body, headers={"Origin": ORIGIN})
         if status == 401:
@@ -194,11 +223,13 @@ def _public(status: int) -> Produce:
     return produce
 
 
-def _producer(path: str, status: int) -> Produce:
+def _producer(method: str, path: str, status: int) -> Produce:
     if not path.startswith(API):
         return _public(status)
     if status in {400, 401, 413, 415, 500, 503}:
         return _anyone(status)
+    if _is_bulk(method, path):
+        return _bulk(status)
     return _on_a_todo(status) if "{todo_id}" in path else _on_the_list(status)
 
 
@@ -225,7 +256,7 @@ DECLARED = [
 def test_every_declared_answer_is_sent_with_every_header_it_declares(
     service: Service, method: str, path: str, status: int
 ) -> None:
-    answer = _producer(path, status)(service, method, path)
+    answer = _producer(method, path, status)(service, method, path)
     assert answer.status_code == status, answer.text
     declared = _resolve(SPEC["paths"][path][method.lower()]["responses"][str(status)])
     # Answered before the caller is known (413 and 415 come first, then 400 and 401),

@@ -184,6 +184,10 @@ def test_the_database_alone_keeps_users_apart(
     assert client.delete(path, headers=as_user(bob)).status_code == 404
     listed = client.get(TODOS, headers=as_user(bob)).json()
     assert [t["title"] for t in listed["items"]] == ["bob's own"]
+    many = "/api/v2/todos?q=secret"
+    changed = client.patch(many, json={"is_completed": True}, headers=as_user(bob))
+    assert changed.json() == {"updated": 0}
+    assert client.delete(many, headers=as_user(bob)).json() == {"deleted": 0}
     assert _everything(admin_engine) == before
     assert client.get(path, headers=as_user(alice)).json() == victim
 

@@ -141,6 +141,10 @@ def test_every_statement_sent_is_written_out_in_the_repository_and_restricted_to
     cursor = first.json()["next_cursor"]
     client.get(f"{TODOS}?limit=1&cursor={cursor}", headers=as_user(alice))
     client.get(TODOS, headers={**as_user(alice), "If-None-Match": first.headers["etag"]})
+    for bulk_key in ({}, {"Idempotency-Key": "bulk"}):
+        bulk = {**as_user(alice), **bulk_key}
+        client.patch("/api/v2/todos?all=true", json={"priority": "low"}, headers=bulk)
+        client.delete("/api/v2/todos?completed=true", headers=bulk)
     _seed_a_long_list(admin_engine, bob)
     assert client.get(TODOS, headers=as_user(bob)).json()["count"] > todos.WHOLE_LIST_LIMIT
     assert client.get("/health/ready").status_code == 200

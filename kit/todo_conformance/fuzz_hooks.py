@@ -7,6 +7,8 @@ can say. In a positive case:
   `next_cursor`) for that path, and under /api/v1 a `limit` comes with it, as the
   contract's prose asks: a made-up one, or one alone, is rightly 422; under /api/v2 it
   comes with the filters and sort it was issued for, which are put back as they were;
+- a bulk write (PATCH or DELETE /api/v2/todos) names at least one filter, or
+  `all=true`, as the contract's prose asks: with none it is rightly 422;
 - a title carries the run's mark, as every todo the kit makes does (when it still fits).
 Negative cases keep whatever was drawn."""
 
@@ -21,6 +23,9 @@ from schemathesis import GenerationMode
 MARK = os.environ.get("TODO_CONFORMANCE_MARK", "")
 TITLE_MAX = 255
 V1 = "/api/v1/todos"
+BULK = ("PATCH /api/v2/todos", "DELETE /api/v2/todos")
+# What a bulk write may name to say which todos it writes.
+_WHICH = ("all", "completed", "priority", "tag", "due_after", "due_before", "q")
 # Each cursor handed out: the path it came from and the query it was issued for.
 _handed_out: dict[str, tuple[str, dict[str, Any]]] = {}
 
@@ -37,6 +42,8 @@ def before_call(ctx: Any, case: schemathesis.Case[Any], **kwargs: Any) -> None:
         case.headers["Idempotency-Key"] = str(uuid.uuid4())
     if case.query and "cursor" in case.query:
         _cursor(case)
+    if case.operation.label in BULK and not set(case.query or {}) & set(_WHICH):
+        case.query = {**(case.query or {}), "all": "true"}
     body = case.body
     if not isinstance(body, dict):
         return

@@ -48,6 +48,16 @@ class Condition:
         """The todo versions (updated_at in microseconds) this condition names."""
         return [int(tag) for tag in self._opaque(weak_comparison) if _ITEM.fullmatch(tag)]
 
+    def list_versions(self, user: uuid.UUID) -> list[int]:
+        """The versions of `user`'s list this condition names (strongly: it is an
+        If-Match's); another user's list tag names none."""
+        mine = f"{user.hex}-"
+        return [
+            int(tag.removeprefix(mine))
+            for tag in self.strong
+            if tag.startswith(mine) and _ITEM.fullmatch(tag.removeprefix(mine))
+        ]
+
 
 def parse_condition(values: list[str], header: str) -> Condition | None:
     """None when the header is absent. Repeated lines are one list (RFC 9110 §5.3);

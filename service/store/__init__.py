@@ -20,6 +20,22 @@ UserId = NewType("UserId", uuid.UUID)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# The todos every filter given lets through (each one whose value is not null), a
+# list's and a bulk write's alike. `words` are LIKE patterns (each word of `q`,
+# case-folded, with its `%`, `_` and `\` escaped); the longest one alone is what the
+# trigram index finds candidates by, and all of them must match.
+FILTERS = """
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))"""
+
 
 class View(Enum):
     """Which members of a todo an answer shows: 1.x's, or all of 2.0's. One row, one

@@ -15,27 +15,10 @@ from typing import Any
 
 from service.db import Database
 from service.models import fold
-from service.store import Position, UserId
+from service.store import FILTERS, Position, UserId
 from service.store.todos import Items
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-# The todos every filter given lets through (each one whose value is not null), from
-# the cursor's position on. `words` are LIKE patterns (each word of `q`, case-folded,
-# with its `%`, `_` and `\` escaped); the longest one alone is what the trigram index
-# finds candidates by, and all of them must match.
-_FILTERS = """
-          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
-          AND (%(priorities)s::todo_priority[] IS NULL
-               OR priority = ANY (%(priorities)s::todo_priority[]))
-          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
-          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
-          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
-          AND (%(longest)s::text IS NULL
-               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
-          AND (%(words)s::text[] IS NULL
-               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))"""
-
 
 # A tagged list in created_at's order is read from todo_tags, by its first tag, in that
 # order: under row-level security no index can narrow `tags @>` (its operator is not
@@ -82,9 +65,9 @@ def _page(
     if searched:
         source = _SEARCHED.format(newest_first="true" if descending else "false")
     ordered = f"{sort}created_at{order}, id{order}"
-    filters = _FILTERS
+    filters = FILTERS
     if tagged:
-        filters = _FILTERS.replace("%(tags)s", "%(more_tags)s")
+        filters = FILTERS.replace("%(tags)s", "%(more_tags)s")
         ordered = f"todo_tags.created_at{order}, todo_tags.todo_id{order}"
     return f"""\
 SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),

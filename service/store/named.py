@@ -5,7 +5,7 @@ never a label)."""
 from types import ModuleType
 
 from service import db, store
-from service.store import keys, lists, todos
+from service.store import bulk, keys, lists, summary, todos
 
 
 def statements(module: ModuleType) -> dict[str, str]:
@@ -25,7 +25,13 @@ def statements(module: ModuleType) -> dict[str, str]:
 def names() -> dict[str, str]:
     """Each text the Database may be handed, and its short name (`todos.GET`); a claim
     that sweeps expired keys first goes by the claim's name."""
-    found = {**statements(todos), **statements(keys), **statements(lists)}
+    found = {
+        **statements(todos),
+        **statements(keys),
+        **statements(lists),
+        **statements(summary),
+        **statements(bulk),
+    }
     found.pop("service.store.keys.SWEEP")
     named = {text: name.removeprefix("service.store.") for name, text in found.items()}
     named[keys.SWEEP + keys.CLAIM] = named[keys.CLAIM]

@@ -706,6 +706,148 @@ SELECT coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0),
 FROM todo_items
 WHERE user_id = %(user_id)s;
 
+-- service.store.bulk.UPDATE
+WITH target AS (
+    SELECT id FROM todo_items
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (is_completed <> coalesce(%(is_completed)s::boolean, is_completed)
+               OR priority <> coalesce(%(priority)s::todo_priority, priority)
+               OR (%(sets_due_at)s AND due_at IS DISTINCT FROM %(due_at)s::timestamptz))
+    ORDER BY id
+    FOR NO KEY UPDATE
+),
+condition AS (
+    SELECT set_config('app.if_list_version', %(if_list_version)s, true)
+),
+written AS (
+    UPDATE todo_items
+    SET is_completed = coalesce(%(is_completed)s::boolean, is_completed),
+        priority = coalesce(%(priority)s::todo_priority, priority),
+        due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+        updated_at = greatest(now(), updated_at + interval '1 microsecond')
+    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+      AND EXISTS (SELECT 1 FROM condition)
+    RETURNING 1
+)
+SELECT '{"updated":' || count(*) || '}' FROM written;
+
+-- service.store.bulk.UPDATE_KEYED
+WITH target AS (
+    SELECT id FROM todo_items
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (is_completed <> coalesce(%(is_completed)s::boolean, is_completed)
+               OR priority <> coalesce(%(priority)s::todo_priority, priority)
+               OR (%(sets_due_at)s AND due_at IS DISTINCT FROM %(due_at)s::timestamptz))
+    ORDER BY id
+    FOR NO KEY UPDATE
+),
+claim AS (
+    INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
+    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL,
+           '{"updated":' || count(*) || '}'
+    FROM target
+    ON CONFLICT (user_id, key) DO NOTHING
+    RETURNING body
+),
+condition AS (
+    SELECT set_config('app.if_list_version', %(if_list_version)s, true) FROM claim
+),
+written AS (
+    UPDATE todo_items
+    SET is_completed = coalesce(%(is_completed)s::boolean, is_completed),
+        priority = coalesce(%(priority)s::todo_priority, priority),
+        due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+        updated_at = greatest(now(), updated_at + interval '1 microsecond')
+    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+      AND EXISTS (SELECT 1 FROM condition)
+    RETURNING 1
+)
+SELECT body FROM claim;
+
+-- service.store.bulk.DELETE
+WITH target AS (
+    SELECT id FROM todo_items
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+    ORDER BY id
+    FOR UPDATE
+),
+condition AS (
+    SELECT set_config('app.if_list_version', %(if_list_version)s, true)
+),
+written AS (
+    DELETE FROM todo_items
+    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+      AND EXISTS (SELECT 1 FROM condition)
+    RETURNING 1
+)
+SELECT '{"deleted":' || count(*) || '}' FROM written;
+
+-- service.store.bulk.DELETE_KEYED
+WITH target AS (
+    SELECT id FROM todo_items
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+    ORDER BY id
+    FOR UPDATE
+),
+claim AS (
+    INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
+    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL,
+           '{"deleted":' || count(*) || '}'
+    FROM target
+    ON CONFLICT (user_id, key) DO NOTHING
+    RETURNING body
+),
+condition AS (
+    SELECT set_config('app.if_list_version', %(if_list_version)s, true) FROM claim
+),
+written AS (
+    DELETE FROM todo_items
+    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+      AND EXISTS (SELECT 1 FROM condition)
+    RETURNING 1
+)
+SELECT body FROM claim;
+
 -- service.store.keys.CLAIM, after a sweep
 SELECT sweep_expired_idempotency_keys(256);
 WITH claim AS (

@@ -1,0 +1,181 @@
+"""Bulk writes (FR-211 to FR-213): every todo of the caller that meets a list's filters,
+changed or deleted in one statement, which answers its own body (`{"updated": n}` or
+`{"deleted": n}`).
+
+Each statement first locks the todos it will write, in id order: two bulk writes of one
+user lock what they share in the same order, and a single write locks one todo, so no
+two writes ever wait on each other in a circle. A todo that a concurrent write changed
+meanwhile is checked against the filters again as it is locked. A PATCH writes only the
+todos whose values change: one that already holds every value given keeps its
+`updated_at`, hence its ETag.
+
+`If-Match` (the list versions it names) is checked where the list version moves, in
+migration 0009's trigger, under the users row's lock, after the todos': the statement
+sets `app.if_list_version` for itself, and a list that changed since fails it (the
+Database answers 412). Under an Idempotency-Key, the key is claimed with the answer
+once the todos are locked, and the write and its check happen only if the claim did:
+a key's second use writes nothing, checks nothing, and reads the first answer. So every
+write takes its locks in one order, todos, then a key, then the users row (a keyed
+create claims its key before its todo, which nobody else can wait on yet)."""
+
+import hashlib
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from service.db import Database
+from service.models import TodoBulkUpdate
+from service.store import FILTERS, UserId, keys
+from service.store.lists import Filters
+
+
+class Kind(Enum):
+    """A bulk write, by the member its answer counts in."""
+
+    UPDATE = "updated"
+    DELETE = "deleted"
+
+
+# Only the todos a PATCH changes; `is_completed` and `priority` are never null.
+_CHANGES = """
+          AND (is_completed <> coalesce(%(is_completed)s::boolean, is_completed)
+               OR priority <> coalesce(%(priority)s::todo_priority, priority)
+               OR (%(sets_due_at)s AND due_at IS DISTINCT FROM %(due_at)s::timestamptz))"""
+
+
+def _target(changes: str, lock: str) -> str:
+    return f"""\
+WITH target AS (
+    SELECT id FROM todo_items
+    WHERE user_id = %(user_id)s{FILTERS}{changes}
+    ORDER BY id
+    FOR {lock}
+),"""
+
+
+# The claim's answer counts what the write will: the locked todos, which nothing else
+# can change before this transaction ends.
+def _claimed(kind: Kind) -> str:
+    return f"""
+claim AS (
+    INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
+    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL,
+           '{{"{kind.value}":' || count(*) || '}}'
+    FROM target
+    ON CONFLICT (user_id, key) DO NOTHING
+    RETURNING body
+),
+condition AS (
+    SELECT set_config('app.if_list_version', %(if_list_version)s, true) FROM claim
+),"""
+
+
+_UNCLAIMED = """
+condition AS (
+    SELECT set_config('app.if_list_version', %(if_list_version)s, true)
+),"""
+
+# `condition` gates the write, so the setting is made before the write's trigger reads it.
+_UPDATED = """
+written AS (
+    UPDATE todo_items
+    SET is_completed = coalesce(%(is_completed)s::boolean, is_completed),
+        priority = coalesce(%(priority)s::todo_priority, priority),
+        due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
+        updated_at = greatest(now(), updated_at + interval '1 microsecond')
+    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+      AND EXISTS (SELECT 1 FROM condition)
+    RETURNING 1
+)"""
+
+_DELETED = """
+written AS (
+    DELETE FROM todo_items
+    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+      AND EXISTS (SELECT 1 FROM condition)
+    RETURNING 1
+)"""
+
+
+def _answered(kind: Kind) -> str:
+    return f"""
+SELECT '{{"{kind.value}":' || count(*) || '}}' FROM written"""
+
+
+_ANSWER_CLAIMED = "\nSELECT body FROM claim"
+
+UPDATE = _target(_CHANGES, "NO KEY UPDATE") + _UNCLAIMED + _UPDATED + _answered(Kind.UPDATE)
+UPDATE_KEYED = (
+    _target(_CHANGES, "NO KEY UPDATE") + _claimed(Kind.UPDATE) + _UPDATED + _ANSWER_CLAIMED
+)
+DELETE = _target("", "UPDATE") + _UNCLAIMED + _DELETED + _answered(Kind.DELETE)
+DELETE_KEYED = _target("", "UPDATE") + _claimed(Kind.DELETE) + _DELETED + _ANSWER_CLAIMED
+
+_STATEMENTS = {
+    Kind.UPDATE: (UPDATE, UPDATE_KEYED),
+    Kind.DELETE: (DELETE, DELETE_KEYED),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A bulk write's answer, as JSON."""
+
+    json: str
+    replayed: bool = False
+
+
+def _versions(if_match: list[int] | None) -> str:
+    """The setting's value: the versions as an array, or empty for no condition."""
+    return "" if if_match is None else "{" + ",".join(map(str, if_match)) + "}"
+
+
+def _fingerprint(kind: Kind, filters: Filters, changes: dict[str, Any]) -> bytes:
+    """The request as the service understood it: its method, filters and changes."""
+    asked = [kind.value, filters.values(), sorted(changes.items())]
+    return hashlib.sha256(orjson.dumps(asked)).digest()
+
+
+async def write(
+    db: Database,
+    user: UserId,
+    filters: Filters,
+    changes: TodoBulkUpdate | None,
+    if_match: list[int] | None = None,
+    key: str | None = None,
+) -> Written | keys.Reused:
+    """Changes (`changes`) or deletes (None) every todo of `user` that meets `filters`.
+    With `if_match` (list versions), only if the list is at one of them; with `key`, as
+    an Idempotency-Key says."""
+    kind = Kind.DELETE if changes is None else Kind.UPDATE
+    given = {} if changes is None else changes.changes()
+    params = {
+        "user_id": str(user),
+        **filters.values(),
+        "is_completed": given.get("is_completed"),
+        "priority": given.get("priority"),
+        "sets_due_at": "due_at" in given,
+        "due_at": given.get("due_at"),
+        "if_list_version": _versions(if_match),
+    }
+    plain, keyed = _STATEMENTS[kind]
+    if key is None:
+        [(body,)] = await db.fetch(user, plain, params)
+        return Written(body)
+    fingerprint = _fingerprint(kind, filters, given)
+    params |= {"key": key, "fingerprint": fingerprint}
+    # As keys.create_once: a key claimed by an earlier use is read in a new snapshot;
+    # one that expired meanwhile is released, and claimed once more.
+    for _ in range(2):
+        claimed = await db.fetch(user, keyed, params)
+        if claimed:
+            return Written(claimed[0][0])
+        earlier = await db.fetch(user, keys.REPLAY, params)
+        if earlier:
+            _, body, _, earlier_print = earlier[0]
+            if bytes(earlier_print) != fingerprint:
+                return keys.Reused()
+            return Written(body, replayed=True)
+    raise db.unavailable(cause="timeout")
