@@ -27,7 +27,7 @@ from service.app import create_app
 from service.db import Database, libpq_url
 from service.middleware import _header
 from service.settings import get_settings
-from service.store import Caller, Created, UserId, keys, lists, summary, todos
+from service.store import FILTERS, Caller, Created, UserId, bulk, keys, lists, summary, todos
 
 Middleware = Callable[[ASGIApp], ASGIApp]
 _ID_PATH = re.compile(r"^/api/v1/todos/(?P<id>[^/]+)$")
@@ -422,6 +422,28 @@ def _summary_counts_everyone() -> None:
     summary.SUMMARY = summary.SUMMARY.removesuffix("\nWHERE user_id = %(user_id)s")
 
 
+def _bulk_delete_ignores_its_filters() -> None:
+    """A bulk DELETE that drops its filters: every todo of the caller goes."""
+    for keyed in (False, True):
+        statement = bulk.DELETE_KEYED if keyed else bulk.DELETE
+        _bulk_statement(bulk.Kind.DELETE, keyed, statement.replace(FILTERS, ""))
+
+
+def _bulk_ignores_the_caller() -> None:
+    """Bulk writes that drop their condition on the caller, row-level security with it:
+    every user's todos that meet the filters are written."""
+    _no_second_wall()
+    for kind in bulk.Kind:
+        for keyed, statement in enumerate(bulk._STATEMENTS[kind]):
+            unbound = statement.replace("WHERE user_id = %(user_id)s AND ", "WHERE ")
+            _bulk_statement(kind, bool(keyed), unbound.replace("user_id = %(user_id)s", "true"))
+
+
+def _bulk_statement(kind: bulk.Kind, keyed: bool, statement: str) -> None:
+    plain, with_key = bulk._STATEMENTS[kind]
+    bulk._STATEMENTS[kind] = (plain, statement) if keyed else (statement, with_key)
+
+
 # Each defect: what it changes in the service, and the middleware it adds (if any).
 DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "foreign-readable": (lambda: _unfiltered("GET"), None),
@@ -455,6 +477,8 @@ DEFECTS: dict[str, tuple[Callable[[], None] | None, Middleware | None]] = {
     "v2-sort-loses-ties": (_sort_loses_ties, None),
     "v2-cursor-leaks": (_cursor_leaks, None),
     "v2-summary-counts-everyone": (_summary_counts_everyone, None),
+    "v2-bulk-delete-ignores-its-filters": (_bulk_delete_ignores_its_filters, None),
+    "v2-bulk-ignores-the-caller": (_bulk_ignores_the_caller, None),
 }
 
 

@@ -61,6 +61,21 @@ class KitRun:
         conn.close()
         return int(count)
 
+    def others(self, database_url: str) -> tuple[int, int]:
+        """The todos in that database this run did not make (neither its run id in the
+        title nor one of its users as the owner), and how many of them are completed."""
+        users = [u for u in self.report["users"].values() if u]
+        mark = f"{MARK}{self.report['run_id']}]%"
+        with psycopg2.connect(libpq_url(database_url)) as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), count(*) FILTER (WHERE is_completed) FROM todos"
+                " WHERE NOT (title LIKE %s OR user_id::text = ANY(%s))",
+                (mark, users),
+            )
+            (count, completed) = cursor.fetchone()
+        conn.close()
+        return int(count), int(completed)
+
 
 def kit_command(base_url: str, report_dir: Path, *args: str) -> list[str]:
     return [str(KIT), "run", "--base-url", base_url, "--report-dir", str(report_dir), *args]

@@ -235,6 +235,11 @@ BROKEN = {
     "v2-cursor-leaks": {"FR-013", "SC-005", "FR-201", "FR-202", "FR-203"},
     # 2.1's summary: counts that read other users' todos are its own id's failure.
     "v2-summary-counts-everyone": {"FR-214"},
+    # 2.1's bulk writes: each check's todos carry a tag of its own, so a delete that drops
+    # its filters is seen by clear completed alone; one that drops the caller, by the
+    # two checks that give another user a todo on the same tag.
+    "v2-bulk-delete-ignores-its-filters": {"FR-212"},
+    "v2-bulk-ignores-the-caller": {"FR-211", "FR-212"},
 }
 
 
@@ -257,7 +262,30 @@ def blamable(defect: str) -> list[str]:
 FUZZED_BROKEN = {"bad-id-500"}
 
 
+# The broken bulk writes run beside a stranger's todos (STRANGER's), which the kit's own
+# tag keeps every bulk write it sends from reaching: the test counts them after the run.
+BULK_BROKEN = ("v2-bulk-delete-ignores-its-filters", "v2-bulk-ignores-the-caller")
+STRANGER = (3, 1)
+
+
+def _a_stranger(base: str) -> None:
+    """A user the kit does not know, with three todos under tags a kit's check might use,
+    one of them completed."""
+    user = {"X-User-ID": str(uuid.uuid4())}
+    made = [
+        one_off.post(f"{base}/api/v2/todos", json={"title": f"mine {n}", "tags": ["work"]},
+                     headers=user).json()
+        for n in range(STRANGER[0])
+    ]  # fmt: skip
+    for todo in made[: STRANGER[1]]:
+        one_off.patch(
+            f"{base}/api/v2/todos/{todo['id']}", json={"is_completed": True}, headers=user
+        )
+
+
 def _broken_run(kits: Kits, defect: str) -> KitRun:
+    if defect in BULK_BROKEN:
+        _a_stranger(kits[defect].base)
     examples = "10" if FULL_DEPTH else "3" if defect in FUZZED_BROKEN else "0"
     checked = EVERY_ID if FULL_DEPTH else blamable(defect)
     return run_kit(

@@ -24,7 +24,16 @@ import yaml
 from better_auth import BetterAuth
 from conftest import REPO
 from kit_jobs import Kits, Reached, Scheduled, job
-from kit_runs import BROKEN, FULL_DEPTH, INTERRUPTING, LIMITS_IDS, SWEPT, broken_job
+from kit_runs import (
+    BROKEN,
+    BULK_BROKEN,
+    FULL_DEPTH,
+    INTERRUPTING,
+    LIMITS_IDS,
+    STRANGER,
+    SWEPT,
+    broken_job,
+)
 from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -413,6 +422,20 @@ def test_a_broken_implementation_fails_exactly_the_requirements_it_breaks(
     assert run.status == 1
     assert run.erring() == set(), run.output
     assert run.failing() == BROKEN[defect], run.output
+
+
+@pytest.mark.req("FR-212", "FR-213")
+@pytest.mark.parametrize(
+    "defect", [pytest.param(d, marks=pytest.mark.kit(f"broken {d}")) for d in BULK_BROKEN]
+)
+def test_a_broken_bulk_write_never_reaches_a_todo_the_kit_did_not_make(
+    kit_jobs: Scheduled, defect: str
+) -> None:
+    """Every bulk write the kit sends filters on a tag of its run: a delete that drops its
+    filters, or its caller, still reaches no stranger's todo."""
+    run = kit_jobs[f"broken {defect}"]
+    assert run.failing() == BROKEN[defect], run.output
+    assert run.others(kit_jobs.instance(defect).database_url) == STRANGER
 
 
 # Checked alone and without fuzzing: with every create slower than 2 s, a whole run would

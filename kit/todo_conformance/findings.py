@@ -61,6 +61,7 @@ BY_PARAMETER: dict[tuple[str, str], tuple[str, ...]] = {
     ("query", "due_before"): ("FR-201",),
     ("query", "q"): ("FR-201",),
     ("query", "sort"): ("FR-202",),
+    ("query", "all"): ("FR-213",),
 }
 # A body member: the requirement of its rules, and of its length when it is over it.
 BY_MEMBER: dict[str, tuple[str, ...]] = {
@@ -79,6 +80,7 @@ BY_BODY = {
     "PATCH /api/v1/todos/{todo_id}": ("FR-011",),
     "POST /api/v2/todos": ("FR-192",),
     "PATCH /api/v2/todos/{todo_id}": ("FR-192",),
+    "PATCH /api/v2/todos": ("FR-211",),
 }
 # ... or, when the case names nothing, by the part of the request made invalid.
 BY_COMPONENT = {"path": ("FR-019",), "query": ("FR-133",)}
@@ -100,6 +102,8 @@ BY_OPERATION = {
     "DELETE /api/v2/todos/{todo_id}": ("FR-012",),
     "GET /api/v2/todos/summary": ("FR-214",),
     "HEAD /api/v2/todos/summary": ("FR-214",),
+    "PATCH /api/v2/todos": ("FR-211",),
+    "DELETE /api/v2/todos": ("FR-212",),
 }
 # A success of another kind than the operation declares, by operation: 2.0's operations
 # keep 1.x's statuses, so a 2.0 create answered 200 breaks the rule that a create is 201

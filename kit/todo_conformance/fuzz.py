@@ -20,6 +20,7 @@ import httpx
 import yaml
 
 from todo_conformance.checks import Context
+from todo_conformance.checks.v2_bulk import run_tag
 from todo_conformance.findings import ids
 from todo_conformance.progress import Progress
 from todo_conformance.results import FAIL, CheckResult
@@ -171,6 +172,7 @@ class Fuzzer:
             **os.environ,
             "SCHEMATHESIS_HOOKS": "todo_conformance.fuzz_hooks",
             "TODO_CONFORMANCE_MARK": ctx.title(),
+            "TODO_CONFORMANCE_RUN_TAG": run_tag(ctx),
         }
         events, log = directory / "events.ndjson", directory / "output.txt"
         progress.phase("fuzzing", extra=lambda: f"{_scenarios(events)} scenarios")

@@ -7,10 +7,11 @@ can say. In a positive case:
   `next_cursor`) for that path, and under /api/v1 a `limit` comes with it, as the
   contract's prose asks: a made-up one, or one alone, is rightly 422; under /api/v2 it
   comes with the filters and sort it was issued for, which are put back as they were;
-- a bulk write (PATCH or DELETE /api/v2/todos) names at least one filter, or
-  `all=true`, as the contract's prose asks: with none it is rightly 422;
 - a title carries the run's mark, as every todo the kit makes does (when it still fits).
-Negative cases keep whatever was drawn."""
+Negative cases keep whatever was drawn, but for one thing: a bulk write (PATCH or DELETE
+/api/v2/todos), positive or not, filters on the run's own tag and never asks for `all`,
+so that it can only ever reach the todos this run made (and, positive, it has the filter
+the contract's prose asks for: with none it is rightly 422)."""
 
 import json
 import os
@@ -21,11 +22,10 @@ import schemathesis
 from schemathesis import GenerationMode
 
 MARK = os.environ.get("TODO_CONFORMANCE_MARK", "")
+RUN_TAG = os.environ["TODO_CONFORMANCE_RUN_TAG"]
 TITLE_MAX = 255
 V1 = "/api/v1/todos"
 BULK = ("PATCH /api/v2/todos", "DELETE /api/v2/todos")
-# What a bulk write may name to say which todos it writes.
-_WHICH = ("all", "completed", "priority", "tag", "due_after", "due_before", "q")
 # Each cursor handed out: the path it came from and the query it was issued for.
 _handed_out: dict[str, tuple[str, dict[str, Any]]] = {}
 
@@ -36,14 +36,14 @@ def _positive(case: schemathesis.Case[Any]) -> bool:
 
 @schemathesis.hook
 def before_call(ctx: Any, case: schemathesis.Case[Any], **kwargs: Any) -> None:
+    if case.operation.label in BULK:
+        _own_run_only(case)
     if not _positive(case):
         return
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = str(uuid.uuid4())
     if case.query and "cursor" in case.query:
         _cursor(case)
-    if case.operation.label in BULK and not set(case.query or {}) & set(_WHICH):
-        case.query = {**(case.query or {}), "all": "true"}
     body = case.body
     if not isinstance(body, dict):
         return
@@ -52,6 +52,16 @@ def before_call(ctx: Any, case: schemathesis.Case[Any], **kwargs: Any) -> None:
         marked = f"{MARK} {title}"
         if len(marked) <= TITLE_MAX:
             body["title"] = marked
+
+
+def _own_run_only(case: schemathesis.Case[Any]) -> None:
+    """The run's tag among the tags a bulk write filters on (a todo must carry every tag
+    given), whatever else was drawn; `all` goes."""
+    query = dict(case.query or {})
+    query.pop("all", None)
+    drawn = query.get("tag", [])
+    query["tag"] = [*(drawn if isinstance(drawn, list) else [drawn]), RUN_TAG]
+    case.query = query
 
 
 def _cursor(case: schemathesis.Case[Any]) -> None:

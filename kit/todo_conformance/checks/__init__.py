@@ -337,6 +337,6 @@ def check(
 # Every check registers itself as its module is imported: importing this package imports
 # them all, so that REGISTRY is whole wherever it is read.
 MODULES = ("cors", "crud", "http", "identity", "isolation", "limits", "pages", "retries",
-           "text", "v2_todo", "v2_lists", "v2_summary", "validation")  # fmt: skip
+           "text", "v2_todo", "v2_lists", "v2_summary", "v2_bulk", "validation")  # fmt: skip
 for _module in MODULES:
     importlib.import_module(f"{__name__}.{_module}")
