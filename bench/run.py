@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -493,6 +494,71 @@ def _v2_summary(bench: Bench, admin: Engine, stage: str, servers: dict[str, Serv
     bench.notes["v2_summary_ratios"] = ratios
 
 
+def _timed(call: Any) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def _bulk_round(base: str, user: str) -> dict[str, float]:
+    """One round for a new user of 1,000 open todos (half of them high priority): toggle
+    all in one request against 1,000 single PATCHes, and clear completed over 500 in one
+    against 500 DELETEs; each the wall seconds of its requests, one after another on one
+    connection."""
+    with httpx.Client(base_url=base, headers={"X-User-ID": user}, timeout=60) as http:
+
+        def sent(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+            answer = http.request(method, path, json=body)
+            assert answer.status_code in (200, 201, 204), answer.text
+            return answer.json() if answer.content else None
+
+        def each(method: str, ids: list[str], body: dict[str, Any] | None = None) -> None:
+            for todo in ids:
+                sent(method, f"/api/v2/todos/{todo}", body)
+
+        made = [
+            sent(
+                "POST", "/api/v2/todos", {"title": f"bulk {n}", "priority": ("low", "high")[n % 2]}
+            )["id"]
+            for n in range(1000)
+        ]
+        done = {"is_completed": True}
+        seconds = {
+            "toggle all (1 request)": _timed(
+                lambda: sent("PATCH", "/api/v2/todos?completed=false", done)
+            )
+        }
+        sent("PATCH", "/api/v2/todos?all=true", {"is_completed": False})
+        seconds["1,000 single PATCHes"] = _timed(lambda: each("PATCH", made, done))
+        sent("PATCH", "/api/v2/todos?all=true", {"is_completed": False})
+        sent("PATCH", "/api/v2/todos?priority=high", done)
+        seconds["clear completed (1 request, 500)"] = _timed(
+            lambda: sent("DELETE", "/api/v2/todos?completed=true")
+        )
+        rest = [t["id"] for t in sent("GET", "/api/v2/todos?limit=1000")["items"]]
+        assert len(rest) == 500, len(rest)
+        seconds["500 single DELETEs"] = _timed(lambda: each("DELETE", rest))
+    return seconds
+
+
+def _v2_bulk(bench: Bench, servers: dict[str, Server]) -> None:
+    """Issue 33's bulk figures: each form's seconds in every round (a new user each), and
+    how many times fewer seconds the one request takes, as `v2_bulk` in the notes."""
+    rounds = [
+        _bulk_round(servers["ours"].base, str(uuid.uuid4())) for _ in range(bench.args.rounds)
+    ]
+    figures: dict[str, Any] = {k: [round(r[k], 4) for r in rounds] for k in rounds[0]}
+    figures["toggle all: times fewer seconds"] = [
+        round(r["1,000 single PATCHes"] / r["toggle all (1 request)"], 1) for r in rounds
+    ]
+    figures["clear completed: times fewer seconds"] = [
+        round(r["500 single DELETEs"] / r["clear completed (1 request, 500)"], 1) for r in rounds
+    ]
+    for name, values in figures.items():
+        print(f"bulk  {name}: {values}", flush=True)
+    bench.notes["v2_bulk"] = figures
+
+
 def _against_build(
     bench: Bench,
     stage: str,
@@ -703,6 +769,7 @@ def run(bench: Bench) -> None:
         _features(bench, stage, table, servers)
         _v2_lists(bench, admin, stage, servers)
         _v2_summary(bench, admin, stage, servers)
+        _v2_bulk(bench, servers)
         for name in bench.notes.get("builds", {}):
             _against_build(bench, stage, table, servers, name, slices)
         _switched(bench, stage, table, servers)
