@@ -18,7 +18,7 @@ RELEASED = {
     version: yaml.safe_load(
         (REPO / "contracts" / "released" / f"openapi-{version}.yaml").read_text()
     )
-    for version in ("1.0.0", "1.1.0", "1.2.0", "2.0.0")
+    for version in ("1.0.0", "1.1.0", "1.2.0", "2.0.0", "2.1.0")
 }
 BASELINE = RELEASED["1.0.0"]
 CURRENT: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
