@@ -116,17 +116,13 @@ def toggle_all_completes_every_match_and_counts_the_changed(ctx: Context) -> Non
     etag_c = _read(ctx, user, todos["C"]).header("etag")
     answer = _bulk(ctx, "PATCH", user, tag, "", {"is_completed": True})
     _counted(answer, "updated", 2, "completing the run's three todos, one already completed")
+    # (That a changed todo's updated_at moves is FR-011's, checked on its own.)
     for letter in "AB":
         read = _read(ctx, user, todos[letter])
         body = read.json_or_none() or {}
         expect(
             read.status == 200 and body.get("is_completed") is True,
             f"todo {letter} is not completed after the bulk PATCH",
-            read,
-        )
-        expect(
-            body.get("updated_at") != todos[letter]["updated_at"],
-            f"todo {letter} was changed but kept its updated_at",
             read,
         )
     read = _read(ctx, user, todos["C"])
