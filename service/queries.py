@@ -152,6 +152,10 @@ def bulk_filters(query: QueryParams) -> tuple[Filters, list[FieldError]]:
         elif name not in _FILTER_NAMES and name != _EVERY:
             accepted = ", ".join((*_FILTER_NAMES, _EVERY))
             errors.append(FieldError(name, f"is not a parameter of a bulk write ({accepted})"))
+    given = query.getlist("q")
+    if len(given) == 1 and given[0] and not given[0].split():
+        # A list takes it for no filter; a bulk write would then reach every todo.
+        errors.append(FieldError("q", "must hold a word: spaces alone filter nothing"))
     every = errors.once(query, _EVERY)
     if every is not None and every != "true":
         errors.append(FieldError(_EVERY, "must be true, to mean every todo"))

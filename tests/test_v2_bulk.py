@@ -141,6 +141,9 @@ def test_clear_completed_deletes_every_completed_todo_and_counts_them(
         ("completed=true&limit=10", "limit"),
         ("completed=yes", "completed"),
         ("tag=", "tag"),
+        # A list reads a q of spaces as no filter: a bulk write must not read it as all.
+        ("q=%20%20", "q"),
+        ("q=%09", "q"),
     ],
 )
 def test_a_missing_filter_or_an_unknown_parameter_is_a_422_naming_it_and_nothing_changes(
