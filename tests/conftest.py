@@ -31,7 +31,7 @@ from service.app import create_app
 from service.db import Database, sqlalchemy_url
 from service.embedded import EmbeddedPostgres
 from service.settings import Settings
-from service.store import bulk, keys, todos
+from service.store import bulk, keys, summary, todos
 from service.store.named import statements
 
 REPO = Path(__file__).resolve().parent.parent
@@ -232,8 +232,8 @@ def jwt_client(postgres_url: str, better_auth: BetterAuth, database: Database) -
 
 
 # The application's user filter in the store's statements: `user_id = <the caller>` on
-# todos and keys, `id = <the caller>` on users.
-_USER_FILTER = re.compile(r"\b(?:user_id|id) = %\(user_id\)s")
+# todos, keys and tags (qualified or not), `id = <the caller>` on users.
+_USER_FILTER = re.compile(r"\b(?:\w+\.)?(?:user_id|id) = %\(user_id\)s")
 
 
 @contextmanager
@@ -241,7 +241,8 @@ def unfiltered_service(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> I
     """The service with the first wall removed from every store statement, on a pool of
     its own: the SQL audit would rightly flag these statements."""
     removed = 0
-    for name, statement in {**statements(todos), **statements(keys), **statements(bulk)}.items():
+    every = {**statements(todos), **statements(keys), **statements(bulk), **statements(summary)}
+    for name, statement in every.items():
         module, constant = name.rsplit(".", 1)
         unfiltered, found = _USER_FILTER.subn("true", statement)
         monkeypatch.setattr(f"{module}.{constant}", unfiltered)

@@ -424,24 +424,17 @@ def _summary_counts_everyone() -> None:
 
 def _bulk_delete_ignores_its_filters() -> None:
     """A bulk DELETE that drops its filters: every todo of the caller goes."""
-    for keyed in (False, True):
-        statement = bulk.DELETE_KEYED if keyed else bulk.DELETE
-        _bulk_statement(bulk.Kind.DELETE, keyed, statement.replace(FILTERS, ""))
+    bulk.DELETE = bulk.DELETE.replace(FILTERS, "")
+    bulk.DELETE_KEYED = bulk.DELETE_KEYED.replace(FILTERS, "")
 
 
 def _bulk_ignores_the_caller() -> None:
     """Bulk writes that drop their condition on the caller, row-level security with it:
     every user's todos that meet the filters are written."""
     _no_second_wall()
-    for kind in bulk.Kind:
-        for keyed, statement in enumerate(bulk._STATEMENTS[kind]):
-            unbound = statement.replace("WHERE user_id = %(user_id)s AND ", "WHERE ")
-            _bulk_statement(kind, bool(keyed), unbound.replace("user_id = %(user_id)s", "true"))
-
-
-def _bulk_statement(kind: bulk.Kind, keyed: bool, statement: str) -> None:
-    plain, with_key = bulk._STATEMENTS[kind]
-    bulk._STATEMENTS[kind] = (plain, statement) if keyed else (statement, with_key)
+    for name in ("UPDATE", "UPDATE_KEYED", "DELETE", "DELETE_KEYED"):
+        unbound = getattr(bulk, name).replace("WHERE user_id = %(user_id)s AND ", "WHERE ")
+        setattr(bulk, name, unbound.replace("user_id = %(user_id)s", "true"))
 
 
 # Each defect: what it changes in the service, and the middleware it adds (if any).

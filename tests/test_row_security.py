@@ -188,7 +188,12 @@ def test_the_database_alone_keeps_users_apart(
     changed = client.patch(many, json={"is_completed": True}, headers=as_user(bob))
     assert changed.json() == {"updated": 0}
     assert client.delete(many, headers=as_user(bob)).json() == {"deleted": 0}
+    counted = client.get("/api/v2/todos/summary", headers=as_user(bob)).json()
+    assert (counted["total"], counted["open"]) == (1, 1)
     assert _everything(admin_engine) == before
+    every = "/api/v2/todos?all=true"
+    changed = client.patch(every, json={"priority": "high"}, headers=as_user(bob))
+    assert changed.json() == {"updated": 1}
     assert client.get(path, headers=as_user(alice)).json() == victim
 
 
