@@ -317,6 +317,9 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_no_write(
             headers=as_user(user),
             timeout=15,
         )
+        # In flight for certain before the load and the SIGTERM: on a busy machine it
+        # took longer to be sent (a new client, its TLS context) than the load to flow.
+        until(lambda: bool(_waiting_on_a_lock(admin_engine)), 30, "the PATCH to wait on the lock")
         writers = [pool.submit(write, n) for n in range(8)]
         until(lambda: len(acknowledged) >= 50, 30, "load is flowing")
         service.process.terminate()
