@@ -20,6 +20,9 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+# libyaml's parser where PyYAML has it: ten times the pure-Python one's speed, on
+# documents of thousands of lines.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 _TIGHTER_IF_LOWER = ("maxLength", "maximum", "maxItems", "maxProperties")
 # Inputs 1.2 bounds (FR-153, the OWASP API4 rules) that accepted nothing more before in
@@ -215,14 +218,17 @@ def verdict(old_spec: Spec, new_spec: Spec) -> tuple[bool, list[str]]:
 RELEASED = sorted((HERE / "released").glob("openapi-*.yaml"))
 
 
+def load(path: Path) -> Spec:
+    spec: Spec = yaml.load(path.read_bytes(), Loader=_LOADER)
+    return spec
+
+
 def main(argv: list[str]) -> int:
     current = Path(argv[1]) if len(argv) > 1 else HERE.parent / "openapi.yaml"
     released = [Path(a) for a in argv[2:]] or RELEASED
     failed = False
     for baseline in released:
-        ok, problems = verdict(
-            yaml.safe_load(baseline.read_text()), yaml.safe_load(current.read_text())
-        )
+        ok, problems = verdict(load(baseline), load(current))
         for problem in problems:
             print(f"breaking ({baseline.name}): {problem}")
         if not ok:

@@ -17,6 +17,7 @@ import httpx
 import one_off
 import pytest
 import yaml
+from conftest import read_yaml
 from ports import free_port
 
 
@@ -101,7 +102,7 @@ class _Process:
 def to_webhook(shipped: Path, url: str) -> dict[str, Any]:
     """The shipped Alertmanager configuration, its routes and inhibitions as they are,
     each receiver delivering to `url` instead (the webhook's post names the receiver)."""
-    config: dict[str, Any] = yaml.safe_load(shipped.read_text())
+    config: dict[str, Any] = read_yaml(shipped)
     config["receivers"] = [
         {"name": receiver["name"], "webhook_configs": [{"url": url, "send_resolved": False}]}
         for receiver in config["receivers"]

@@ -17,8 +17,7 @@ from functools import partial
 import environment
 import one_off
 import psycopg2
-import yaml
-from conftest import REPO
+from conftest import REPO, read_yaml
 from implementations import SHIPPED
 from kit_jobs import JOBS, ORIGIN, Kits, job
 from todo_conformance.checks import REGISTRY
@@ -29,7 +28,7 @@ from service.db import libpq_url
 
 FULL_DEPTH = os.environ.get("KIT_DEPTH") == "full"
 
-CATALOGUE = yaml.safe_load((REPO / "contracts" / "requirements.yaml").read_text())["requirements"]
+CATALOGUE = read_yaml(REPO / "contracts" / "requirements.yaml")["requirements"]
 EVERY_ID = [r["id"] for r in CATALOGUE]
 # SC-002's check makes and deletes a thousand todos, most of a run's requests, and reads
 # no identity: in the shallow sweep the header-mode run alone proves it, and the other

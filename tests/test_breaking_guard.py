@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, SPEC_PATH
+from conftest import REPO, SPEC_PATH, read_yaml
 
 _spec = importlib.util.spec_from_file_location("breaking", REPO / "contracts" / "breaking.py")
 assert _spec is not None and _spec.loader is not None
@@ -15,13 +15,11 @@ breaking = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(breaking)
 
 RELEASED = {
-    version: yaml.safe_load(
-        (REPO / "contracts" / "released" / f"openapi-{version}.yaml").read_text()
-    )
+    version: read_yaml(REPO / "contracts" / "released" / f"openapi-{version}.yaml")
     for version in ("1.0.0", "1.1.0", "1.2.0", "2.0.0", "2.1.0")
 }
 BASELINE = RELEASED["1.0.0"]
-CURRENT: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+CURRENT: dict[str, Any] = read_yaml(SPEC_PATH)
 
 
 def _changed(change: Any) -> dict[str, Any]:

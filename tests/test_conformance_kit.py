@@ -22,7 +22,7 @@ import one_off
 import pytest
 import yaml
 from better_auth import BetterAuth
-from conftest import REPO
+from conftest import REPO, read_yaml
 from kit_jobs import Kits, Reached, Scheduled, job
 from kit_runs import (
     BROKEN,
@@ -39,7 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kit import KitRun, run_kit
 
-CATALOGUE = yaml.safe_load((REPO / "contracts" / "requirements.yaml").read_text())["requirements"]
+CATALOGUE = read_yaml(REPO / "contracts" / "requirements.yaml")["requirements"]
 UNOBSERVABLE = {r["id"] for r in CATALOGUE if r.get("unobservable")}
 # What no run here can check: the options a deployment must declare, and (in each
 # mode) the requirements of the other. Only the header-mode run names a metrics listener.
@@ -235,7 +235,7 @@ def _contract_1_x_runs(kits: Kits) -> tuple[KitRun, KitRun]:
     base = kits.service("header").base
     released = REPO / "contracts" / "released" / "openapi-1.2.0.yaml"
     older = run_kit(base, directory / "1.2.0", "--contract", str(released), *only)
-    document = yaml.safe_load((REPO / "openapi.yaml").read_text())
+    document = read_yaml(REPO / "openapi.yaml")
     document["paths"] = {p: v for p, v in document["paths"].items() if not p.startswith("/api/v2")}
     without = directory / "without-v2.yaml"
     without.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -4,15 +4,14 @@ import re
 from typing import Any
 
 import pytest
-import yaml
-from conftest import SPEC_PATH
+from conftest import SPEC_PATH, read_yaml
 from fastapi.testclient import TestClient
 from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from openapi_spec_validator import validate
 
 from service.errors import ServiceError
 
-SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+SPEC: dict[str, Any] = read_yaml(SPEC_PATH)
 
 
 @pytest.mark.req("FR-020")

@@ -9,10 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import yaml
 from api import TODOS
 from better_auth import BetterAuth
-from conftest import SPEC_PATH, jwt_settings, make_settings
+from conftest import SPEC_PATH, jwt_settings, make_settings, read_yaml
 from fastapi.testclient import TestClient
 from httpx2 import Response  # what TestClient answers (Starlette prefers httpx2)
 from starlette.middleware import Middleware
@@ -22,7 +21,7 @@ from service.app import create_app
 from service.db import Database
 from service.settings import Settings
 
-SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+SPEC: dict[str, Any] = read_yaml(SPEC_PATH)
 ORIGIN = "https://app.example.com"
 FAIL = "x-test-fail-here"
 # Headers sent whenever they apply: to a listed origin (every answer here asks from

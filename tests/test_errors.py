@@ -7,14 +7,13 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 from api import TODOS, as_user, problem, todo_url
-from conftest import SPEC_PATH
+from conftest import SPEC_PATH, read_yaml
 from fastapi.testclient import TestClient
 
 from service.store import todos
 
-SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+SPEC: dict[str, Any] = read_yaml(SPEC_PATH)
 PROBLEM_SCHEMA = {**SPEC["components"]["schemas"]["Problem"], "components": SPEC["components"]}
 SOME_ID = "0b9f1f6e-3c0a-4b8e-9b7e-6f3f3d2a1c55"
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-import yaml
-from conftest import REPO
+from conftest import REPO, read_yaml
 from schemathesis.core.failures import (
     AcceptedNegativeData,
     ContentTypeServerError,
@@ -45,7 +44,7 @@ from schemathesis.reporting.ndjson import serialize
 from todo_conformance.findings import KNOWN_TYPES, ids
 from todo_conformance.fuzz import mode_view
 
-CONTRACT = mode_view(yaml.safe_load((REPO / "openapi.yaml").read_text()), "header")
+CONTRACT = mode_view(read_yaml(REPO / "openapi.yaml"), "header")
 WORDS = "title description X-User-ID todo_id Idempotency-Key If-Match limit ETag Location"
 CREATE, LIST, ONE = "POST /api/v1/todos", "GET /api/v1/todos", "GET /api/v1/todos/{todo_id}"
 PATCH, DELETE = "PATCH /api/v1/todos/{todo_id}", "DELETE /api/v1/todos/{todo_id}"

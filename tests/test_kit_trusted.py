@@ -21,9 +21,8 @@ from xml.etree import ElementTree
 
 import environment
 import pytest
-import yaml
 from better_auth import BetterAuth
-from conftest import REPO
+from conftest import REPO, read_yaml
 from implementations import HOUSE_STYLE, SHIPPED
 from kit_jobs import ORIGIN, Kits, Scheduled, job
 from kit_runs import FULL_DEPTH, broken_job
@@ -32,9 +31,9 @@ from todo_conformance.checks import REGISTRY
 
 from kit import KIT, KitRun, RecordingProxy, kit_command, run_kit
 
-CATALOGUE = yaml.safe_load((REPO / "contracts" / "requirements.yaml").read_text())["requirements"]
+CATALOGUE = read_yaml(REPO / "contracts" / "requirements.yaml")["requirements"]
 KNOWN = [r["id"] for r in CATALOGUE]
-CONTRACT = yaml.safe_load((REPO / "openapi.yaml").read_text())
+CONTRACT = read_yaml(REPO / "openapi.yaml")
 RELEASED_1_0 = REPO / "contracts" / "released" / "openapi-1.0.0.yaml"
 
 

@@ -27,9 +27,8 @@ import jwt
 import mcp_types as types
 import one_off
 import pytest
-import yaml
 from better_auth import PASSWORD, BetterAuth
-from conftest import REPO, make_settings
+from conftest import REPO, make_settings, read_yaml
 from databases import Databases
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
@@ -52,7 +51,7 @@ from service.db import Database
 from service.identity import owner_id
 from service.settings import Settings, settings_problems
 
-CONTRACT: dict[str, Any] = yaml.safe_load((REPO / "openapi.yaml").read_text())
+CONTRACT: dict[str, Any] = read_yaml(REPO / "openapi.yaml")
 TOOLS = {
     "list_todos",
     "get_todo",

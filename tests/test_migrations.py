@@ -5,10 +5,9 @@ import sys
 import uuid
 
 import pytest
-import yaml
 from alembic import command
 from alembic.script import ScriptDirectory
-from conftest import SPEC_PATH
+from conftest import SPEC_PATH, read_yaml
 from databases import Databases
 from served import Serve
 from sqlalchemy import create_engine, text
@@ -67,7 +66,7 @@ def test_each_view_of_a_todo_is_exactly_its_schema_in_the_contracts_order(
     """The data layer spells a todo as row_to_json of a view's row type: todo_v1 holds
     exactly 1.x's members and todo_v2 exactly 2.0's, each in its schema's order, so no
     column added to todos changes an answer."""
-    spec = yaml.safe_load(SPEC_PATH.read_text())["components"]["schemas"]
+    spec = read_yaml(SPEC_PATH)["components"]["schemas"]
     engine = create_engine(sqlalchemy_url(postgres_url))
     with engine.begin() as conn:
         for row_type, schema in (("todo_v1", "Todo"), ("todo_v2", "TodoV2")):

@@ -25,8 +25,8 @@ import one_off
 import psutil
 import pytest
 import sqlalchemy
-import yaml
 from alerting import heading_anchors
+from conftest import read_yaml
 from kit_jobs import Kits, Scheduled, job
 from ports import free_port
 from prometheus_server import PrometheusServer
@@ -51,9 +51,7 @@ POOL_SIZE = 4
 
 
 def _rules() -> list[dict[str, Any]]:
-    return [
-        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
-    ]
+    return [rule for group in read_yaml(RULES)["groups"] for rule in group["rules"]]
 
 
 # -- the rules and the dashboard, as files ------------------------------------------------
@@ -76,7 +74,7 @@ def test_the_rules_pass_promtool_and_every_alert_is_unit_tested_firing_and_quiet
     alerts = {rule["alert"] for rule in _rules() if "alert" in rule}
     cases = [
         case
-        for test in yaml.safe_load((RULES_DIR / "rules_test.yml").read_text())["tests"]
+        for test in read_yaml(RULES_DIR / "rules_test.yml")["tests"]
         for case in test.get("alert_rule_test", [])
     ]
     assert {c["alertname"] for c in cases if c["exp_alerts"]} == alerts, "an alert never fires"
@@ -117,7 +115,7 @@ def test_a_job_of_another_name_is_one_substitution_and_the_unit_tests_still_pass
         )
         assert done.returncode == 0, done.stdout + done.stderr
     # Every series read from a scrape (a recording rule's name has a colon) names the job.
-    renamed = yaml.safe_load((tmp_path / "rules.yml").read_text())
+    renamed = read_yaml(tmp_path / "rules.yml")
     exprs = " ".join(rule["expr"] for group in renamed["groups"] for rule in group["rules"])
     scraped = [m for m in re.findall(r"([\w:]+)\{([^}]*)\}", exprs) if ":" not in m[0]]
     assert scraped and all(re.search(r'\bjob="api-eu-1(-ready)?"', m[1]) for m in scraped)
@@ -173,7 +171,7 @@ def test_the_blackbox_exporter_takes_the_probe_as_shipped() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "todo_ready" in yaml.safe_load(config.read_text())["modules"]
+    assert "todo_ready" in read_yaml(config)["modules"]
 
 
 # A string enum of Grafana's schema takes its values as JSON spells them.
@@ -513,7 +511,7 @@ def test_cpu_memory_pool_and_build_read_right_under_load(kit_jobs: Scheduled) ->
     assert 0 < at_most(connections("idle")) <= 2 * POOL_SIZE
 
     [build] = prometheus.query(f'todo_build_info{{job="{JOB}"}}', at)
-    contract = yaml.safe_load((REPO / "openapi.yaml").read_text())["info"]["version"]
+    contract = read_yaml(REPO / "openapi.yaml")["info"]["version"]
     # What the checkout says, not what the installed package says of itself (as the
     # metric does): a stale install shows.
     released = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from todo_conformance import report
-from todo_conformance.catalogue import Contract, requirements
+from todo_conformance.catalogue import Contract, load_yaml, requirements
 from todo_conformance.checks import Options
 from todo_conformance.checks.limits import MOST_TO_SPEND
 from todo_conformance.fuzz import Fuzzer
@@ -137,7 +137,7 @@ def _expected(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
     try:
-        listed = yaml.safe_load(path.read_text())
+        listed = load_yaml(path.read_text())
     except OSError as error:
         raise Mistake(f"--expected-failures {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
