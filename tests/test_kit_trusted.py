@@ -28,6 +28,7 @@ from kit_jobs import ORIGIN, Kits, Scheduled, job
 from kit_runs import FULL_DEPTH, broken_job
 from ports import free_port
 from todo_conformance.checks import REGISTRY
+from todo_conformance.fuzz import signals_held
 
 from kit import KIT, KitRun, RecordingProxy, kit_command, run_kit
 
@@ -311,6 +312,21 @@ def test_an_interrupted_run_says_so_in_the_console_and_all_four_reports_and_exit
     [case] = [c for c in junit.iter("testcase") if c.get("name") == "interrupted"]
     assert case.find("error") is not None
     assert run.report["cleanup"]["completed"] is True
+
+
+@pytest.mark.req("FR-173")
+def test_a_signal_while_the_fuzzer_starts_stops_the_run_once_its_process_can_be_stopped() -> None:
+    """A signal that cut the start of the fuzzer's process in two would leave it running,
+    unseen, making todos after the cleanup: it is heard as the process has started."""
+    heard: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: heard.append(signum))
+    try:
+        with signals_held():
+            signal.raise_signal(signal.SIGTERM)
+            assert heard == [], "heard while the process was being started"
+        assert heard == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- mistakes ------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,30 +177,32 @@ class Fuzzer:
             "TODO_CONFORMANCE_RUN_TAG": run_tag(ctx),
         }
         events, log = directory / "events.ndjson", directory / "output.txt"
-        progress.phase("fuzzing", extra=lambda: f"{_scenarios(events)} scenarios")
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                self.command(ctx, directory),
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
+        process: subprocess.Popen[str] | None = None
         try:
+            command = self.command(ctx, directory)
+            progress.phase("fuzzing", extra=lambda: f"{_scenarios(events)} scenarios")
+            with signals_held(), log.open("w") as output:
+                process = subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                )
             process.wait(timeout=1800)
         finally:
-            if process.poll() is None:
+            if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=30)
             results = self._read(ctx, events)
-            output_text = log.read_text(errors="replace")
+            output_text = log.read_text(errors="replace") if log.exists() else ""
             # The event log carries the users' tokens, so it goes with its directory, and
             # the summary does not point at it.
             shutil.rmtree(directory, ignore_errors=True)
         kept = [line for line in output_text.splitlines() if line.strip() and "NDJSON:" not in line]
         summary = [line for line in kept if line != "Reports:"][-25:]
-        ctx.notes["fuzz"] = {"exit_status": process.returncode, "summary": summary}
+        ctx.notes["fuzz"] = {"exit_status": process and process.returncode, "summary": summary}
         return results
 
     def _read(self, ctx: Context, events: Path) -> list[CheckResult]:
@@ -245,6 +249,25 @@ class Fuzzer:
                             exchanges=[_exchange(interaction, None).shown()] if interaction else [],
                         )
         return list(found.values())
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends, then stop the run as they would have:
+    one that cut the fuzzer's start in two would leave it running in a session of its
+    own, making todos after the cleanup had looked for them."""
+    heard: list[int] = []
+    kept = {
+        held: signal.signal(held, lambda signum, frame: heard.append(signum))
+        for held in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for held, handler in kept.items():
+            signal.signal(held, handler)
+        for signum in heard[:1]:
+            signal.raise_signal(signum)
 
 
 def _scenarios(events: Path) -> int:
