@@ -7,15 +7,19 @@ lookup of the user's list version may read `users` as it likes)."""
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+import sqlalchemy
+from conftest import make_settings
+from databases import Databases
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ProgrammingError
 
-from service.db import Database
+from service.db import Database, sqlalchemy_url
 from service.settings import Settings
 from service.store import lists
 
@@ -68,6 +72,22 @@ def _seed(engine: Engine) -> None:
         conn.execute(text("VACUUM ANALYZE todo_items"))
 
 
+class Seeded(NamedTuple):
+    settings: Settings
+    engine: Engine
+
+
+@pytest.fixture(scope="module")
+def seeded(databases: Databases) -> Iterator[Seeded]:
+    """A database of this module's own, seeded once (some seconds of inserts): its tests
+    only read it. The service's settings for it, and an engine for inspection."""
+    url = databases.clone("plans")
+    engine = sqlalchemy.create_engine(sqlalchemy_url(url))
+    _seed(engine)
+    yield Seeded(make_settings(url), engine)
+    engine.dispose()
+
+
 def _plan(
     db: Database, sort: lists.Sort, filters: lists.Filters, explain: str = "COSTS OFF"
 ) -> str:
@@ -94,10 +114,9 @@ def _whole_set(plan: str) -> list[str]:
 
 @pytest.mark.req("FR-201", "FR-202", "FR-203")
 def test_no_sort_or_single_filter_orders_or_scans_the_users_whole_set(
-    settings: Settings, admin_engine: Engine
+    seeded: Seeded,
 ) -> None:
-    _seed(admin_engine)
-    db = Database(settings)  # a pool of its own: EXPLAIN is none of the service's statements
+    db = Database(seeded.settings)  # a pool of its own: EXPLAIN is none of the service's statements
     try:
         asked = [(sort, "none") for sort in lists.SORTS.values()]
         asked += [(lists.SORTS["-created_at"], name) for name in FILTERS if name != "none"]
@@ -127,14 +146,13 @@ def _filtered_todos(plan: str) -> list[str]:
 @pytest.mark.req("FR-201", "FR-203")
 @pytest.mark.parametrize("tag", ["work", "home", "carried by none"])
 def test_a_tagged_page_reads_only_its_tags_rows_in_the_lists_order(
-    settings: Settings, admin_engine: Engine, tag: str
+    seeded: Seeded, tag: str
 ) -> None:
     """Under row-level security no index can narrow `tags @>` (not leakproof): the page
     was a walk of the caller's newest-first index, filtering, which for a tag nobody
     carries read all their todos. From todo_tags it reads the page's rows and no other,
     however rare the tag."""
-    _seed(admin_engine)
-    db = Database(settings)
+    db = Database(seeded.settings)
     try:
         for name in ("-created_at", "created_at"):
             plan = _plan(
@@ -172,7 +190,7 @@ def _blocks(plan: dict[str, Any]) -> int:
     ("-created_at", "todo", 2),
 ])  # fmt: skip
 def test_q_reads_its_matches_not_the_users_whole_set(
-    settings: Settings, admin_engine: Engine, sort: str, word: str, share: int
+    seeded: Seeded, sort: str, word: str, share: int
 ) -> None:
     """Under row-level security LIKE (not leakproof) is never an index condition, so a
     list with `q` read every block holding the caller's todos. Through migration 0008's
@@ -180,15 +198,14 @@ def test_q_reads_its_matches_not_the_users_whole_set(
     than a tenth of those blocks (the trigram index); a word in every one, less than
     half (a walk of the newest-first index for the page's ids, then each read again
     under the policy by its primary key). Measured warm: the second run of each."""
-    _seed(admin_engine)
-    with admin_engine.connect() as conn:
+    with seeded.engine.connect() as conn:
         held = conn.execute(
             text(
                 "SELECT count(DISTINCT (ctid::text::point)[0]) FROM todo_items WHERE user_id = :big"
             ),
             {"big": BIG},
         ).scalar_one()
-    db = Database(settings)
+    db = Database(seeded.settings)
     try:
         filters = lists.Filters(words=(word,))
         for _ in range(2):
@@ -200,14 +217,11 @@ def test_q_reads_its_matches_not_the_users_whole_set(
 
 
 @pytest.mark.req("FR-201", "FR-013", "SC-005")
-def test_the_search_function_reads_only_the_callers_todos(
-    settings: Settings, admin_engine: Engine
-) -> None:
+def test_the_search_function_reads_only_the_callers_todos(seeded: Seeded) -> None:
     """todo_search_page reads as its owner, past the policy: who the caller is comes
     from the request's setting alone, and no other role may call it."""
-    _seed(admin_engine)
     arguments = "'%todo%', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true, 100000"
-    with admin_engine.connect() as conn:
+    with seeded.engine.connect() as conn:
         with conn.begin():
             owners = conn.execute(text("SELECT id FROM users")).scalars().all()
         for owner in owners[:3]:
