@@ -55,14 +55,18 @@ WITH target AS (
 ),"""
 
 
+def _body(kind: Kind) -> str:
+    """The answer's JSON, `{"updated": n}` or `{"deleted": n}`, counting the rows read."""
+    return f"""'{{"{kind.value}":' || count(*) || '}}'"""
+
+
 # The claim's answer counts what the write will: the locked todos, which nothing else
 # can change before this transaction ends.
 def _claimed(kind: Kind) -> str:
     return f"""
 claim AS (
     INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
-    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL,
-           '{{"{kind.value}":' || count(*) || '}}'
+    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL, {_body(kind)}
     FROM target
     ON CONFLICT (user_id, key) DO NOTHING
     RETURNING body
@@ -101,7 +105,7 @@ written AS (
 
 def _answered(kind: Kind) -> str:
     return f"""
-SELECT '{{"{kind.value}":' || count(*) || '}}' FROM written"""
+SELECT {_body(kind)} FROM written"""
 
 
 _ANSWER_CLAIMED = "\nSELECT body FROM claim"

@@ -6,7 +6,8 @@
   as one. Dropping NOT NULL only changes the catalogue: no scan, no rewrite.
 - The triggers that bump the caller's list version after an update or a delete also
   check a bulk write's `If-Match`: given the versions it names (`app.if_list_version`,
-  set by the bulk statement for itself alone), the version the statement found, read
+  set by the bulk statement local to its transaction, which holds that statement
+  alone), the version the statement found, read
   under the users row's lock it takes anyway, must be one of them, or the statement
   fails with SQLSTATE TD412 and writes nothing. The check happens where the version
   moves, so it takes no lock of its own: the users row stays the last lock every write
