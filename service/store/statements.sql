@@ -763,8 +763,7 @@ WITH target AS (
 ),
 claim AS (
     INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
-    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL,
-           '{"updated":' || count(*) || '}'
+    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL, '{"updated":' || count(*) || '}'
     FROM target
     ON CONFLICT (user_id, key) DO NOTHING
     RETURNING body
@@ -831,8 +830,7 @@ WITH target AS (
 ),
 claim AS (
     INSERT INTO idempotency_keys (user_id, key, fingerprint, todo_id, body)
-    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL,
-           '{"deleted":' || count(*) || '}'
+    SELECT %(user_id)s, %(key)s, %(fingerprint)s, NULL, '{"deleted":' || count(*) || '}'
     FROM target
     ON CONFLICT (user_id, key) DO NOTHING
     RETURNING body
