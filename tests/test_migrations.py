@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -10,7 +11,8 @@ from alembic.script import ScriptDirectory
 from conftest import SPEC_PATH, read_yaml
 from databases import Databases
 from served import Serve
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
+from waits import until
 
 from service import migrations
 from service.db import sqlalchemy_url
@@ -145,4 +147,52 @@ def test_2_0s_migration_goes_back_to_1_x_keeping_every_todo_and_comes_again(
             text("SELECT priority::text, due_at, tags, completed_at IS NOT NULL FROM todo_items")
         ).one()
         assert tuple(again) == ("none", None, [], True)
+    engine.dispose()
+
+
+@pytest.mark.req("FR-221")
+def test_2_0s_columns_wait_for_every_transaction_begun_before_the_1_x_view(
+    databases: Databases,
+) -> None:
+    """A 1.3 keyed create casts its answer `::todos`, a type its statement looks up before
+    it locks the table. One that looked it up before `todos` became todo_items must not
+    meet todo_items' 2.0 columns: they are added only once every transaction begun before
+    the view has ended."""
+    url = databases.clone("older")
+    command.downgrade(alembic_config(url), "0006")
+    engine = create_engine(sqlalchemy_url(url))
+
+    def columns(conn: Connection) -> list[str]:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT attname::text FROM pg_attribute WHERE attnum > 0"
+                    " AND attrelid = to_regclass('todo_items')"
+                )
+            ).scalars()
+        )
+
+    def waiting(conn: Connection) -> bool:
+        """Whether the migration's session has asked for the transactions older than it."""
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query LIKE '%xact_start < %'"
+                )
+            ).scalar_one()
+        )
+
+    with engine.connect() as older, engine.connect() as watcher:
+        older.execute(text("SELECT 1"))  # a transaction begun before the rename
+        migrating = threading.Thread(target=migrations.upgrade, args=(url,), daemon=True)
+        migrating.start()
+        watcher.execution_options(isolation_level="AUTOCOMMIT")
+        until(lambda: waiting(watcher), 30, "the migration waiting for older transactions")
+        assert columns(watcher), "todos is todo_items behind a view"
+        assert "priority" not in columns(watcher), "2.0's columns came while 1.3's could read"
+        older.rollback()
+        migrating.join(120)
+        assert not migrating.is_alive()
+        assert "priority" in columns(watcher)
     engine.dispose()
