@@ -200,9 +200,10 @@ class Fuzzer:
             # The event log carries the users' tokens, so it goes with its directory, and
             # the summary does not point at it.
             shutil.rmtree(directory, ignore_errors=True)
+        assert process is not None, "started, as the try ran to its end"
         kept = [line for line in output_text.splitlines() if line.strip() and "NDJSON:" not in line]
         summary = [line for line in kept if line != "Reports:"][-25:]
-        ctx.notes["fuzz"] = {"exit_status": process and process.returncode, "summary": summary}
+        ctx.notes["fuzz"] = {"exit_status": process.returncode, "summary": summary}
         return results
 
     def _read(self, ctx: Context, events: Path) -> list[CheckResult]:
