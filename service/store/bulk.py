@@ -5,7 +5,11 @@ changed or deleted in one statement, which answers its own body (`{"updated": n}
 Each statement first locks the todos it will write, in id order: two bulk writes of one
 user lock what they share in the same order, and a single write locks one todo, so no
 two writes ever wait on each other in a circle. A todo that a concurrent write changed
-meanwhile is checked against the filters again as it is locked. A PATCH writes only the
+meanwhile is checked against the filters again as it is locked. The write then meets
+the same filters in the same snapshot, so it writes the todos locked and no other, and
+it is one scan of the user's todos: joined to the locked ids instead, it was planned
+for the one row a new user's statistics promise, a nested loop comparing every todo with
+every locked id (113 ms of a 141 ms toggle of 1,000 todos). A PATCH writes only the
 todos whose values change: one that already holds every value given keeps its
 `updated_at`, hence its ETag.
 
@@ -76,28 +80,30 @@ condition AS (
 ),"""
 
 
+# Counting the target locks all of it before the write's scan begins.
 _UNCLAIMED = """
 condition AS (
     SELECT set_config('app.if_list_version', %(if_list_version)s, true)
+    FROM (SELECT count(*) FROM target) AS locked
 ),"""
 
 # `condition` gates the write, so the setting is made before the write's trigger reads it.
-_UPDATED = """
+_UPDATED = f"""
 written AS (
     UPDATE todo_items
     SET is_completed = coalesce(%(is_completed)s::boolean, is_completed),
         priority = coalesce(%(priority)s::todo_priority, priority),
         due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
         updated_at = greatest(now(), updated_at + interval '1 microsecond')
-    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+    WHERE user_id = %(user_id)s{FILTERS}{_CHANGES}
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )"""
 
-_DELETED = """
+_DELETED = f"""
 written AS (
     DELETE FROM todo_items
-    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+    WHERE user_id = %(user_id)s{FILTERS}
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )"""

@@ -728,6 +728,7 @@ WITH target AS (
 ),
 condition AS (
     SELECT set_config('app.if_list_version', %(if_list_version)s, true)
+    FROM (SELECT count(*) FROM target) AS locked
 ),
 written AS (
     UPDATE todo_items
@@ -735,7 +736,20 @@ written AS (
         priority = coalesce(%(priority)s::todo_priority, priority),
         due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
         updated_at = greatest(now(), updated_at + interval '1 microsecond')
-    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (is_completed <> coalesce(%(is_completed)s::boolean, is_completed)
+               OR priority <> coalesce(%(priority)s::todo_priority, priority)
+               OR (%(sets_due_at)s AND due_at IS DISTINCT FROM %(due_at)s::timestamptz))
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )
@@ -777,7 +791,20 @@ written AS (
         priority = coalesce(%(priority)s::todo_priority, priority),
         due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
         updated_at = greatest(now(), updated_at + interval '1 microsecond')
-    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
+          AND (is_completed <> coalesce(%(is_completed)s::boolean, is_completed)
+               OR priority <> coalesce(%(priority)s::todo_priority, priority)
+               OR (%(sets_due_at)s AND due_at IS DISTINCT FROM %(due_at)s::timestamptz))
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )
@@ -802,10 +829,21 @@ WITH target AS (
 ),
 condition AS (
     SELECT set_config('app.if_list_version', %(if_list_version)s, true)
+    FROM (SELECT count(*) FROM target) AS locked
 ),
 written AS (
     DELETE FROM todo_items
-    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )
@@ -840,7 +878,17 @@ condition AS (
 ),
 written AS (
     DELETE FROM todo_items
-    WHERE user_id = %(user_id)s AND id IN (SELECT id FROM target)
+    WHERE user_id = %(user_id)s
+          AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+          AND (%(priorities)s::todo_priority[] IS NULL
+               OR priority = ANY (%(priorities)s::todo_priority[]))
+          AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+          AND (%(due_after)s::timestamptz IS NULL OR due_at > %(due_after)s::timestamptz)
+          AND (%(due_before)s::timestamptz IS NULL OR due_at < %(due_before)s::timestamptz)
+          AND (%(longest)s::text IS NULL
+               OR title_folded || ' ' || description_folded LIKE %(longest)s::text)
+          AND (%(words)s::text[] IS NULL
+               OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )
