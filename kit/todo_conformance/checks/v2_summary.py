@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from todo_conformance.checks import Context, check, expect, header, op, schema
-from todo_conformance.checks.v2_todo import create_v2, v2_path
+from todo_conformance.checks.v2_todo import V2, create_v2, v2_path
 from todo_conformance.target import Exchange
 from todo_conformance.users import User
 
@@ -76,13 +76,19 @@ def the_summary_counts_the_callers_todos_and_no_one_elses(ctx: Context) -> None:
     since=SINCE,
 )
 def the_summary_carries_the_lists_etag_and_answers_304(ctx: Context) -> None:
-    """The summary (GET and HEAD) carries an ETag, answers 304 to it with no body, and
-    another one once any of the caller's todos changes"""
+    """The summary (GET and HEAD) carries the list's ETag, answers 304 to it with no
+    body, and another one once any of the caller's todos changes"""
     user = ctx.own_user("v2 summary etag")
     todo = create_v2(ctx, user, "counted")
     _, answer = _summary(ctx, user, "one todo")
     etag = answer.header("etag")
     expect(etag is not None and not etag.startswith("W/"), f"the summary's ETag {etag!r}", answer)
+    listed = ctx.send("GET", V2, user)
+    expect(
+        listed.header("etag") == etag,
+        f"the summary's ETag {etag!r} is not the list's, {listed.header('etag')!r}",
+        listed,
+    )
     cached = ctx.send("GET", SUMMARY, user, headers=[("If-None-Match", str(etag))])
     expect(
         cached.status == 304 and cached.body == b"" and cached.header("etag") == etag,
