@@ -489,9 +489,9 @@ FROM (
           AND (%(words)s::text[] IS NULL
                OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
           AND (%(after_id)s::uuid IS NULL
-               OR (coalesce(due_at, 'infinity'::timestamptz), created_at, id)
+               OR (CASE WHEN due_at IS NULL THEN 'infinity'::timestamptz ELSE due_at END, created_at, id)
                   > (coalesce(%(after_key)s::timestamptz, 'infinity'::timestamptz), %(after_created_at)s::timestamptz, %(after_id)s::uuid))
-        ORDER BY coalesce(due_at, 'infinity'::timestamptz), created_at, id
+        ORDER BY CASE WHEN due_at IS NULL THEN 'infinity'::timestamptz ELSE due_at END, created_at, id
         LIMIT %(limit)s + 1
     ) AS t
 ) AS w;
@@ -525,9 +525,9 @@ FROM (
           AND (%(words)s::text[] IS NULL
                OR title_folded || ' ' || description_folded LIKE ALL (%(words)s::text[]))
           AND (%(after_id)s::uuid IS NULL
-               OR (coalesce(due_at, '-infinity'::timestamptz), created_at, id)
+               OR (CASE WHEN due_at IS NULL THEN '-infinity'::timestamptz ELSE due_at END, created_at, id)
                   < (coalesce(%(after_key)s::timestamptz, '-infinity'::timestamptz), %(after_created_at)s::timestamptz, %(after_id)s::uuid))
-        ORDER BY coalesce(due_at, '-infinity'::timestamptz) DESC, created_at DESC, id DESC
+        ORDER BY CASE WHEN due_at IS NULL THEN '-infinity'::timestamptz ELSE due_at END DESC, created_at DESC, id DESC
         LIMIT %(limit)s + 1
     ) AS t
 ) AS w;
