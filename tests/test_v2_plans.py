@@ -21,9 +21,9 @@ from sqlalchemy.exc import ProgrammingError
 
 from service.db import Database, sqlalchemy_url
 from service.settings import Settings
-from service.store import Position, lists
+from service.store import Position, UserId, lists
 
-BIG = uuid.UUID("00000000-0000-4000-9000-0000000000b1")
+BIG = UserId(uuid.UUID("00000000-0000-4000-9000-0000000000b1"))
 OTHERS = 9
 EACH = 1_000
 MINE = 20_000
