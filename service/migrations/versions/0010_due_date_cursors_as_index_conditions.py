@@ -21,6 +21,7 @@ Create Date: 2026-12-07
 """
 
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from alembic import op
@@ -53,10 +54,13 @@ OLD = {
 }
 
 
-def _retried(connection: sa.Connection, sql: str) -> None:
+def _retried(connection: sa.Connection, step: Callable[[sa.Connection], None]) -> None:
+    """`step`, once it finds its locks within LOCK_TIMEOUT: a statement that would queue
+    behind a long transaction gives up and the whole step tries again later, so
+    requests never queue behind it."""
     for attempt in range(ATTEMPTS):
         try:
-            connection.execute(sa.text(sql))
+            step(connection)
             return
         except sa.exc.OperationalError as error:
             if getattr(error.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
@@ -65,18 +69,29 @@ def _retried(connection: sa.Connection, sql: str) -> None:
     raise RuntimeError(f"no lock within {LOCK_TIMEOUT} in {ATTEMPTS} attempts")
 
 
-def _build(connection: sa.Connection, name: str, columns: str) -> None:
-    valid = connection.execute(
-        sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
-        {"name": name},
-    ).scalar()
-    if valid:
-        return
-    if valid is False:
-        # A build that gave up or was interrupted leaves an invalid index, which writes
-        # still keep: it goes, and the build starts again.
-        _retried(connection, f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-    _retried(connection, f"CREATE INDEX CONCURRENTLY {name} ON todo_items ({columns})")
+def _build(name: str, columns: str) -> Callable[[sa.Connection], None]:
+    def build(connection: sa.Connection) -> None:
+        valid = connection.execute(
+            sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
+            {"name": name},
+        ).scalar()
+        if valid:
+            return
+        if valid is False:
+            # A build that gave up on a lock (its entry in the catalogue made before it
+            # waits) or was interrupted leaves an invalid index, which writes still
+            # keep: it goes, and the build starts again.
+            connection.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+        connection.execute(sa.text(f"CREATE INDEX CONCURRENTLY {name} ON todo_items ({columns})"))
+
+    return build
+
+
+def _dropped(name: str) -> Callable[[sa.Connection], None]:
+    def drop(connection: sa.Connection) -> None:
+        connection.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+
+    return drop
 
 
 def _swap(built: dict[str, str], dropped: dict[str, str]) -> None:
@@ -84,9 +99,9 @@ def _swap(built: dict[str, str], dropped: dict[str, str]) -> None:
         connection = op.get_bind()
         connection.execute(sa.text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
         for name, columns in built.items():
-            _build(connection, name, columns)
+            _retried(connection, _build(name, columns))
         for name in dropped:
-            _retried(connection, f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            _retried(connection, _dropped(name))
         connection.execute(sa.text("RESET lock_timeout"))
 
 
