@@ -89,19 +89,6 @@ def seeded(databases: Databases) -> Iterator[Seeded]:
     engine.dispose()
 
 
-def _params(
-    sort: lists.Sort, filters: lists.Filters, after: Position | None = None
-) -> dict[str, Any]:
-    """A page's parameters, as lists.page gives them."""
-    return {
-        "user_id": str(BIG), "limit": 50,
-        "after_created_at": None if after is None else after.created_at,
-        "after_id": None if after is None else str(after.todo_id),
-        "after_key": None if after is None else sort.after_key(after.key),
-        **filters.values(),
-    }  # fmt: skip
-
-
 def _plan(
     db: Database,
     sort: lists.Sort,
@@ -110,7 +97,7 @@ def _plan(
     after: Position | None = None,
 ) -> str:
     statement = f"EXPLAIN ({explain}) {sort.statement_for(filters)}"
-    rows = asyncio.run(db.fetch(BIG, statement, _params(sort, filters, after)))
+    rows = asyncio.run(db.fetch(BIG, statement, lists.parameters(BIG, sort, filters, 50, after)))
     return "\n".join(row[0] for row in rows)
 
 
@@ -210,7 +197,7 @@ def test_a_later_page_starts_at_its_cursor_and_reads_its_rows_alone(
 def _explained(db: Database, sort: lists.Sort, filters: lists.Filters) -> dict[str, Any]:
     """The page's plan as run (EXPLAIN ANALYZE, with BUFFERS), as JSON."""
     statement = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sort.statement_for(filters)}"
-    [[plan]] = asyncio.run(db.fetch(BIG, statement, _params(sort, filters)))
+    [[plan]] = asyncio.run(db.fetch(BIG, statement, lists.parameters(BIG, sort, filters, 50, None)))
     top: dict[str, Any] = (json.loads(plan) if isinstance(plan, str) else plan)[0]
     return top
 

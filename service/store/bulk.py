@@ -49,13 +49,22 @@ _CHANGES = """
                OR (%(sets_due_at)s AND due_at IS DISTINCT FROM %(due_at)s::timestamptz))"""
 
 
-def _target(changes: str, lock: str) -> str:
+# The todos a bulk write writes, met twice in its statement: once as it locks them, and
+# again, in the same snapshot, as it writes them.
+_MEETS = {
+    Kind.UPDATE: f"user_id = %(user_id)s{FILTERS}{_CHANGES}",
+    Kind.DELETE: f"user_id = %(user_id)s{FILTERS}",
+}
+_LOCK = {Kind.UPDATE: "NO KEY UPDATE", Kind.DELETE: "UPDATE"}
+
+
+def _target(kind: Kind) -> str:
     return f"""\
 WITH target AS (
     SELECT id FROM todo_items
-    WHERE user_id = %(user_id)s{FILTERS}{changes}
+    WHERE {_MEETS[kind]}
     ORDER BY id
-    FOR {lock}
+    FOR {_LOCK[kind]}
 ),"""
 
 
@@ -95,7 +104,7 @@ written AS (
         priority = coalesce(%(priority)s::todo_priority, priority),
         due_at = CASE WHEN %(sets_due_at)s THEN %(due_at)s::timestamptz ELSE due_at END,
         updated_at = greatest(now(), updated_at + interval '1 microsecond')
-    WHERE user_id = %(user_id)s{FILTERS}{_CHANGES}
+    WHERE {_MEETS[Kind.UPDATE]}
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )"""
@@ -103,7 +112,7 @@ written AS (
 _DELETED = f"""
 written AS (
     DELETE FROM todo_items
-    WHERE user_id = %(user_id)s{FILTERS}
+    WHERE {_MEETS[Kind.DELETE]}
       AND EXISTS (SELECT 1 FROM condition)
     RETURNING 1
 )"""
@@ -116,12 +125,10 @@ SELECT {_body(kind)} FROM written"""
 
 _ANSWER_CLAIMED = "\nSELECT body FROM claim"
 
-UPDATE = _target(_CHANGES, "NO KEY UPDATE") + _UNCLAIMED + _UPDATED + _answered(Kind.UPDATE)
-UPDATE_KEYED = (
-    _target(_CHANGES, "NO KEY UPDATE") + _claimed(Kind.UPDATE) + _UPDATED + _ANSWER_CLAIMED
-)
-DELETE = _target("", "UPDATE") + _UNCLAIMED + _DELETED + _answered(Kind.DELETE)
-DELETE_KEYED = _target("", "UPDATE") + _claimed(Kind.DELETE) + _DELETED + _ANSWER_CLAIMED
+UPDATE = _target(Kind.UPDATE) + _UNCLAIMED + _UPDATED + _answered(Kind.UPDATE)
+UPDATE_KEYED = _target(Kind.UPDATE) + _claimed(Kind.UPDATE) + _UPDATED + _ANSWER_CLAIMED
+DELETE = _target(Kind.DELETE) + _UNCLAIMED + _DELETED + _answered(Kind.DELETE)
+DELETE_KEYED = _target(Kind.DELETE) + _claimed(Kind.DELETE) + _DELETED + _ANSWER_CLAIMED
 
 
 def _statement(kind: Kind, keyed: bool) -> str:

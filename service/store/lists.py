@@ -215,6 +215,20 @@ def _escaped(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def parameters(
+    user: UserId, sort: Sort, filters: Filters, limit: int, after: Position | None
+) -> dict[str, Any]:
+    """What `sort`'s statement for `filters` takes, for a page of `limit` after `after`."""
+    return {
+        "user_id": str(user),
+        "limit": limit,
+        "after_created_at": None if after is None else after.created_at,
+        "after_id": None if after is None else str(after.todo_id),
+        "after_key": None if after is None else sort.after_key(after.key),
+        **filters.values(),
+    }
+
+
 async def page(
     db: Database,
     user: UserId,
@@ -228,16 +242,7 @@ async def page(
     so a walk through the pages meets every todo that exists throughout it with an
     unchanged key exactly once."""
     rows = await db.fetch(
-        user,
-        sort.statement_for(filters),
-        {
-            "user_id": str(user),
-            "limit": limit,
-            "after_created_at": None if after is None else after.created_at,
-            "after_id": None if after is None else str(after.todo_id),
-            "after_key": None if after is None else sort.after_key(after.key),
-            **filters.values(),
-        },
+        user, sort.statement_for(filters), parameters(user, sort, filters, limit, after)
     )
     version, items, count, last_at, last_id, last_key, more = rows[0]
     last = Position(last_at, uuid.UUID(last_id), last_key) if more else None
